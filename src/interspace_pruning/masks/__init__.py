@@ -1,0 +1,20 @@
+"""Masks over prunable tensors (SP weights or IP coefficients) and sparsity accounting."""
+
+from .mask import Mask
+from .parametrization import MaskedParametrization, MaskedWeight
+from .prunable import PrunableTensor, apply_masks, attach_masks, keep_masked, prunable
+from .report import LayerSparsity, SparsityReport, sparsity_report
+
+__all__ = [
+    "LayerSparsity",
+    "Mask",
+    "MaskedParametrization",
+    "MaskedWeight",
+    "PrunableTensor",
+    "SparsityReport",
+    "apply_masks",
+    "attach_masks",
+    "keep_masked",
+    "prunable",
+    "sparsity_report",
+]
