@@ -26,4 +26,4 @@ def synflow_scores(ctx: ScoringContext) -> list[torch.Tensor]:
     params = ctx.params
     out = model(torch.ones((1, *ctx.input_shape), dtype=torch.float64, device=ctx.device))
     grads = torch.autograd.grad(out.sum(), params)
-    return [(g * p).detach().abs().float() for g, p in zip(grads, params, strict=True)]
+    return [(g * p).detach().abs() for g, p in zip(grads, params, strict=True)]

@@ -1,0 +1,53 @@
+"""Shared fixtures: small models covering every conv flavour the library must handle."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+
+class MixedNet(nn.Module):
+    """Strided, dilated, grouped, depthwise, non-square and 1x1 convs, BN and Linear."""
+
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.dilated = nn.Conv2d(8, 8, 3, padding=2, dilation=2, bias=False)
+        self.grouped = nn.Conv2d(8, 12, 3, padding=1, groups=4)
+        self.depthwise = nn.Conv2d(12, 12, 5, padding=2, groups=12, bias=False)
+        self.nonsquare = nn.Conv2d(12, 6, (1, 3), padding=(0, 1))
+        self.tall = nn.Conv2d(6, 6, (3, 2), stride=(1, 2), padding=(1, 0))
+        self.pointwise = nn.Conv2d(6, 10, 1)
+        self.fc = nn.Linear(10, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.stem(x)))
+        x = torch.relu(self.dilated(x))
+        x = torch.relu(self.grouped(x))
+        x = torch.relu(self.depthwise(x))
+        x = torch.relu(self.nonsquare(x))
+        x = torch.relu(self.tall(x))
+        x = self.pointwise(x).mean(dim=(2, 3))
+        return self.fc(x)
+
+
+@pytest.fixture
+def mixed_net() -> MixedNet:
+    torch.manual_seed(0)
+    return MixedNet().eval()
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(4, 3, 16, 16, generator=g)
+
+
+def random_batches(n: int, shape: tuple[int, ...], classes: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(8, *shape, generator=g), torch.randint(0, classes, (8,), generator=g))
+        for _ in range(n)
+    ]

@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+import interspace_pruning as ip
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [("resnet20", 0.27e6), ("resnet32", 0.46e6), ("resnet56", 0.85e6), ("vgg16", 14.7e6)],
+)
+def test_cifar_models(name, params):
+    model = ip.models.get(name, num_classes=10, in_channels=3)
+    n = sum(p.numel() for p in model.parameters())
+    assert abs(n - params) / params < 0.03, n  # the published sizes
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("size", [8, 28])
+def test_convnet_on_small_inputs(size):
+    model = ip.models.get("convnet", num_classes=10, in_channels=1)
+    assert model(torch.randn(2, 1, size, size)).shape == (2, 10)
+
+
+def test_other_channel_and_class_counts_and_errors():
+    assert ip.models.get("resnet20", 100, 1)(torch.randn(1, 1, 28, 28)).shape == (1, 100)
+    assert ip.models.get("resnet20", shortcut="B")(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    with pytest.raises(ValueError, match="unknown model 'resnet18'"):
+        ip.models.get("resnet18")
+    with pytest.raises(ValueError, match="num_classes"):
+        ip.models.get("convnet", num_classes=0)
