@@ -71,8 +71,8 @@ def main() -> None:
             times[k] += step_times(models[k], opts[k], x, y, args.steps)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(
-        f"{args.model}, batch {args.batch_size}, {args.threads} threads, torch {torch.__version__}, "
-        f"{args.blocks * args.steps} steps each"
+        f"{args.model}, batch {args.batch_size}, {args.threads} threads, "
+        f"torch {torch.__version__}, {args.blocks * args.steps} steps each"
     )
     for k in kinds:
         print(f"  {k:>5}: median {med[k] * 1e3:8.1f} ms/step")

@@ -1,0 +1,76 @@
+"""Datasets: ``data.get(name, root, download)`` returns an in-memory :class:`ImageDataset`.
+
+``digits`` (the embedded default, from scikit-learn), ``mnist``, ``fashion-mnist``
+(IDX files), ``cifar10``, ``cifar100`` (python pickles, read with a restricted unpickler).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .dataset import AUGMENTATIONS, Batch, ImageDataset, balanced_indices, random_crop_flip
+from .digits import load_digits_dataset
+from .download import user_cache_dir
+from .errors import DataError
+
+NAMES = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def names() -> list[str]:
+    return list(NAMES)
+
+
+def default_root(name: str) -> Path:
+    """Where ``name`` is looked for when no root is given."""
+    if name == "fashion-mnist" and DEBIAN_FASHION_MNIST.is_dir():
+        return DEBIAN_FASHION_MNIST
+    return user_cache_dir(name)
+
+
+def get(
+    name: str,
+    root: str | Path | None = None,
+    download: bool = False,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    augment: bool = True,
+) -> ImageDataset:
+    """Load dataset ``name`` into memory.
+
+    Args:
+        root: folder with the files (default: :func:`default_root`).
+        download: fetch the official files into ``root`` if they are missing.
+        train_subset / test_subset: keep a fixed class-balanced subset of that many images.
+        augment: use the dataset's standard augmentation (random crop + flip for CIFAR).
+    """
+    from .cifar import load_cifar_dataset
+    from .idx import load_idx_dataset
+
+    if name not in NAMES:
+        raise DataError(f"unknown dataset {name!r}; choose one of {list(NAMES)}")
+    path = Path(root) if root is not None else default_root(name)
+    if name == "digits":
+        ds = load_digits_dataset()
+    elif name in ("mnist", "fashion-mnist"):
+        ds = load_idx_dataset(name, path, download)
+    else:
+        ds = load_cifar_dataset(name, path, download)
+    if not augment:
+        ds.augment = "none"
+    if train_subset is not None or test_subset is not None:
+        ds = ds.subset(train_subset, test_subset)
+    return ds
+
+
+__all__ = [
+    "AUGMENTATIONS",
+    "Batch",
+    "DataError",
+    "ImageDataset",
+    "balanced_indices",
+    "default_root",
+    "get",
+    "names",
+    "random_crop_flip",
+]

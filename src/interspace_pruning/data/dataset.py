@@ -1,0 +1,143 @@
+"""In-memory image datasets and a fast batch iterator.
+
+The datasets here fit in memory, and on two CPU cores a Python ``DataLoader`` is the slow
+path, so images are kept as one tensor (uint8 where the source is) and each batch is
+normalised and augmented with a few vectorised tensor operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import torch
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+AUGMENTATIONS = ("none", "crop-flip")
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """Per-sample random crop (zero padding ``padding``) and horizontal flip of a batch."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+    oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    rows = (oy[:, None] + torch.arange(h))[:, None, :, None]  # (n, 1, h, 1)
+    cols = (ox[:, None] + torch.arange(w))[:, None, None, :]  # (n, 1, 1, w)
+    flip = torch.rand(n, generator=generator) < 0.5
+    cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)
+    idx_n = torch.arange(n)[:, None, None, None]
+    idx_c = torch.arange(x.shape[1])[None, :, None, None]
+    return padded[idx_n, idx_c, rows, cols]
+
+
+@dataclass
+class ImageDataset:
+    """Train and test images with labels, and how to normalise and augment them."""
+
+    name: str
+    train_x: torch.Tensor  # (N, C, H, W), raw values (uint8 or float)
+    train_y: torch.Tensor  # (N,) int64
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    #: ``x_normalised = (x * scale - mean) / std`` per channel.
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    augment: str = "none"
+    classes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(
+                f"unknown augmentation {self.augment!r}; choose one of {AUGMENTATIONS}"
+            )
+
+    @property
+    def in_channels(self) -> int:
+        return self.train_x.shape[1]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        return (x.float() * self.scale - mean) / std
+
+    def train_batches(
+        self,
+        batch_size: int,
+        generator: torch.Generator,
+        augment: bool = True,
+        drop_last: bool = True,
+    ) -> Iterator[Batch]:
+        """One epoch of shuffled training batches (order and augmentation from ``generator``)."""
+        n = len(self.train_y)
+        order = torch.randperm(n, generator=generator)
+        stop = n - n % batch_size if drop_last and n >= batch_size else n
+        for i in range(0, stop, batch_size):
+            idx = order[i : i + batch_size]
+            x = self.normalise(self.train_x[idx])
+            if augment and self.augment == "crop-flip":
+                x = random_crop_flip(x, generator)
+            yield x, self.train_y[idx]
+
+    def test_batches(self, batch_size: int = 1000) -> Iterator[Batch]:
+        for i in range(0, len(self.test_y), batch_size):
+            yield self.normalise(self.test_x[i : i + batch_size]), self.test_y[i : i + batch_size]
+
+    def steps_per_epoch(self, batch_size: int, drop_last: bool = True) -> int:
+        n = len(self.train_y)
+        if drop_last and n >= batch_size:
+            return n // batch_size
+        return -(-n // batch_size)
+
+    def subset(
+        self, train: int | None = None, test: int | None = None, seed: int = 0
+    ) -> ImageDataset:
+        """A class-balanced subset (fixed by ``seed``) of the training and/or test split."""
+        out = self
+        if train is not None:
+            idx = balanced_indices(self.train_y, train, self.num_classes, seed)
+            out = replace(out, train_x=self.train_x[idx], train_y=self.train_y[idx])
+        if test is not None:
+            idx = balanced_indices(self.test_y, test, self.num_classes, seed + 1)
+            out = replace(out, test_x=self.test_x[idx], test_y=self.test_y[idx])
+        return out
+
+
+def balanced_indices(labels: torch.Tensor, n: int, num_classes: int, seed: int) -> torch.Tensor:
+    """``n`` indices, as equal per class as possible, in a fixed shuffled order."""
+    if not 0 < n <= len(labels):
+        raise ValueError(f"subset size must be in [1, {len(labels)}], got {n}")
+    g = torch.Generator().manual_seed(seed)
+    per_class = [torch.nonzero(labels == c).flatten() for c in range(num_classes)]
+    per_class = [p[torch.randperm(len(p), generator=g)] for p in per_class]
+    # round-robin over classes until n are taken
+    taken: list[torch.Tensor] = []
+    depth = 0
+    while sum(len(t) for t in taken) < n:
+        row = [p[depth : depth + 1] for p in per_class if len(p) > depth]
+        taken.append(torch.cat(row)[: n - sum(len(t) for t in taken)])
+        depth += 1
+    idx = torch.cat(taken)
+    return idx[torch.randperm(len(idx), generator=g)]
+
+
+def stratified_split(
+    labels: torch.Tensor, test_fraction: float, num_classes: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed stratified train/test index split."""
+    g = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for c in range(num_classes):
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = round(test_fraction * len(idx))
+        test.append(idx[:k])
+        train.append(idx[k:])
+    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(test)).values

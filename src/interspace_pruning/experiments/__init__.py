@@ -1,0 +1,19 @@
+"""Experiments: run configurations, single runs and the SP-vs-IP comparison."""
+
+from .compare import Comparison, compare
+from .config import REPRESENTATIONS, DataConfig, ModelConfig, PruneConfig, RunConfig
+from .run import RunResult, load_data, prepare, run
+
+__all__ = [
+    "REPRESENTATIONS",
+    "Comparison",
+    "DataConfig",
+    "ModelConfig",
+    "PruneConfig",
+    "RunConfig",
+    "RunResult",
+    "compare",
+    "load_data",
+    "prepare",
+    "run",
+]

@@ -1,0 +1,77 @@
+"""Grids of runs: every combination of some hyperparameters, one directory per run.
+
+A run's directory is named by the hash of its resolved configuration, so a grid can be
+stopped and started again: runs with a ``summary.json`` are not trained twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..foundations.hparams import config_hash
+from .config import PruneConfig, RunConfig
+from .run import run
+
+SECTIONS = ("data", "model", "prune", "train")
+
+
+def override(cfg: RunConfig, key: str, value: Any) -> RunConfig:
+    """``override(cfg, "prune.sparsity", 0.9)``: a copy with one field changed (validated)."""
+    section, _, name = key.partition(".")
+    if section not in SECTIONS or not name:
+        raise ValueError(f"grid key {key!r} must look like '<{'|'.join(SECTIONS)}>.<field>'")
+    sub = getattr(cfg, section)
+    if name not in {f.name for f in dataclasses.fields(sub)}:
+        raise ValueError(f"unknown hyperparameter {key!r}")
+    return dataclasses.replace(cfg, **{section: dataclasses.replace(sub, **{name: value})})
+
+
+def canonical(cfg: RunConfig) -> RunConfig:
+    """Dense runs ignore every pruning setting: reset them so that equal runs hash equally."""
+    if cfg.prune.representation != "dense":
+        return cfg
+    return dataclasses.replace(cfg, prune=PruneConfig(representation="dense"))
+
+
+def expand(base: RunConfig, grid: Mapping[str, Sequence[Any]]) -> list[RunConfig]:
+    """All combinations of ``grid`` applied to ``base``, deduplicated, in grid order."""
+    keys = list(grid)
+    out: dict[str, RunConfig] = {}
+    for values in itertools.product(*(grid[k] for k in keys)):
+        cfg = base
+        for k, v in zip(keys, values, strict=True):
+            cfg = override(cfg, k, v)
+        cfg = canonical(cfg)
+        out.setdefault(config_hash(cfg), cfg)
+    return list(out.values())
+
+
+def run_dir(root: Path, cfg: RunConfig) -> Path:
+    return Path(root) / config_hash(cfg)
+
+
+def run_grid(
+    configs: Sequence[RunConfig], root: str | Path, progress: bool = True
+) -> Iterator[tuple[RunConfig, dict]]:
+    """Train every config not finished yet under ``root``; yield ``(config, summary)``."""
+    root = Path(root)
+    for i, cfg in enumerate(configs):
+        d = run_dir(root, cfg)
+        done = d / "summary.json"
+        if done.is_file():
+            summary = json.loads(done.read_text())
+        else:
+            if progress:
+                p = cfg.prune
+                print(
+                    f"[{i + 1}/{len(configs)}] {cfg.data.dataset} {cfg.model.model} "
+                    f"{p.representation} {p.method} {p.sparsity:g} seed {cfg.train.seed} -> {d}",
+                    flush=True,
+                )
+            summary = run(cfg, d, progress=False).summary
+        yield cfg, summary

@@ -1,0 +1,54 @@
+"""Result tables: mean and spread over seeds, IP - SP differences, as Markdown."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+
+from .config import RunConfig
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    """Mean and spread (half the range: with two seeds, the distance of each from the mean)."""
+    return statistics.fmean(values), (max(values) - min(values)) / 2
+
+
+def fmt_pct(values: list[float]) -> str:
+    m, s = _stats(values)
+    return f"{m * 100:.2f} ± {s * 100:.2f}"
+
+
+def ip_vs_sp_table(results: Iterable[tuple[RunConfig, dict]], metric: str = "test_acc") -> str:
+    """One row per (method, sparsity): SP, IP, IP - SP; dense as a reference line."""
+    cells: dict[tuple[str, float], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    dense: list[float] = []
+    seeds: set[int] = set()
+    for cfg, summary in results:
+        seeds.add(cfg.train.seed)
+        if cfg.prune.representation == "dense":
+            dense.append(summary[metric])
+        else:
+            key = (cfg.prune.method, cfg.prune.sparsity)
+            cells[key][cfg.prune.representation].append(summary[metric])
+    lines = [
+        "| method | sparsity | SP | IP | IP − SP | winner |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (method, sparsity), reps in sorted(cells.items()):
+        sp, ip = reps.get("sp", []), reps.get("ip", [])
+        if sp and ip:
+            diff = statistics.fmean(ip) - statistics.fmean(sp)
+            winner = "IP" if diff > 0 else ("SP" if diff < 0 else "tie")
+            diff_s = f"{diff * 100:+.2f}"
+        else:
+            diff_s, winner = "-", "-"
+        lines.append(
+            f"| {method} | {sparsity:.0%} | {fmt_pct(sp) if sp else '-'} | "
+            f"{fmt_pct(ip) if ip else '-'} | {diff_s} | {winner} |"
+        )
+    if dense:
+        lines.append(f"| dense | 0% | {fmt_pct(dense)} (reference) | | | |")
+    lines.append("")
+    lines.append(f"Test accuracy in % over seeds {sorted(seeds)}: mean ± spread (half the range).")
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""Typed hyperparameter dataclasses that generate their own command-line flags.
+
+Each field becomes ``--field-name``; its type, default, ``choices`` and ``help`` (from the
+field's metadata) drive argparse. Booleans get ``--flag/--no-flag``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def hp(default: Any, help: str, choices: typing.Sequence[Any] | None = None) -> Any:
+    """A dataclass field with CLI help text and optional choices."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def _base_type(tp: Any) -> tuple[type, bool]:
+    """``(type, optional)`` for ``X`` or ``X | None``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], True
+    return tp, False
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None = None) -> None:
+    """Add one flag per field of dataclass ``cls`` to ``parser``."""
+    group = parser.add_argument_group(title or cls.__name__)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, optional = _base_type(hints[f.name])
+        meta = f.metadata
+        help_text = meta.get("help", "")
+        if tp is bool:
+            group.add_argument(
+                flag(f.name),
+                action=argparse.BooleanOptionalAction,
+                default=f.default,
+                help=f"{help_text} (default: {f.default})",
+            )
+            continue
+        shown = "none" if f.default is None else f.default
+        group.add_argument(
+            flag(f.name),
+            type=tp,
+            default=f.default,
+            choices=meta.get("choices"),
+            metavar=None if meta.get("choices") else f.name.upper(),
+            help=f"{help_text} (default: {shown})" + (" [optional]" if optional else ""),
+        )
+
+
+def from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
+    """Build ``cls`` from the parsed flags (fields absent from ``ns`` keep defaults)."""
+    kwargs = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def config_hash(obj: Any, length: int = 10) -> str:
+    """Stable short hash of a (nested) dataclass's resolved values."""
+    blob = json.dumps(to_dict(obj), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]

@@ -1,0 +1,21 @@
+"""Training: configuration, optimiser and schedules, the loop and its callbacks."""
+
+from .callbacks import Callback, TrainState
+from .config import OPTIMIZERS, SCHEDULES, TrainConfig
+from .loop import TrainingError, evaluate, train
+from .optim import build_optimizer, build_scheduler, lr_factor, param_groups
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "Callback",
+    "TrainConfig",
+    "TrainState",
+    "TrainingError",
+    "build_optimizer",
+    "build_scheduler",
+    "evaluate",
+    "lr_factor",
+    "param_groups",
+    "train",
+]

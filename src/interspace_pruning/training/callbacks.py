@@ -1,0 +1,47 @@
+"""The training loop's extension points (pruning schedules, diagnostics, ...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ..data import ImageDataset
+    from .config import TrainConfig
+
+
+@dataclass
+class TrainState:
+    """What callbacks see; ``step`` counts optimiser steps from 0."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    dataset: ImageDataset
+    config: TrainConfig
+    steps_per_epoch: int
+    total_steps: int
+    epoch: int = 0
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Callback:
+    """Override any hook; all default to doing nothing."""
+
+    def on_train_start(self, state: TrainState) -> None: ...
+
+    def on_after_backward(self, state: TrainState) -> None:
+        """Gradients are populated, the optimiser has not stepped yet."""
+
+    def on_step_end(self, state: TrainState) -> None:
+        """After ``optimizer.step()``; ``state.step`` is the index of the step just taken."""
+
+    def on_epoch_end(self, state: TrainState, metrics: dict) -> None:
+        """``metrics`` may be extended; it is written to the run's metrics file."""
+
+    def on_train_end(self, state: TrainState) -> None: ...

@@ -1,0 +1,56 @@
+"""Training hyperparameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..foundations.hparams import hp
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "onecycle", "constant")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = hp(30, "training epochs")
+    batch_size: int = hp(64, "training batch size")
+    optimizer: str = hp("sgd", "optimiser", OPTIMIZERS)
+    lr: float = hp(0.05, "peak learning rate")
+    momentum: float = hp(0.9, "SGD momentum")
+    nesterov: bool = hp(False, "Nesterov momentum (SGD)")
+    weight_decay: float = hp(5e-4, "weight decay of weights, coefficients, BN and biases")
+    basis_weight_decay: float = hp(0.0, "weight decay of the filter bases (off by default)")
+    basis_lr_mult: float = hp(1.0, "learning-rate multiplier of the filter bases")
+    schedule: str = hp("cosine", "learning-rate schedule", SCHEDULES)
+    step_gamma: float = hp(0.1, "step schedule: decay factor")
+    step_milestones: str = hp("0.5,0.75", "step schedule: epochs (as fractions) to decay at")
+    label_smoothing: float = hp(0.0, "label smoothing of the cross-entropy loss")
+    seed: int = hp(0, "seed for initial weights, pruning data and data order")
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"--lr must be > 0, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.weight_decay < 0 or self.basis_weight_decay < 0 or self.basis_lr_mult < 0:
+            raise ValueError("weight decays and --basis-lr-mult must be >= 0")
+        self.milestones()  # validates the string
+
+    def milestones(self) -> list[float]:
+        try:
+            values = [float(v) for v in self.step_milestones.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(
+                f"--step-milestones must be comma-separated fractions, got {self.step_milestones!r}"
+            ) from None
+        if any(not 0 < v < 1 for v in values):
+            raise ValueError(f"--step-milestones must lie in (0, 1), got {self.step_milestones!r}")
+        return values
