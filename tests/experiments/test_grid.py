@@ -1,0 +1,40 @@
+import pytest
+
+from interspace_pruning.experiments import RunConfig
+from interspace_pruning.experiments.grid import expand, override, run_grid
+from interspace_pruning.experiments.tables import ip_vs_sp_table
+from interspace_pruning.training import TrainConfig
+
+
+def test_expand_deduplicates_dense_runs():
+    grid = {
+        "prune.method": ["snip", "random"],
+        "prune.sparsity": [0.9, 0.95],
+        "prune.representation": ["sp", "ip", "dense"],
+    }
+    cfgs = expand(RunConfig(), grid)
+    assert len(cfgs) == 2 * 2 * 2 + 1
+
+
+def test_override_validates():
+    with pytest.raises(ValueError, match="unknown hyperparameter 'prune.sparse'"):
+        override(RunConfig(), "prune.sparse", 0.9)
+    with pytest.raises(ValueError, match="must look like"):
+        override(RunConfig(), "sparsity", 0.9)
+    with pytest.raises(ValueError, match="sparsity must be"):
+        override(RunConfig(), "prune.sparsity", 2.0)
+
+
+def test_run_grid_skips_finished_runs_and_tabulates(tmp_path, capsys):
+    base = RunConfig(train=TrainConfig(epochs=1))
+    base = override(override(base, "data.train_subset", 200), "data.test_subset", 100)
+    grid = {"prune.representation": ["sp", "ip"], "prune.sparsity": [0.9], "train.seed": [0, 1]}
+    cfgs = expand(base, grid)
+    first = list(run_grid(cfgs, tmp_path))
+    assert capsys.readouterr().out.count("->") == 4
+    second = list(run_grid(cfgs, tmp_path))
+    assert capsys.readouterr().out.count("->") == 0  # all skipped
+    assert [s for _, s in first] == [s for _, s in second]
+    table = ip_vs_sp_table(second)
+    assert "| snip | 98% |" not in table and "| snip | 90% |" in table
+    assert "seeds [0, 1]" in table
