@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..experiments import DataConfig, ModelConfig, PruneConfig, RunConfig, compare, run
+from ..experiments.config import DstConfig, GmpConfig, ImpConfig
 from ..foundations.hparams import add_arguments, config_hash, from_namespace
 from ..training import TrainConfig
 
@@ -17,6 +18,10 @@ TRAIN_EXAMPLES = """examples:
   interspace train                                   # IP, SNIP 98%, convnet on digits
   interspace train --representation sp --method synflow --sparsity 0.9
   interspace train --dataset fashion-mnist --epochs 5 --out runs/fmnist-ip
+  interspace train --method rigl --sparsity 0.9                # dynamic sparse training
+  interspace train --method imp --imp-rounds 4 --sparsity 0.9  # lottery ticket, rewind to init
+  interspace train --representation dense --out runs/dense     # then prune it when trained:
+  interspace train --init-from runs/dense --method magnitude --basis pca --epochs 5 --lr 0.01
   interspace train --dataset cifar10 --root data --model resnet20 --epochs 160 \\
       --batch-size 128 --lr 0.1 --weight-decay 1e-4 --method snip --sparsity 0.95
 """
@@ -40,6 +45,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments(p, ModelConfig, "model")
     add_arguments(p, PruneConfig, "pruning")
     add_arguments(p, TrainConfig, "training")
+    add_arguments(p, ImpConfig, "lottery tickets (--method imp)")
+    add_arguments(p, GmpConfig, "gradual magnitude pruning (--method gmp)")
+    add_arguments(p, DstConfig, "dynamic sparse training (--method rigl / set)")
     g = p.add_argument_group("output")
     g.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<hash>)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -82,6 +90,9 @@ def _config(ns: argparse.Namespace) -> RunConfig:
         model=from_namespace(ModelConfig, ns),
         prune=from_namespace(PruneConfig, ns),
         train=from_namespace(TrainConfig, ns),
+        imp=from_namespace(ImpConfig, ns),
+        gmp=from_namespace(GmpConfig, ns),
+        dst=from_namespace(DstConfig, ns),
     )
 
 

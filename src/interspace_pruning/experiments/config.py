@@ -11,6 +11,7 @@ from ..foundations.hparams import hp
 from ..interspace.convert import SHARE_MODES
 from ..pruning import ALLOCATIONS, method_names
 from ..pruning.allocation import check_sparsity
+from ..schedules import SCHEDULED_METHODS
 from ..training import TrainConfig
 
 REPRESENTATIONS = ("ip", "sp", "dense")
@@ -26,9 +27,17 @@ class DataConfig:
     augment: bool = hp(True, "standard augmentation (random crop + flip on CIFAR)")
 
 
+def all_methods() -> list[str]:
+    """Criteria (pruning at initialisation or of a trained model) and schedules."""
+    return method_names() + list(SCHEDULED_METHODS)
+
+
 @dataclass
 class ModelConfig:
     model: str = hp("convnet", "architecture", tuple(models.names()))
+    init_from: str | None = hp(
+        None, "start from a trained dense checkpoint (a model.pt or its run directory)"
+    )
 
     def __post_init__(self) -> None:
         if self.model not in models.names():
@@ -40,9 +49,19 @@ class PruneConfig:
     representation: str = hp(
         "ip", "ip (filter-basis coefficients), sp (spatial), dense", REPRESENTATIONS
     )
-    method: str = hp("snip", "pruning criterion", tuple(method_names()))
+    method: str = hp(
+        "snip",
+        "a criterion (prune at init, or the --init-from model, once) or a schedule: imp, gmp, "
+        "rigl, set",
+        tuple(all_methods()),
+    )
     sparsity: float = hp(0.98, "fraction of prunable entries set to zero, in [0, 1)")
-    allocation: str = hp("global", "how sparsity is spread over layers", ALLOCATIONS)
+    allocation: str | None = hp(
+        None,
+        "how sparsity is spread over layers (default: erk for rigl/set, else global)",
+        ALLOCATIONS,
+    )
+    criterion: str = hp("magnitude", "score used by imp and gmp", tuple(method_names()))
     basis: str = hp("dct", "IP filter-basis initialisation", tuple(basis_names()))
     share: str = hp("layer", "IP: one filter basis per layer or per network", SHARE_MODES)
     trainable_basis: bool = hp(True, "IP: train the filter bases")
@@ -58,11 +77,15 @@ class PruneConfig:
             raise ValueError(
                 f"unknown representation {self.representation!r}; choose one of {REPRESENTATIONS}"
             )
-        if self.method not in method_names():
+        if self.method not in all_methods():
             raise ValueError(
-                f"unknown pruning method {self.method!r}; choose one of {method_names()}"
+                f"unknown pruning method {self.method!r}; choose one of {all_methods()}"
             )
-        if self.allocation not in ALLOCATIONS:
+        if self.criterion not in method_names():
+            raise ValueError(
+                f"unknown criterion {self.criterion!r}; choose one of {method_names()}"
+            )
+        if self.allocation is not None and self.allocation not in ALLOCATIONS:
             raise ValueError(f"unknown allocation {self.allocation!r}; choose one of {ALLOCATIONS}")
         if self.basis not in basis_names():
             raise ValueError(f"unknown basis {self.basis!r}; choose one of {basis_names()}")
@@ -71,6 +94,52 @@ class PruneConfig:
         check_sparsity(self.sparsity)
         if self.prune_batches < 1:
             raise ValueError(f"--prune-batches must be >= 1, got {self.prune_batches}")
+
+    def resolved_allocation(self) -> str:
+        if self.allocation is not None:
+            return self.allocation
+        return "erk" if self.method in ("rigl", "set") else "global"
+
+    def allocation_kwargs(self) -> dict:
+        return {
+            "allocation": self.resolved_allocation(),
+            "keep_first_dense": self.keep_first_dense,
+            "keep_last_dense": self.keep_last_dense,
+            "min_density": self.min_density,
+        }
+
+
+@dataclass
+class ImpConfig:
+    imp_rounds: int | None = hp(
+        None, "IMP: rounds to reach --sparsity on geometric levels (default: as --imp-rate needs)"
+    )
+    imp_rate: float = hp(0.2, "IMP: fraction of the remaining entries pruned per round")
+    rewind_step: int = hp(
+        0, "IMP: rewind unpruned entries and filter bases to this training step (0 = init)"
+    )
+
+
+@dataclass
+class GmpConfig:
+    gmp_initial_sparsity: float = hp(0.0, "GMP: sparsity at the first pruning step")
+    gmp_start: float = hp(0.1, "GMP: start pruning at this fraction of training")
+    gmp_end: float = hp(0.75, "GMP: reach --sparsity at this fraction of training")
+    gmp_interval: int = hp(50, "GMP: prune every this many steps")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.gmp_start <= self.gmp_end <= 1:
+            raise ValueError(
+                "GMP needs 0 <= --gmp-start <= --gmp-end <= 1, "
+                f"got {self.gmp_start}, {self.gmp_end}"
+            )
+
+
+@dataclass
+class DstConfig:
+    dst_interval: int = hp(100, "SET/RigL: steps between mask updates")
+    dst_drop_fraction: float = hp(0.3, "SET/RigL: initial drop fraction (cosine-annealed)")
+    dst_stop: float = hp(0.75, "SET/RigL: stop updating masks at this fraction of training")
 
 
 @dataclass
@@ -81,3 +150,6 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    imp: ImpConfig = field(default_factory=ImpConfig)
+    gmp: GmpConfig = field(default_factory=GmpConfig)
+    dst: DstConfig = field(default_factory=DstConfig)

@@ -17,7 +17,9 @@ from ..foundations.hparams import config_hash
 from .config import PruneConfig, RunConfig
 from .run import run
 
-SECTIONS = ("data", "model", "prune", "train")
+SECTIONS = ("data", "model", "prune", "train", "imp", "gmp", "dst")
+#: Which optional section each method reads; the others are reset before hashing.
+METHOD_SECTIONS = {"imp": "imp", "gmp": "gmp", "rigl": "dst", "set": "dst"}
 
 
 def override(cfg: RunConfig, key: str, value: Any) -> RunConfig:
@@ -32,10 +34,18 @@ def override(cfg: RunConfig, key: str, value: Any) -> RunConfig:
 
 
 def canonical(cfg: RunConfig) -> RunConfig:
-    """Dense runs ignore every pruning setting: reset them so that equal runs hash equally."""
-    if cfg.prune.representation != "dense":
-        return cfg
-    return dataclasses.replace(cfg, prune=PruneConfig(representation="dense"))
+    """Reset settings a run ignores, so that runs that train alike hash alike.
+
+    Dense runs ignore all pruning settings; every method ignores the sections of the
+    other schedules.
+    """
+    if cfg.prune.representation == "dense":
+        cfg = dataclasses.replace(cfg, prune=PruneConfig(representation="dense"))
+    used = METHOD_SECTIONS.get(cfg.prune.method)
+    fresh = RunConfig()
+    for section in set(METHOD_SECTIONS.values()) - {used}:
+        cfg = dataclasses.replace(cfg, **{section: getattr(fresh, section)})
+    return cfg
 
 
 def expand(base: RunConfig, grid: Mapping[str, Sequence[Any]]) -> list[RunConfig]:

@@ -12,11 +12,13 @@ from torch import nn
 
 from .. import data as data_mod
 from .. import models
+from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.hparams import to_dict
 from ..foundations.io import atomic_write_json
 from ..interspace import to_interspace
-from ..masks import sparsity_report
-from ..pruning import prune
+from ..masks import prunable, sparsity_report
+from ..pruning import method_names, prune
+from ..schedules import DynamicSparseTraining, GradualMagnitudePruning
 from ..training import Callback, train
 from .config import DataConfig, RunConfig
 
@@ -38,6 +40,36 @@ def initial_model(cfg: RunConfig, dataset: data_mod.ImageDataset) -> nn.Module:
     return models.get(cfg.model.model, dataset.num_classes, dataset.in_channels)
 
 
+def load_pretrained(model: nn.Module, path: str | Path) -> None:
+    """Load a trained *dense* state dict (a ``model.pt`` or the run directory holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    state = load_tensors(path)
+    if any("parametrizations" in k for k in state):
+        raise ValueError(
+            f"checkpoint {path} holds a pruned or converted model; --init-from needs a dense "
+            "one (e.g. from `interspace train --representation dense`)"
+        )
+    mine = model.state_dict()
+    missing = sorted(set(mine) - set(state))
+    unexpected = sorted(set(state) - set(mine))
+    wrong = sorted(k for k in set(mine) & set(state) if mine[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:3]}")
+        if wrong:
+            parts.append(f"shape mismatch in {wrong[:3]}")
+        raise ValueError(
+            f"checkpoint {path} does not fit model {type(model).__name__}: {'; '.join(parts)}; "
+            "use the same --model and dataset as the run that wrote it"
+        )
+    model.load_state_dict(state)
+
+
 def pruning_batches(cfg: RunConfig, dataset: data_mod.ImageDataset) -> list:
     """The first ``prune_batches`` training batches of a fixed, seed-determined order."""
     g = torch.Generator().manual_seed(cfg.train.seed + 7919)
@@ -49,28 +81,69 @@ def pruning_batches(cfg: RunConfig, dataset: data_mod.ImageDataset) -> list:
     return out
 
 
-def prepare(cfg: RunConfig, dataset: data_mod.ImageDataset, model: nn.Module | None = None):
-    """Convert (IP) and prune (IP/SP) at initialisation. Returns ``(model, prune_seconds)``."""
+def prepare_representation(
+    cfg: RunConfig, dataset: data_mod.ImageDataset, model: nn.Module | None = None
+) -> nn.Module:
+    """The initial (or ``--init-from``) dense model, converted to IP if asked."""
     p = cfg.prune
     model = initial_model(cfg, dataset) if model is None else model
-    t0 = time.perf_counter()
+    if cfg.model.init_from:
+        load_pretrained(model, cfg.model.init_from)
     if p.representation == "ip":
         to_interspace(model, p.basis, p.share, p.trainable_basis, p.normalize_basis)
-    if p.representation != "dense":
-        torch.manual_seed(cfg.train.seed + 1)  # random scores: same draw for SP and IP
+    return model
+
+
+def prepare(
+    cfg: RunConfig, dataset: data_mod.ImageDataset, model: nn.Module | None = None
+) -> tuple[nn.Module, list[Callback]]:
+    """Build the model for ``cfg`` and the schedule callbacks its method trains with.
+
+    Criteria prune once here (at initialisation, or the ``--init-from`` trained model);
+    GMP starts dense; SET/RigL start from a random mask at the target sparsity.
+    """
+    p = cfg.prune
+    model = prepare_representation(cfg, dataset, model)
+    if p.representation == "dense":
+        return model, []
+    steps = dataset.steps_per_epoch(cfg.train.batch_size) * cfg.train.epochs
+    torch.manual_seed(cfg.train.seed + 1)  # random scores: the same draw for SP and IP
+    if p.method in method_names():
         prune(
             model,
             p.method,
             p.sparsity,
             data=pruning_batches(cfg, dataset),
-            allocation=p.allocation,
-            keep_first_dense=p.keep_first_dense,
-            keep_last_dense=p.keep_last_dense,
-            min_density=p.min_density,
             rounds=p.rounds,
             input_shape=dataset.image_shape,
+            **p.allocation_kwargs(),
         )
-    return model, time.perf_counter() - t0
+        return model, []
+    if p.method == "gmp":
+        g = cfg.gmp
+        prunable(model)
+        schedule = GradualMagnitudePruning(
+            p.sparsity,
+            start_step=round(g.gmp_start * steps),
+            end_step=round(g.gmp_end * steps),
+            interval=g.gmp_interval,
+            initial_sparsity=g.gmp_initial_sparsity,
+            criterion=p.criterion,
+            **p.allocation_kwargs(),
+        )
+        return model, [schedule]
+    if p.method in ("rigl", "set"):
+        prune(model, "random", p.sparsity, **p.allocation_kwargs())
+        d = cfg.dst
+        schedule = DynamicSparseTraining(
+            growth="gradient" if p.method == "rigl" else "random",
+            interval=d.dst_interval,
+            drop_fraction=d.dst_drop_fraction,
+            stop_fraction=d.dst_stop,
+            seed=cfg.train.seed,
+        )
+        return model, [schedule]
+    raise ValueError(f"method {p.method!r} is not a single-training method")  # imp: run_imp
 
 
 @dataclass
@@ -111,21 +184,30 @@ def run(
     callbacks: list[Callback] | None = None,
     progress: bool = True,
 ) -> RunResult:
-    """Train one configuration end to end; with ``out_dir`` write config, metrics, summary."""
+    """Train one configuration end to end.
+
+    With ``out_dir``: ``config.json``, ``metrics.jsonl`` (per epoch), ``summary.json`` and
+    ``model.pt`` (the state dict, loadable with ``torch.load(weights_only=True)``).
+    """
     dataset = load_data(cfg.data) if dataset is None else dataset
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", to_dict(cfg))
+    if cfg.prune.method == "imp" and cfg.prune.representation != "dense":
+        from .imp import run_imp
+
+        return run_imp(cfg, out, dataset, model, callbacks or [], progress)
     start = time.perf_counter()
-    model, _ = prepare(cfg, dataset, model)
+    model, schedule = prepare(cfg, dataset, model)
     p = cfg.prune
     desc = (
         "dense" if p.representation == "dense" else f"{p.representation} {p.method} {p.sparsity:g}"
     )
-    history = train(model, dataset, cfg.train, out, callbacks or [], progress, desc=desc)
-    summary = summarise(model, history, time.perf_counter() - start, cfg.prune.representation)
+    history = train(model, dataset, cfg.train, out, [*schedule, *(callbacks or [])], progress, desc)
+    summary = summarise(model, history, time.perf_counter() - start, p.representation)
     if out is not None:
+        save_tensors(out / "model.pt", model.state_dict())
         atomic_write_json(out / "summary.json", summary)
     return RunResult(cfg, history, summary, model)
 

@@ -1,8 +1,16 @@
 """Masks over prunable tensors (SP weights or IP coefficients) and sparsity accounting."""
 
+from .dense_grad import dense_gradients
 from .mask import Mask
 from .parametrization import MaskedParametrization, MaskedWeight
-from .prunable import PrunableTensor, apply_masks, attach_masks, keep_masked, prunable
+from .prunable import (
+    PrunableTensor,
+    apply_masks,
+    attach_masks,
+    has_masks,
+    keep_masked,
+    prunable,
+)
 from .report import LayerSparsity, SparsityReport, sparsity_report
 
 __all__ = [
@@ -14,6 +22,8 @@ __all__ = [
     "SparsityReport",
     "apply_masks",
     "attach_masks",
+    "dense_gradients",
+    "has_masks",
     "keep_masked",
     "prunable",
     "sparsity_report",

@@ -134,6 +134,11 @@ def keep_masked(optimizer: torch.optim.Optimizer, model: nn.Module):
     return optimizer.register_step_post_hook(lambda *_: apply_masks(model))
 
 
+def has_masks(model: nn.Module) -> bool:
+    """Whether any layer of ``model`` is under the library's masks (never attaches any)."""
+    return any(True for _ in _existing_entries(model))
+
+
 def _existing_entries(model: nn.Module) -> Iterator[PrunableTensor]:
     for name, module in model.named_modules():
         if isinstance(module, PRUNABLE_TYPES) and masked_parametrization(module) is not None:

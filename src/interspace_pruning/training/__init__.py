@@ -3,7 +3,13 @@
 from .callbacks import Callback, TrainState
 from .config import OPTIMIZERS, SCHEDULES, TrainConfig
 from .loop import TrainingError, evaluate, train
-from .optim import build_optimizer, build_scheduler, lr_factor, param_groups
+from .optim import (
+    build_optimizer,
+    build_scheduler,
+    lr_factor,
+    param_groups,
+    reset_state_entries,
+)
 
 __all__ = [
     "OPTIMIZERS",
@@ -17,5 +23,6 @@ __all__ = [
     "evaluate",
     "lr_factor",
     "param_groups",
+    "reset_state_entries",
     "train",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,9 @@ class TrainState:
     epoch: int = 0
     step: int = 0
     history: list[dict] = field(default_factory=list)
+    #: The current training batch ``(inputs, targets)`` and the loss used on it.
+    batch: tuple[torch.Tensor, torch.Tensor] | None = None
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..data import ImageDataset
 from ..foundations.io import write_jsonl
-from ..masks import sparsity_report
+from ..masks import has_masks, sparsity_report
 from .callbacks import Callback, TrainState
 from .config import TrainConfig
 from .optim import build_optimizer, build_scheduler
@@ -39,11 +39,9 @@ def evaluate(model: nn.Module, dataset: ImageDataset, batch_size: int = 1000) ->
     return {"test_loss": loss_sum / n, "test_acc": correct / n}
 
 
-def _sparsity(model: nn.Module) -> float | None:
-    try:
-        return sparsity_report(model).sparsity
-    except ValueError:
-        return None
+def _sparsity(model: nn.Module) -> float:
+    """Global sparsity; 0 for a model without masks (which must stay a plain model)."""
+    return sparsity_report(model).sparsity if has_masks(model) else 0.0
 
 
 def train(
@@ -65,6 +63,11 @@ def train(
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, steps * cfg.epochs)
     state = TrainState(model, optimizer, scheduler, dataset, cfg, steps, steps * cfg.epochs)
+
+    def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+
+    state.loss_fn = loss_fn
     generator = torch.Generator().manual_seed(cfg.seed)
     metrics_path = Path(out_dir) / "metrics.jsonl" if out_dir is not None else None
     for cb in callbacks:
@@ -80,9 +83,10 @@ def train(
         t0 = time.perf_counter()
         loss_sum, correct, n = 0.0, 0, 0
         for x, y in dataset.train_batches(cfg.batch_size, generator):
+            state.batch = (x, y)
             optimizer.zero_grad(set_to_none=True)
             out = model(x)
-            loss = F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+            loss = loss_fn(out, y)
             if not math.isfinite(loss.item()):
                 raise TrainingError(
                     f"loss became {loss.item()} at epoch {epoch + 1}, step {state.step}; "

@@ -1,0 +1,62 @@
+"""Gradual magnitude pruning (Zhu & Gupta 2017).
+
+Sparsity rises from ``s_i`` to ``s_f`` along the cubic schedule
+``s_t = s_f + (s_i - s_f) * (1 - (t - t_0) / (t_end - t_0))^3``, pruning every ``interval``
+steps from ``t_0`` to ``t_end`` by the criterion (magnitude by default). Entries pruned once
+stay pruned; for IP the coefficients are ranked, the basis keeps training.
+"""
+
+from __future__ import annotations
+
+from ..masks import prunable
+from ..pruning import prune
+from ..training import TrainState
+from .base import MaskSchedule, settle_after_mask_change, snapshot_masks
+
+
+class GradualMagnitudePruning(MaskSchedule):
+    def __init__(
+        self,
+        final_sparsity: float,
+        start_step: int,
+        end_step: int,
+        interval: int,
+        initial_sparsity: float = 0.0,
+        criterion: str = "magnitude",
+        **allocation_kwargs,
+    ) -> None:
+        super().__init__(**allocation_kwargs)
+        if not 0 <= start_step <= end_step:
+            raise ValueError(f"GMP needs 0 <= start <= end step, got {start_step}, {end_step}")
+        if interval < 1:
+            raise ValueError(f"GMP interval must be >= 1 step, got {interval}")
+        if not 0 <= initial_sparsity <= final_sparsity < 1:
+            raise ValueError(
+                f"GMP needs 0 <= initial <= final sparsity < 1, got {initial_sparsity}, "
+                f"{final_sparsity}"
+            )
+        self.final = final_sparsity
+        self.initial = initial_sparsity
+        self.start, self.end, self.interval = start_step, end_step, interval
+        self.criterion = criterion
+
+    def sparsity_at(self, step: int) -> float | None:
+        """Target sparsity if ``step`` is a pruning step, else ``None``."""
+        if step < self.start or step > self.end:
+            return None
+        if (step - self.start) % self.interval != 0 and step != self.end:
+            return None
+        if self.end == self.start:
+            return self.final
+        frac = (step - self.start) / (self.end - self.start)
+        return self.final + (self.initial - self.final) * (1.0 - frac) ** 3
+
+    def on_step_end(self, state: TrainState) -> None:
+        target = self.sparsity_at(state.step)
+        if target is None:
+            return
+        entries = prunable(state.model)
+        before = snapshot_masks(entries)
+        prune(state.model, self.criterion, target, **self.prune_kwargs())
+        changed = settle_after_mask_change(state, entries, before)
+        self.events.append((state.step, target, changed))
