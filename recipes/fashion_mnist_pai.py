@@ -7,7 +7,7 @@ weight decay 5e-4, cosine schedule, batch 64), global allocation, per-layer DCT 
 90/95/98/99% sparsity, seeds 0 and 1, plus the dense reference. SP and IP of one seed
 start from the same initial weights and see the same data order.
 
-    python recipes/fashion_mnist_pai.py --out runs/fmnist-pai
+    python recipes/fashion_mnist_pai.py --out runs/fmnist-pai [--threads 2]
 
 Runs are stored by configuration hash under --out; rerunning skips finished ones.
 The Markdown table goes to stdout and to docs/results/fashion_mnist_pai.md.
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+import torch
 
 from interspace_pruning.experiments import DataConfig, RunConfig
 from interspace_pruning.experiments.grid import expand, run_grid
@@ -40,7 +42,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/fmnist-pai"))
     p.add_argument("--table", type=Path, default=Path("docs/results/fashion_mnist_pai.md"))
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results = list(run_grid(expand(BASE, GRID), args.out))
     table = ip_vs_sp_table(results)
     print(table)
