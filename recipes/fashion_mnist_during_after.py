@@ -32,8 +32,8 @@ import torch
 from interspace_pruning.experiments import DataConfig, ModelConfig, PruneConfig, RunConfig
 from interspace_pruning.experiments.config import DstConfig, ImpConfig
 from interspace_pruning.experiments.grid import expand, run_dir, run_grid
-from interspace_pruning.experiments.tables import ip_vs_sp_table
 from interspace_pruning.foundations.io import atomic_write_text
+from interspace_pruning.report import ip_vs_sp_table
 from interspace_pruning.training import TrainConfig
 
 BASE = RunConfig(

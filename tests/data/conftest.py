@@ -39,8 +39,12 @@ def make_cifar10(root: Path, per_batch: int = 20) -> dict[str, np.ndarray]:
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 10, per_batch)]
-        batch = {b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                 b"filenames": [b"x.png"] * per_batch}  # fmt: skip
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": labels,
+            b"data": data,
+            b"filenames": [b"x.png"] * per_batch,
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
         out[name] = data
     meta = {b"label_names": [f"class{i}".encode() for i in range(10)], b"num_vis": 3072}

@@ -2,7 +2,7 @@ import pytest
 
 from interspace_pruning.experiments import RunConfig
 from interspace_pruning.experiments.grid import expand, override, run_grid
-from interspace_pruning.experiments.tables import ip_vs_sp_table
+from interspace_pruning.report import ip_vs_sp_table
 from interspace_pruning.training import TrainConfig
 
 

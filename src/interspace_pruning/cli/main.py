@@ -11,7 +11,10 @@ import torch
 
 from ..experiments import DataConfig, ModelConfig, PruneConfig, RunConfig, compare, run
 from ..experiments.config import DstConfig, GmpConfig, ImpConfig
+from ..experiments.grid import run_dir
+from ..experiments.sweep import load_sweep, run_sweep
 from ..foundations.hparams import add_arguments, config_hash, from_namespace
+from ..report import write_report
 from ..training import TrainConfig
 
 TRAIN_EXAMPLES = """examples:
@@ -24,6 +27,11 @@ TRAIN_EXAMPLES = """examples:
   interspace train --init-from runs/dense --method magnitude --basis pca --epochs 5 --lr 0.01
   interspace train --dataset cifar10 --root data --model resnet20 --epochs 160 \\
       --batch-size 128 --lr 0.1 --weight-decay 1e-4 --method snip --sparsity 0.95
+"""
+
+SWEEP_EXAMPLES = """examples:
+  interspace sweep recipes/fashion_mnist_pai.yaml            # then: interspace report runs/...
+  interspace sweep recipes/cifar10_cpu.yaml --dry-run
 """
 
 COMPARE_EXAMPLES = """examples:
@@ -52,6 +60,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<hash>)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    g.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its checkpoint"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_arguments(c)
     c.add_argument("--no-dense", action="store_true", help="skip the dense reference run")
+    s = sub.add_parser(
+        "sweep",
+        help="run a grid of configurations from a YAML file (resumable)",
+        description="Run every combination of a YAML sweep file. Each run lives in a folder "
+        "named by the hash of its configuration; finished runs are skipped and interrupted "
+        "ones continue from their checkpoints, so a sweep can be stopped and restarted.",
+        epilog=SWEEP_EXAMPLES,
+        formatter_class=fmt,
+    )
+    s.add_argument("config", type=Path, help="sweep file (see recipes/*.yaml)")
+    s.add_argument("--out", type=Path, default=None, help="output folder (default: from file)")
+    s.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
+    s.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    s.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    r = sub.add_parser(
+        "report",
+        help="tables and plots for a run or sweep directory",
+        description="Write report.md (IP vs SP tables: mean ± std over seeds, IP − SP; "
+        "diagnostics) and PNG plots (accuracy vs sparsity, training curves, gradient norms, "
+        "generalisation gaps, filter density, filter bases, sparse filters).",
+        formatter_class=fmt,
+        epilog="example:\n  interspace report runs/fmnist-pai\n",
+    )
+    r.add_argument("dir", type=Path, help="a run directory or a sweep directory")
+    r.add_argument("--out", type=Path, default=None, help="default: DIR/report")
     return parser
 
 
@@ -103,7 +139,7 @@ def _out_dir(ns: argparse.Namespace, cfg: RunConfig) -> Path:
 def _cmd_train(ns: argparse.Namespace) -> None:
     cfg = _config(ns)
     out = _out_dir(ns, cfg)
-    result = run(cfg, out, progress=not ns.quiet)
+    result = run(cfg, out, progress=not ns.quiet, resume=ns.resume)
     s = result.summary
     print(
         f"{s['representation']}: test acc {s['test_acc']:.2%} (best {s['best_test_acc']:.2%}), "
@@ -115,14 +151,41 @@ def _cmd_train(ns: argparse.Namespace) -> None:
 def _cmd_compare(ns: argparse.Namespace) -> None:
     cfg = _config(ns)
     out = _out_dir(ns, cfg)
-    result = compare(cfg, out, dense=not ns.no_dense, progress=not ns.quiet)
+    result = compare(cfg, out, dense=not ns.no_dense, progress=not ns.quiet, resume=ns.resume)
     print(result.markdown())
     print()
     print(result.verdict())
     print(f"written to {out}/compare.md and {out}/compare.json")
 
 
-COMMANDS = {"train": _cmd_train, "compare": _cmd_compare}
+def _cmd_sweep(ns: argparse.Namespace) -> None:
+    sweep = load_sweep(ns.config)
+    out = ns.out or sweep.out
+    print(f"sweep {sweep.name}: {len(sweep.configs)} runs in {out}")
+    if ns.dry_run:
+        for cfg in sweep.configs:
+            p = cfg.prune
+            state = "done" if (run_dir(out, cfg) / "summary.json").is_file() else "todo"
+            print(
+                f"  {run_dir(out, cfg).name} {state:4} {cfg.data.dataset} {cfg.model.model} "
+                f"{p.representation} {p.method} {p.sparsity:g} seed {cfg.train.seed}"
+            )
+        return
+    run_sweep(sweep, out, progress=not getattr(ns, "quiet", False))
+    if not ns.no_report:
+        print(f"report: {write_report(out)}")
+
+
+def _cmd_report(ns: argparse.Namespace) -> None:
+    print(write_report(ns.dir, ns.out))
+
+
+COMMANDS = {
+    "train": _cmd_train,
+    "compare": _cmd_compare,
+    "sweep": _cmd_sweep,
+    "report": _cmd_report,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,10 +29,18 @@ SOURCES = {
 CLASSES = {
     "mnist": [str(i) for i in range(10)],
     "fashion-mnist": [
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
     ],
-}  # fmt: skip
+}
 HOW_TO_GET = {
     "mnist": "pass --root DIR holding the four IDX files, or add --download",
     "fashion-mnist": (

@@ -60,6 +60,7 @@ def compare(
     out_dir: str | Path | None = None,
     dense: bool = True,
     progress: bool = True,
+    resume: bool = False,
 ) -> Comparison:
     """Train SP, IP and (optionally) dense under ``cfg``; write JSON and Markdown to ``out_dir``."""
     dataset = load_data(cfg.data)
@@ -68,7 +69,9 @@ def compare(
     rows = []
     for rep in reps:
         sub = out / rep if out is not None else None
-        result = run(with_representation(cfg, rep), sub, dataset=dataset, progress=progress)
+        result = run(
+            with_representation(cfg, rep), sub, dataset=dataset, progress=progress, resume=resume
+        )
         rows.append(result.summary)
     comparison = Comparison(cfg, rows)
     if out is not None:

@@ -13,7 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..foundations.hparams import config_hash
+from ..foundations.hparams import coerce, config_hash
+from ..training.loop import CHECKPOINT
 from .config import PruneConfig, RunConfig
 from .run import run
 
@@ -28,8 +29,7 @@ def override(cfg: RunConfig, key: str, value: Any) -> RunConfig:
     if section not in SECTIONS or not name:
         raise ValueError(f"grid key {key!r} must look like '<{'|'.join(SECTIONS)}>.<field>'")
     sub = getattr(cfg, section)
-    if name not in {f.name for f in dataclasses.fields(sub)}:
-        raise ValueError(f"unknown hyperparameter {key!r}")
+    value = coerce(type(sub), name, value, where=key)
     return dataclasses.replace(cfg, **{section: dataclasses.replace(sub, **{name: value})})
 
 
@@ -68,7 +68,8 @@ def run_dir(root: Path, cfg: RunConfig) -> Path:
 def run_grid(
     configs: Sequence[RunConfig], root: str | Path, progress: bool = True
 ) -> Iterator[tuple[RunConfig, dict]]:
-    """Train every config not finished yet under ``root``; yield ``(config, summary)``."""
+    """Train every config not finished yet under ``root`` (continuing interrupted ones from
+    their checkpoints); yield ``(config, summary)``."""
     root = Path(root)
     for i, cfg in enumerate(configs):
         d = run_dir(root, cfg)
@@ -78,10 +79,12 @@ def run_grid(
         else:
             if progress:
                 p = cfg.prune
+                again = " (resuming)" if (d / CHECKPOINT).is_file() else ""
                 print(
                     f"[{i + 1}/{len(configs)}] {cfg.data.dataset} {cfg.model.model} "
-                    f"{p.representation} {p.method} {p.sparsity:g} seed {cfg.train.seed} -> {d}",
+                    f"{p.representation} {p.method} {p.sparsity:g} seed {cfg.train.seed} "
+                    f"-> {d}{again}",
                     flush=True,
                 )
-            summary = run(cfg, d, progress=False).summary
+            summary = run(cfg, d, progress=False, resume=True).summary
         yield cfg, summary

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from torch import nn
 
 from .. import data as data_mod
-from ..foundations.checkpoint import save_tensors
-from ..foundations.io import atomic_write_bytes, atomic_write_json
+from ..diagnostics import Diagnostics
+from ..foundations.checkpoint import load_tensors, save_tensors
+from ..foundations.hparams import config_hash
+from ..foundations.io import atomic_write_bytes, read_jsonl
 from ..masks import prunable
 from ..pruning import prune
 from ..schedules import RewindPoint, imp_levels, rewind
 from ..training import Callback, train
-from .run import RunResult, prepare_representation, summarise
+from .run import RunResult, finish, prepare_representation, save_initial_bases, summarise
 
 
 def run_imp(
@@ -24,38 +27,65 @@ def run_imp(
     model: nn.Module | None = None,
     callbacks: list[Callback] | None = None,
     progress: bool = True,
+    resume: bool = False,
 ) -> RunResult:
     """Round 0 trains the unpruned model; round r prunes to level r, rewinds and retrains.
 
-    Each round's metrics, summary and masks go to ``out/round_<r>/``; the run's own
-    ``metrics.jsonl``/``summary.json`` are those of the last round.
+    Each round's metrics, summary, masks and final model go to ``out/round_<r>/``; the run's
+    own ``metrics.jsonl``/``summary.json`` are those of the last round. With ``resume``,
+    finished rounds are skipped (their final model and the rewind state are reloaded) and
+    an interrupted round continues from its checkpoint.
     """
     p = cfg.prune
     levels = imp_levels(p.sparsity, cfg.imp.imp_rounds, cfg.imp.imp_rate)
     start = time.perf_counter()
     model = prepare_representation(cfg, dataset, model)
     prunable(model)
+    if out is not None:
+        save_initial_bases(out, model)
     rewind_point = RewindPoint(cfg.imp.rewind_step)
     rounds: list[dict] = []
     history: list[dict] = []
+    restored = False
     for r, level in enumerate([0.0, *levels]):
+        sub = out / f"round_{r}" if out is not None else None
+        if resume and sub is not None and (sub / "summary.json").is_file():
+            rounds.append(json.loads((sub / "summary.json").read_text()))
+            continue
+        if rounds and not restored and out is not None:  # resuming after finished rounds
+            model.load_state_dict(load_tensors(out / f"round_{r - 1}" / "model.pt"))
+            rewind_point.state = load_tensors(out / "rewind.pt")
+        restored = True
         if r > 0:
             prune(model, p.criterion, level, **p.allocation_kwargs())
             rewind(model, rewind_point.state)
-        sub = out / f"round_{r}" if out is not None else None
-        cbs = ([rewind_point] if r == 0 else []) + list(callbacks or [])
+        cbs = ([rewind_point] if r == 0 else []) + [Diagnostics(), *(callbacks or [])]
         desc = f"{p.representation} imp round {r}/{len(levels)} ({level:.1%})"
-        history = train(model, dataset, cfg.train, sub, cbs, progress, desc)
-        summary = summarise(model, history, time.perf_counter() - start, p.representation)
+        history = train(
+            model,
+            dataset,
+            cfg.train,
+            sub,
+            cbs,
+            progress,
+            desc,
+            resume=resume,
+            tag=f"{config_hash(cfg)}/round{r}",
+        )
+        summary = summarise(model, dataset, history, time.perf_counter() - start, p.representation)
         summary["round"] = r
         rounds.append(summary)
         if sub is not None:
-            atomic_write_json(sub / "summary.json", summary)
+            if r == 0:
+                save_tensors(out / "rewind.pt", rewind_point.state)
             save_tensors(sub / "masks.pt", {e.name: e.mask.bool() for e in prunable(model)})
+            finish(sub, model, summary)
     summary = dict(rounds[-1], rounds=rounds)
     if out is not None:
-        last = out / f"round_{len(levels)}" / "metrics.jsonl"
-        atomic_write_bytes(out / "metrics.jsonl", last.read_bytes())
-        save_tensors(out / "model.pt", model.state_dict())
-        atomic_write_json(out / "summary.json", summary)  # last: marks the run finished
+        last = out / f"round_{len(levels)}"
+        atomic_write_bytes(out / "metrics.jsonl", (last / "metrics.jsonl").read_bytes())
+        if not restored:  # every round was already done: the model is the last round's
+            model.load_state_dict(load_tensors(last / "model.pt"))
+            history = read_jsonl(last / "metrics.jsonl")
+        finish(out, model, summary)
     return RunResult(cfg, history, summary, model)

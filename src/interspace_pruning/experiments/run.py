@@ -12,14 +12,17 @@ from torch import nn
 
 from .. import data as data_mod
 from .. import models
+from ..bases import filter_bases
+from ..diagnostics import Diagnostics
 from ..foundations.checkpoint import load_tensors, save_tensors
-from ..foundations.hparams import to_dict
+from ..foundations.hparams import config_hash, to_dict
 from ..foundations.io import atomic_write_json
 from ..interspace import to_interspace
 from ..masks import prunable, sparsity_report
 from ..pruning import method_names, prune
 from ..schedules import DynamicSparseTraining, GradualMagnitudePruning
-from ..training import Callback, train
+from ..training import Callback, evaluate, train
+from ..training.loop import CHECKPOINT
 from .config import DataConfig, RunConfig
 
 
@@ -154,8 +157,21 @@ class RunResult:
     model: nn.Module
 
 
-def summarise(model: nn.Module, history: list[dict], wall_time: float, rep: str) -> dict:
+DIAGNOSTICS_INIT = ("grad_norm_init", "spatial_grad_norm_init", "basis_grad_norm_init")
+DIAGNOSTICS_FINAL = ("grad_norm", "spatial_grad_norm", "filter_nnz_hist", "dense_filter_fraction")
+
+
+def summarise(
+    model: nn.Module,
+    dataset: data_mod.ImageDataset,
+    history: list[dict],
+    wall_time: float,
+    rep: str,
+) -> dict:
+    """Final numbers of a run, including the generalisation gap (train accuracy measured
+    in eval mode, without augmentation, on up to 10,000 training images)."""
     last = history[-1]
+    train_eval = evaluate(model, dataset, split="train", limit=10_000)
     report = sparsity_report(model) if rep != "dense" else None
     plain_params = sum(p.numel() for p in model.parameters())
     return {
@@ -165,6 +181,10 @@ def summarise(model: nn.Module, history: list[dict], wall_time: float, rep: str)
         "train_loss": last["train_loss"],
         "train_acc": last["train_acc"],
         "test_loss": last["test_loss"],
+        "train_eval_acc": train_eval["train_acc"],
+        "train_eval_loss": train_eval["train_loss"],
+        "gap_acc": train_eval["train_acc"] - last["test_acc"],
+        "gap_loss": last["test_loss"] - train_eval["train_loss"],
         "sparsity": report.sparsity if report else 0.0,
         "nonzero": report.nonzero if report else None,
         "prunable": report.total if report else None,
@@ -173,6 +193,8 @@ def summarise(model: nn.Module, history: list[dict], wall_time: float, rep: str)
         "parameters": report.dense_model_params if report else plain_params,
         "wall_time": wall_time,
         "epochs": len(history),
+        **{k: history[0][k] for k in DIAGNOSTICS_INIT if k in history[0]},
+        **{k: last[k] for k in DIAGNOSTICS_FINAL if k in last},
     }
 
 
@@ -183,11 +205,14 @@ def run(
     model: nn.Module | None = None,
     callbacks: list[Callback] | None = None,
     progress: bool = True,
+    resume: bool = False,
 ) -> RunResult:
     """Train one configuration end to end.
 
-    With ``out_dir``: ``config.json``, ``metrics.jsonl`` (per epoch), ``summary.json`` and
-    ``model.pt`` (the state dict, loadable with ``torch.load(weights_only=True)``).
+    With ``out_dir``: ``config.json``, ``metrics.jsonl`` (per epoch), a per-epoch
+    ``checkpoint.pt`` while training, then ``model.pt`` (the state dict, loadable with
+    ``torch.load(weights_only=True)``) and, last, ``summary.json``. With ``resume`` an
+    interrupted run continues from its checkpoint.
     """
     dataset = load_data(cfg.data) if dataset is None else dataset
     out = Path(out_dir) if out_dir is not None else None
@@ -197,19 +222,38 @@ def run(
     if cfg.prune.method == "imp" and cfg.prune.representation != "dense":
         from .imp import run_imp
 
-        return run_imp(cfg, out, dataset, model, callbacks or [], progress)
+        return run_imp(cfg, out, dataset, model, callbacks or [], progress, resume)
     start = time.perf_counter()
     model, schedule = prepare(cfg, dataset, model)
+    if out is not None:
+        save_initial_bases(out, model)
     p = cfg.prune
     desc = (
         "dense" if p.representation == "dense" else f"{p.representation} {p.method} {p.sparsity:g}"
     )
-    history = train(model, dataset, cfg.train, out, [*schedule, *(callbacks or [])], progress, desc)
-    summary = summarise(model, history, time.perf_counter() - start, p.representation)
+    cbs = [*schedule, Diagnostics(), *(callbacks or [])]
+    history = train(
+        model, dataset, cfg.train, out, cbs, progress, desc, resume=resume, tag=config_hash(cfg)
+    )
+    summary = summarise(model, dataset, history, time.perf_counter() - start, p.representation)
     if out is not None:
-        save_tensors(out / "model.pt", model.state_dict())
-        atomic_write_json(out / "summary.json", summary)
+        finish(out, model, summary)
     return RunResult(cfg, history, summary, model)
+
+
+def save_initial_bases(out: Path, model: nn.Module) -> None:
+    """Keep the filter bases as initialised (for the report's basis pictures)."""
+    bases = filter_bases(model)
+    path = out / "bases_init.pt"
+    if bases and not path.is_file():
+        save_tensors(path, {f"basis{i}": fb.weight.detach() for i, fb in enumerate(bases)})
+
+
+def finish(out: Path, model: nn.Module, summary: dict) -> None:
+    """Write the final model and the summary (last: it marks the run finished)."""
+    save_tensors(out / "model.pt", model.state_dict())
+    atomic_write_json(out / "summary.json", summary)
+    (out / CHECKPOINT).unlink(missing_ok=True)
 
 
 def with_representation(cfg: RunConfig, rep: str) -> RunConfig:

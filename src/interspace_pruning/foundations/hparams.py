@@ -76,3 +76,28 @@ def config_hash(obj: Any, length: int = 10) -> str:
     """Stable short hash of a (nested) dataclass's resolved values."""
     blob = json.dumps(to_dict(obj), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def coerce(cls: type, name: str, value: Any, where: str = "") -> Any:
+    """Check ``value`` against the type of field ``name`` of dataclass ``cls``.
+
+    Ints are accepted for floats (and converted); anything else of the wrong type raises a
+    ``ValueError`` naming the field, e.g. a YAML ``5e-4`` that YAML reads as a string.
+    """
+    hints = typing.get_type_hints(cls)
+    if name not in hints:
+        raise ValueError(f"unknown hyperparameter {where or name!r}")
+    tp, optional = _base_type(hints[name])
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{where or name} may not be empty")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ValueError(f"{where or name} must be true or false, got {value!r}")
+    if tp is int and isinstance(value, bool):
+        raise ValueError(f"{where or name} must be an integer, got {value!r}")
+    if not isinstance(value, tp):
+        raise ValueError(f"{where or name} must be {tp.__name__}, got {value!r}")
+    return value

@@ -62,6 +62,12 @@ class MaskSchedule(Callback):
             "min_density": self.min_density,
         }
 
+    def state_dict(self) -> dict:
+        return {"events": [list(e) for e in self.events]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.events = [tuple(e) for e in state["events"]]
+
     def on_epoch_end(self, state: TrainState, metrics: dict) -> None:
         epoch_of = [step // state.steps_per_epoch for step, _, _ in self.events]
         metrics["mask_updates"] = epoch_of.count(state.epoch)

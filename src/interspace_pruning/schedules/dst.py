@@ -14,22 +14,13 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
+from ..foundations.batchnorm import frozen_batchnorm_stats
 from ..masks import dense_gradients, prunable
 from ..training import TrainState, reset_state_entries
 from .base import MaskSchedule, settle_after_mask_change, snapshot_masks
 
 GROWTH = ("gradient", "random")
-
-
-def _batchnorm_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {
-        f"{name}.{b}": t
-        for name, m in model.named_modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm)
-        for b, t in m.named_buffers(recurse=False)
-    }
 
 
 class DynamicSparseTraining(MaskSchedule):
@@ -66,6 +57,13 @@ class DynamicSparseTraining(MaskSchedule):
     def is_update(self, step: int, total_steps: int) -> bool:
         return step > 0 and step % self.interval == 0 and step < self.stop_fraction * total_steps
 
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.generator.set_state(state["generator"])
+
     def on_after_backward(self, state: TrainState) -> None:
         if self.is_update(state.step, state.total_steps):
             self.update(state)
@@ -75,11 +73,8 @@ class DynamicSparseTraining(MaskSchedule):
         if self.growth == "random":
             return [torch.rand(e.param.shape, generator=self.generator) for e in entries]
         x, y = state.batch
-        saved = {k: v.clone() for k, v in _batchnorm_buffers(state.model).items()}
-        with torch.enable_grad():
+        with frozen_batchnorm_stats(state.model), torch.enable_grad():  # must not count
             grads = dense_gradients(state.model, entries, x, y, state.loss_fn)
-        for k, v in _batchnorm_buffers(state.model).items():  # the extra pass must not count
-            v.copy_(saved[k])
         return [g.abs().cpu() for g in grads]
 
     @torch.no_grad()

@@ -63,6 +63,12 @@ class RewindPoint(Callback):
         if state.step + 1 == self.step:  # state.step indexes the step just taken
             self.state = state_copy(state.model)
 
+    def state_dict(self) -> dict:
+        return {"state": self.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = state["state"]
+
 
 @torch.no_grad()
 def rewind(model: nn.Module, saved: dict[str, torch.Tensor]) -> None:

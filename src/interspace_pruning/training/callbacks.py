@@ -49,3 +49,10 @@ class Callback:
         """``metrics`` may be extended; it is written to the run's metrics file."""
 
     def on_train_end(self, state: TrainState) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must keep for this callback to resume (tensors, numbers, lists)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""

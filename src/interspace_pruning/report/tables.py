@@ -1,4 +1,4 @@
-"""Result tables: mean and spread over seeds, IP - SP differences, as Markdown."""
+"""Result tables: mean and standard deviation over seeds, IP - SP differences, as Markdown."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 
-from .config import RunConfig
+from ..experiments.config import RunConfig
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
-    """Mean and spread (half the range: with two seeds, the distance of each from the mean)."""
-    return statistics.fmean(values), (max(values) - min(values)) / 2
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def fmt_pct(values: list[float]) -> str:
-    m, s = _stats(values)
+    m, s = mean_std(values)
     return f"{m * 100:.2f} ± {s * 100:.2f}"
 
 
@@ -50,5 +50,5 @@ def ip_vs_sp_table(results: Iterable[tuple[RunConfig, dict]], metric: str = "tes
     if dense:
         lines.append(f"| dense | 0% | {fmt_pct(dense)} (reference) | | | |")
     lines.append("")
-    lines.append(f"Test accuracy in % over seeds {sorted(seeds)}: mean ± spread (half the range).")
+    lines.append(f"{metric} in % over seeds {sorted(seeds)}: mean ± standard deviation.")
     return "\n".join(lines)

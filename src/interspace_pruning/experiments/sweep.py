@@ -1,0 +1,88 @@
+"""``interspace sweep CONFIG.yaml``: a grid of runs from a YAML file, resumable.
+
+```yaml
+out: runs/fmnist-pai            # where the runs go (--out overrides)
+base:                           # RunConfig fields: data, model, prune, train, imp, gmp, dst
+  data: {dataset: fashion-mnist, train_subset: 10000}
+  train: {epochs: 3, batch_size: 64, lr: 0.05}
+grid:                           # every combination; or `grids:` with a list of such maps
+  train.seed: [0, 1]
+  prune.method: [snip, synflow]
+  prune.sparsity: [0.9, 0.95]
+  prune.representation: [sp, ip, dense]
+```
+
+Each run lives in ``<out>/<hash of its resolved config>/`` with its ``config.json``. A run
+with ``summary.json`` is finished and skipped; one with a ``checkpoint.pt`` continues from
+it. Kill the sweep at any time and start it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..foundations.hparams import coerce
+from .config import RunConfig
+from .grid import SECTIONS, canonical, expand, run_grid
+
+TOP_LEVEL = {"name", "description", "out", "base", "grid", "grids"}
+
+
+@dataclass
+class Sweep:
+    name: str
+    out: Path
+    configs: list[RunConfig]
+
+
+def base_config(base: dict[str, Any] | None) -> RunConfig:
+    """A :class:`RunConfig` from ``{section: {field: value}}`` (validated)."""
+    cfg = RunConfig()
+    for section, values in (base or {}).items():
+        if section not in SECTIONS:
+            raise ValueError(f"unknown section base.{section}; sections are {list(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ValueError(f"base.{section} must be a mapping of field: value")
+        current = getattr(cfg, section)
+        checked = {
+            k: coerce(type(current), k, v, where=f"base.{section}.{k}") for k, v in values.items()
+        }
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(current, **checked)})
+    return cfg
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Parse and validate a sweep file (``yaml.safe_load``) before any work starts."""
+    path = Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ValueError(f"cannot read sweep file {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"sweep file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"sweep file {path} must hold a mapping with base/grid keys")
+    extra = sorted(set(spec) - TOP_LEVEL)
+    if extra:
+        raise ValueError(f"unknown key {extra[0]!r} in {path}; allowed: {sorted(TOP_LEVEL)}")
+    grids = spec.get("grids") or ([spec["grid"]] if "grid" in spec else [{}])
+    base = base_config(spec.get("base"))
+    configs: dict[str, RunConfig] = {}
+    for grid in grids:
+        if not isinstance(grid, dict) or not all(isinstance(v, list) for v in grid.values()):
+            raise ValueError(f"each grid in {path} maps 'section.field' to a list of values")
+        for cfg in expand(base, grid):
+            configs.setdefault(repr(canonical(cfg)), cfg)
+    name = str(spec.get("name") or path.stem)
+    out = Path(spec.get("out") or Path("runs") / name)
+    return Sweep(name, out, list(configs.values()))
+
+
+def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True) -> list:
+    """Run (or resume) every configuration; returns ``[(config, summary), ...]``."""
+    return list(run_grid(sweep.configs, out or sweep.out, progress=progress))

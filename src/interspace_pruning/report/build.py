@@ -1,0 +1,120 @@
+"""``interspace report``: Markdown tables and PNG plots for a run or a sweep directory."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from ..foundations.io import atomic_write_text
+from . import plots
+from .collect import RunRecord, collect_runs
+from .tables import ip_vs_sp_table, mean_std
+
+DIAGNOSTIC_COLUMNS = [
+    ("grad_norm_init", "‖∇θ L‖ at init", 1.0, "{:.3g}"),
+    ("spatial_grad_norm_init", "‖∇W L‖ at init", 1.0, "{:.3g}"),
+    ("gap_acc", "train − test acc (pts)", 100.0, "{:.2f}"),
+    ("gap_loss", "test − train loss", 1.0, "{:.3f}"),
+    ("dense_filter_fraction", "dense 3x3 filters", 100.0, "{:.1f}%"),
+]
+
+
+def _cell(values: list[float], scale: float, fmt: str) -> str:
+    if not values:
+        return "-"
+    m, s = mean_std([v * scale for v in values])
+    return fmt.format(m) + (f" ± {fmt.format(s).rstrip('%')}" if len(values) > 1 else "")
+
+
+def diagnostics_table(records: list[RunRecord]) -> str | None:
+    """Per (method, sparsity): SP | IP for each diagnostic the runs recorded."""
+    present = [c for c in DIAGNOSTIC_COLUMNS if any(c[0] in r.summary for r in records)]
+    if not present:
+        return None
+    cells: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in records:
+        p = r.config.prune
+        if p.representation == "dense":
+            continue
+        for key, *_ in present:
+            if key in r.summary:
+                cells[(p.method, p.sparsity)][key][p.representation].append(r.summary[key])
+    head = "| method | sparsity | " + " | ".join(f"{c[1]} SP | IP" for c in present) + " |"
+    sep = "|---|---|" + "---|---|" * len(present)
+    lines = [head, sep]
+    for (method, sparsity), per in sorted(cells.items()):
+        row = [method, f"{sparsity:.0%}"]
+        for key, _, scale, fmt in present:
+            row += [_cell(per[key]["sp"], scale, fmt), _cell(per[key]["ip"], scale, fmt)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def write_report(root: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``report.md`` and its PNG figures for all finished runs under ``root``."""
+    root = Path(root)
+    records, unfinished = collect_runs(root)
+    if not records:
+        raise ValueError(f"{root} has no finished runs yet ({len(unfinished)} unfinished)")
+    out = Path(out) if out is not None else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for r in records:
+        groups[(r.config.data.dataset, r.config.model.model)].append(r)
+    lines = [
+        f"# Report: {root}",
+        "",
+        f"{len(records)} finished runs" + (f", {len(unfinished)} unfinished" if unfinished else ""),
+    ]
+    for (dataset, model), recs in sorted(groups.items()):
+        slug = f"{dataset}_{model}"
+        epochs = sorted({r.config.train.epochs for r in recs})
+        wall = statistics.fmean(r.summary.get("wall_time", 0.0) for r in recs)
+        lines += [
+            "",
+            f"## {dataset} / {model}",
+            "",
+            f"{len(recs)} runs, {epochs} epochs, mean wall time per run {wall:.0f} s.",
+            "",
+            ip_vs_sp_table([(r.config, r.summary) for r in recs]),
+        ]
+        diag = diagnostics_table(recs)
+        if diag:
+            lines += ["", "### Diagnostics (mean ± std over seeds)", "", diag]
+        figures = [
+            (
+                "accuracy vs sparsity",
+                plots.plot_metric_vs_sparsity(
+                    recs, "test_acc", "test accuracy (%)", out / f"{slug}_accuracy.png", 100.0
+                ),
+            ),
+            ("training curves", plots.plot_training_curves(recs, out / f"{slug}_curves.png")),
+            (
+                "gradient norm at initialisation",
+                plots.plot_metric_vs_sparsity(
+                    recs, "grad_norm_init", "‖∇θ L‖ at init", out / f"{slug}_gradnorm.png"
+                ),
+            ),
+            (
+                "generalisation gap",
+                plots.plot_metric_vs_sparsity(
+                    recs, "gap_acc", "train − test accuracy (pts)", out / f"{slug}_gap.png", 100.0
+                ),
+            ),
+            (
+                "spatial filter density",
+                plots.plot_filter_density(recs, out / f"{slug}_filter_density.png"),
+            ),
+            ("filter basis: initial vs learned", plots.plot_bases(recs, out / f"{slug}_bases.png")),
+            (
+                "sparse filters, SP vs IP",
+                plots.plot_sparse_filters(recs, out / f"{slug}_filters.png"),
+            ),
+        ]
+        for title, path in figures:
+            if path is not None:
+                lines += ["", f"### {title}", "", f"![{title}]({path.name})"]
+    report = out / "report.md"
+    atomic_write_text(report, "\n".join(lines) + "\n")
+    return report

@@ -1,0 +1,245 @@
+"""Matplotlib figures of a sweep (written as PNG files, headless)."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from ..bases import filter_bases  # noqa: E402
+from ..foundations.checkpoint import load_tensors  # noqa: E402
+from .collect import RunRecord, load_model  # noqa: E402
+
+COLORS = {"sp": "tab:blue", "ip": "tab:red", "dense": "black"}
+LABELS = {"sp": "SP (spatial)", "ip": "IP (interspace)", "dense": "dense"}
+
+
+def series(records: Sequence[RunRecord], key: str) -> dict[str, dict[str, dict[float, list]]]:
+    """``out[method][rep][sparsity] = [values over seeds]`` for summary field ``key``."""
+    out: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in records:
+        p = r.config.prune
+        if p.representation != "dense" and key in r.summary:
+            out[p.method][p.representation][p.sparsity].append(r.summary[key])
+    return out
+
+
+def dense_values(records: Sequence[RunRecord], key: str) -> list[float]:
+    return [
+        r.summary[key]
+        for r in records
+        if r.config.prune.representation == "dense" and key in r.summary
+    ]
+
+
+def _axes(n: int, width: float = 4.0, height: float = 3.2):
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)
+
+
+def plot_metric_vs_sparsity(
+    records: Sequence[RunRecord], key: str, ylabel: str, path: Path, scale: float = 1.0
+) -> Path | None:
+    """One panel per method: IP and SP mean +- std over seeds vs sparsity; dense as a line."""
+    data = series(records, key)
+    if not data:
+        return None
+    fig, axes = _axes(len(data))
+    dense = dense_values(records, key)
+    for ax, (method, reps) in zip(axes, sorted(data.items()), strict=False):
+        for rep in ("sp", "ip"):
+            if rep not in reps:
+                continue
+            xs = sorted(reps[rep])
+            means = [statistics.fmean(reps[rep][x]) * scale for x in xs]
+            stds = [
+                (statistics.stdev(reps[rep][x]) if len(reps[rep][x]) > 1 else 0.0) * scale
+                for x in xs
+            ]
+            ax.errorbar(
+                [x * 100 for x in xs],
+                means,
+                yerr=stds,
+                marker="o",
+                capsize=3,
+                color=COLORS[rep],
+                label=LABELS[rep],
+            )
+        if dense:
+            ax.axhline(statistics.fmean(dense) * scale, color="black", ls="--", label="dense")
+        ax.set_title(method)
+        ax.set_xlabel("sparsity (%)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_training_curves(records: Sequence[RunRecord], path: Path) -> Path | None:
+    """Train loss per epoch at each method's highest sparsity (mean over seeds), IP vs SP."""
+    by_method: dict = defaultdict(list)
+    for r in records:
+        if r.config.prune.representation != "dense" and r.history:
+            by_method[r.config.prune.method].append(r)
+    if not by_method:
+        return None
+    fig, axes = _axes(len(by_method))
+    dense = [r for r in records if r.config.prune.representation == "dense" and r.history]
+    for ax, (method, recs) in zip(axes, sorted(by_method.items()), strict=False):
+        top = max(r.config.prune.sparsity for r in recs)
+        groups = {"sp": [], "ip": []}
+        for r in recs:
+            if r.config.prune.sparsity == top:
+                groups[r.config.prune.representation].append(r)
+        groups["dense"] = dense
+        for rep, rs in groups.items():
+            if not rs:
+                continue
+            n = min(len(r.history) for r in rs)
+            loss = [statistics.fmean(r.history[e]["train_loss"] for r in rs) for e in range(n)]
+            ax.plot(
+                range(1, n + 1),
+                loss,
+                color=COLORS[rep],
+                label=LABELS[rep],
+                ls="--" if rep == "dense" else "-",
+            )
+        ax.set_title(f"{method} at {top:.0%}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("train loss")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_filter_density(records: Sequence[RunRecord], path: Path) -> Path | None:
+    """Histogram of nonzero spatial entries per 3x3 filter, IP vs SP, at the highest sparsity."""
+    recs = [
+        r
+        for r in records
+        if "filter_nnz_hist" in r.summary and r.config.prune.representation in ("sp", "ip")
+    ]
+    if not recs:
+        return None
+    top = max(r.config.prune.sparsity for r in recs)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.4
+    for i, rep in enumerate(("sp", "ip")):
+        hists = [
+            r.summary["filter_nnz_hist"]
+            for r in recs
+            if r.config.prune.representation == rep and r.config.prune.sparsity == top
+        ]
+        if not hists:
+            continue
+        total = torch.tensor(hists, dtype=torch.float64).sum(0)
+        frac = (total / total.sum()).tolist()
+        ax.bar(
+            [k + (i - 0.5) * width for k in range(10)],
+            frac,
+            width,
+            color=COLORS[rep],
+            label=LABELS[rep],
+        )
+    ax.set_xticks(range(10))
+    ax.set_xlabel("nonzero spatial entries per 3x3 filter")
+    ax.set_ylabel("fraction of filters")
+    ax.set_title(f"spatial filter density at {top:.0%} sparsity (all methods, seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _show_filters(ax_row, filters: torch.Tensor, title: str) -> None:
+    for j, ax in enumerate(ax_row):
+        ax.axis("off")
+        if j < len(filters):
+            f = filters[j]
+            lim = float(f.abs().max()) or 1.0
+            ax.imshow(f.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax_row[0].set_title(title, fontsize=8, loc="left")
+
+
+def plot_bases(records: Sequence[RunRecord], path: Path) -> Path | None:
+    """A learned filter basis next to its initialisation (one IP run, a middle layer)."""
+    cands = [
+        r
+        for r in records
+        if r.config.prune.representation == "ip"
+        and (r.path / "bases_init.pt").is_file()
+        and (r.path / "model.pt").is_file()
+    ]
+    if not cands:
+        return None
+    rec = max(cands, key=lambda r: (r.config.prune.sparsity, -r.config.train.seed))
+    model = load_model(rec)
+    bases = filter_bases(model)
+    init = load_tensors(rec.path / "bases_init.pt")
+    idx = len(bases) // 2
+    fb = bases[idx]
+    start = init[f"basis{idx}"].reshape(-1, *fb.kernel_size)
+    learned = fb.filters()
+    n = fb.num_filters
+    fig, axes = plt.subplots(2, n, figsize=(1.1 * n, 2.6), squeeze=False)
+    _show_filters(axes[0], start, f"initial basis ({rec.config.prune.basis})")
+    _show_filters(
+        axes[1],
+        learned,
+        f"learned basis ({rec.config.prune.method}, {rec.config.prune.sparsity:.0%})",
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_sparse_filters(records: Sequence[RunRecord], path: Path, count: int = 8) -> Path | None:
+    """The paper's Figure 1: sparse filters of one layer in SP (fixed support) and IP (any
+    shape), for the same method, sparsity and seed."""
+    pairs = {}
+    for r in records:
+        p = r.config.prune
+        if p.representation in ("sp", "ip") and (r.path / "model.pt").is_file():
+            pairs.setdefault((p.method, p.sparsity, r.config.train.seed), {})[p.representation] = r
+    full = [(k, v) for k, v in pairs.items() if len(v) == 2]
+    if not full:
+        return None
+    key, pair = max(full, key=lambda kv: (kv[0][1], -kv[0][2]))
+    rows = []
+    for rep in ("sp", "ip"):
+        model = load_model(pair[rep])
+        convs = [
+            m
+            for m in model.modules()
+            if isinstance(m, torch.nn.Conv2d) and tuple(m.kernel_size) == (3, 3)
+        ]
+        w = convs[len(convs) // 2].weight.detach().reshape(-1, 3, 3)
+        alive = w[(w != 0).flatten(1).any(1)]
+        rows.append((rep, alive[:count]))
+    fig, axes = plt.subplots(2, count, figsize=(1.4 * count, 3.6), squeeze=False)
+    for ax_row, (rep, filters) in zip(axes, rows, strict=True):
+        _show_filters(ax_row, filters, f"{LABELS[rep]}: {key[0]} at {key[1]:.0%}, unpruned filters")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,96 @@
+"""Reports from a tiny fake sweep whose numbers the test chose, and from a real tiny one."""
+
+import json
+import statistics
+
+import pytest
+
+from interspace_pruning.experiments import PruneConfig, RunConfig
+from interspace_pruning.foundations.hparams import to_dict
+from interspace_pruning.report import collect_runs, write_report
+from interspace_pruning.training import TrainConfig
+
+
+def _fake_run(root, name, rep, method, sparsity, seed, acc, grad0=None, hist=None):
+    d = root / name
+    d.mkdir(parents=True)
+    cfg = RunConfig(
+        prune=PruneConfig(representation=rep, method=method, sparsity=sparsity),
+        train=TrainConfig(epochs=2, seed=seed),
+    )
+    (d / "config.json").write_text(json.dumps(to_dict(cfg)))
+    summary = {"test_acc": acc, "wall_time": 1.0, "gap_acc": 0.1 * acc}
+    if grad0 is not None:
+        summary["grad_norm_init"] = grad0
+    if hist is not None:
+        summary["filter_nnz_hist"] = hist
+    (d / "summary.json").write_text(json.dumps(summary))
+    rows = [{"epoch": e + 1, "train_loss": 2.0 / (e + 1) + acc, "test_acc": acc} for e in range(2)]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture
+def fake_sweep(tmp_path):
+    root = tmp_path / "sweep"
+    accs = {("sp", 0): 0.60, ("sp", 1): 0.64, ("ip", 0): 0.70, ("ip", 1): 0.74}
+    for (rep, seed), acc in accs.items():
+        _fake_run(
+            root,
+            f"{rep}{seed}",
+            rep,
+            "snip",
+            0.95,
+            seed,
+            acc,
+            grad0=1.0 + acc,
+            hist=[0, 5, 0, 0, 0, 0, 0, 0, 0, 1] if rep == "sp" else [0] * 9 + [6],
+        )
+    _fake_run(root, "dense0", "dense", "snip", 0.98, 0, 0.90)
+    (root / "unfinished").mkdir()
+    (root / "unfinished" / "config.json").write_text("{}")
+    return root
+
+
+def test_report_tables_from_known_numbers(fake_sweep):
+    records, unfinished = collect_runs(fake_sweep)
+    assert len(records) == 5 and [p.name for p in unfinished] == ["unfinished"]
+    report = write_report(fake_sweep)
+    text = report.read_text()
+    sd = statistics.stdev([60, 64])
+    assert f"| snip | 95% | 62.00 ± {sd:.2f} | 72.00 ± {sd:.2f} | +10.00 | IP |" in text
+    assert "| dense | 0% | 90.00 ± 0.00 (reference) |" in text
+    assert "5 finished runs, 1 unfinished" in text
+    # diagnostics: gradient norm at init (mean of 1.60, 1.64 for SP), gap in points
+    assert "1.62 ± 0.0283" in text and "| 6.20 ± 0.28 | 7.20 ± 0.28 |" in text
+    for png in ("accuracy", "curves", "gradnorm", "gap", "filter_density"):
+        f = report.parent / f"digits_convnet_{png}.png"
+        assert f.is_file() and f.stat().st_size > 1000, png
+        assert f"({f.name})" in text
+
+
+def test_report_errors(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        write_report(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no runs"):
+        write_report(tmp_path / "empty")
+
+
+def test_report_of_a_real_tiny_sweep_has_basis_and_filter_pictures(tmp_path):
+    from interspace_pruning import data
+    from interspace_pruning.experiments.grid import expand, run_grid
+
+    ds = data.get("digits", train_subset=200, test_subset=50)
+    base = RunConfig(train=TrainConfig(epochs=1, batch_size=32))
+    cfgs = expand(base, {"prune.representation": ["sp", "ip"], "prune.sparsity": [0.9]})
+    for cfg in cfgs:  # run_grid would load the full dataset; use the subset directly
+        from interspace_pruning.experiments import run
+        from interspace_pruning.experiments.grid import run_dir
+
+        run(cfg, run_dir(tmp_path, cfg), dataset=ds, progress=False)
+    assert len(list(run_grid(cfgs, tmp_path, progress=False))) == 2  # all finished
+    report = write_report(tmp_path)
+    text = report.read_text()
+    for png in ("bases", "filters"):
+        assert (report.parent / f"digits_convnet_{png}.png").is_file(), png
+    assert "grad" in text and "dense 3x3 filters" in text

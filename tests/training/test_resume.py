@@ -1,0 +1,163 @@
+"""A run interrupted mid-training and resumed ends exactly like an uninterrupted one."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from interspace_pruning.experiments import PruneConfig, RunConfig, run
+from interspace_pruning.experiments.config import DstConfig, ImpConfig
+from interspace_pruning.foundations.checkpoint import load_tensors
+from interspace_pruning.foundations.io import read_jsonl
+from interspace_pruning.training import Callback, TrainConfig
+
+TIMING = {"epoch_time", "elapsed"}
+
+
+class Crash(Callback):
+    """Simulates a crash (e.g. a killed process) at a given optimiser step."""
+
+    def __init__(self, at_step):
+        self.at_step = at_step
+
+    def on_step_end(self, state):
+        if state.step == self.at_step:
+            raise KeyboardInterrupt
+
+
+def _metrics(path):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in read_jsonl(path)]
+
+
+def _same_models(a, b):
+    sa, sb = load_tensors(a / "model.pt"), load_tensors(b / "model.pt")
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+CASES = {
+    "ip-snip": RunConfig(prune=PruneConfig(representation="ip", method="snip", sparsity=0.9)),
+    "sp-rigl": RunConfig(
+        prune=PruneConfig(representation="sp", method="rigl", sparsity=0.9),
+        dst=DstConfig(dst_interval=5),
+    ),
+    "ip-gmp": RunConfig(prune=PruneConfig(representation="ip", method="gmp", sparsity=0.8)),
+}
+IMP = RunConfig(
+    prune=PruneConfig(representation="ip", method="imp", sparsity=0.75),
+    imp=ImpConfig(imp_rounds=2, rewind_step=4),
+)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_crash_and_resume_is_bitwise_identical(name, tmp_path):
+    from interspace_pruning import data
+
+    ds = data.get("digits", train_subset=256, test_subset=64)
+    cfg = CASES[name]
+    cfg.train = TrainConfig(epochs=3, batch_size=32, seed=1)
+    run(cfg, tmp_path / "straight", dataset=ds, progress=False)
+    # crash in the middle of epoch 2 (8 steps per epoch)
+    crash_at = 12
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "crashed", dataset=ds, progress=False, callbacks=[Crash(crash_at)])
+    assert (tmp_path / "crashed" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "crashed" / "summary.json").exists()
+    run(cfg, tmp_path / "crashed", dataset=ds, progress=False, resume=True)
+    assert _metrics(tmp_path / "crashed" / "metrics.jsonl") == _metrics(
+        tmp_path / "straight" / "metrics.jsonl"
+    )
+    _same_models(tmp_path / "crashed", tmp_path / "straight")
+    assert not (tmp_path / "crashed" / "checkpoint.pt").exists()  # cleaned up when finished
+
+
+def test_imp_resume(tmp_path):
+    from interspace_pruning import data
+
+    ds = data.get("digits", train_subset=256, test_subset=64)
+    cfg = IMP
+    cfg.train = TrainConfig(epochs=2, batch_size=32, seed=1)
+    run(cfg, tmp_path / "straight", dataset=ds, progress=False)
+
+    class CrashInRound(Callback):
+        def __init__(self):
+            self.trainings = 0
+
+        def on_train_start(self, state):
+            self.trainings += 1
+
+        def on_step_end(self, state):
+            if self.trainings == 2 and state.step == 10:  # round 1, epoch 2
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "crashed", dataset=ds, progress=False, callbacks=[CrashInRound()])
+    assert (tmp_path / "crashed" / "round_0" / "summary.json").is_file()
+    assert (tmp_path / "crashed" / "round_1" / "checkpoint.pt").is_file()
+    run(cfg, tmp_path / "crashed", dataset=ds, progress=False, resume=True)
+    for r in range(3):
+        a = tmp_path / "crashed" / f"round_{r}"
+        b = tmp_path / "straight" / f"round_{r}"
+        assert _metrics(a / "metrics.jsonl") == _metrics(b / "metrics.jsonl"), r
+    _same_models(tmp_path / "crashed", tmp_path / "straight")
+
+
+def test_sigkill_then_resume_from_the_command_line(tmp_path):
+    """A real process killed with SIGKILL mid-run, resumed with `interspace train --resume`."""
+    args = [
+        "train",
+        "--train-subset",
+        "600",
+        "--test-subset",
+        "100",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--method",
+        "synflow",
+        "--rounds",
+        "5",
+        "--quiet",
+        "--threads",
+        "1",
+    ]
+    code = "import sys; from interspace_pruning.cli import main; sys.exit(main(sys.argv[1:]))"
+    straight = subprocess.run(
+        [sys.executable, "-c", code, *args, "--out", str(tmp_path / "a")], capture_output=True
+    )
+    assert straight.returncode == 0, straight.stderr
+    proc = subprocess.Popen([sys.executable, "-c", code, *args, "--out", str(tmp_path / "b")])
+    ckpt = tmp_path / "b" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "b" / "summary.json").exists(), "killed too late"
+    resumed = subprocess.run(
+        [sys.executable, "-c", code, *args, "--out", str(tmp_path / "b"), "--resume"],
+        capture_output=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert _metrics(tmp_path / "a" / "metrics.jsonl") == _metrics(tmp_path / "b" / "metrics.jsonl")
+    _same_models(tmp_path / "a", tmp_path / "b")
+
+
+def test_checkpoint_of_another_configuration_is_refused(tmp_path):
+    from interspace_pruning import data
+
+    ds = data.get("digits", train_subset=256, test_subset=64)
+    cfg = RunConfig(prune=PruneConfig(method="random", sparsity=0.5))
+    cfg.train = TrainConfig(epochs=2, batch_size=32)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path, dataset=ds, progress=False, callbacks=[Crash(10)])
+    other = RunConfig(prune=PruneConfig(method="rigl", sparsity=0.5))
+    other.train = cfg.train
+    with pytest.raises(ValueError, match="belongs to another configuration|does not match"):
+        run(other, tmp_path, dataset=ds, progress=False, resume=True)
