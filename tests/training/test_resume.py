@@ -159,5 +159,5 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path):
         run(cfg, tmp_path, dataset=ds, progress=False, callbacks=[Crash(10)])
     other = RunConfig(prune=PruneConfig(method="rigl", sparsity=0.5))
     other.train = cfg.train
-    with pytest.raises(ValueError, match="belongs to another configuration|does not match"):
+    with pytest.raises(ValueError, match="another configuration"):
         run(other, tmp_path, dataset=ds, progress=False, resume=True)

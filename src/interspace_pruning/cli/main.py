@@ -15,7 +15,7 @@ from ..experiments.grid import run_dir
 from ..experiments.sweep import load_sweep, run_sweep
 from ..foundations.hparams import add_arguments, config_hash, from_namespace
 from ..report import write_report
-from ..training import TrainConfig
+from ..training import TrainConfig, TrainingStopped, distributed
 
 TRAIN_EXAMPLES = """examples:
   interspace train                                   # IP, SNIP 98%, convnet on digits
@@ -62,6 +62,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     g.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from its checkpoint"
+    )
+    g.add_argument(
+        "--overwrite", action="store_true", help="replace a run that already exists in --out"
     )
 
 
@@ -139,7 +142,9 @@ def _out_dir(ns: argparse.Namespace, cfg: RunConfig) -> Path:
 def _cmd_train(ns: argparse.Namespace) -> None:
     cfg = _config(ns)
     out = _out_dir(ns, cfg)
-    result = run(cfg, out, progress=not ns.quiet, resume=ns.resume)
+    result = run(cfg, out, progress=not ns.quiet, resume=ns.resume, overwrite=ns.overwrite)
+    if not distributed.info().is_main:
+        return
     s = result.summary
     print(
         f"{s['representation']}: test acc {s['test_acc']:.2%} (best {s['best_test_acc']:.2%}), "
@@ -151,7 +156,16 @@ def _cmd_train(ns: argparse.Namespace) -> None:
 def _cmd_compare(ns: argparse.Namespace) -> None:
     cfg = _config(ns)
     out = _out_dir(ns, cfg)
-    result = compare(cfg, out, dense=not ns.no_dense, progress=not ns.quiet, resume=ns.resume)
+    result = compare(
+        cfg,
+        out,
+        dense=not ns.no_dense,
+        progress=not ns.quiet,
+        resume=ns.resume,
+        overwrite=ns.overwrite,
+    )
+    if not distributed.info().is_main:
+        return
     print(result.markdown())
     print()
     print(result.verdict())
@@ -194,13 +208,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(ns, "threads", None):
         torch.set_num_threads(ns.threads)
     try:
+        distributed.init_from_env()  # under torchrun: join the process group
         COMMANDS[ns.command](ns)
     except ValueError as e:  # includes DataError and TrainingError: one line, no traceback
         print(f"interspace {ns.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingStopped as e:
+        print(f"interspace {ns.command}: {e}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"interspace {ns.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if distributed.info().enabled:
+            torch.distributed.destroy_process_group()
     return 0
 
 

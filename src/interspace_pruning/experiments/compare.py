@@ -61,6 +61,7 @@ def compare(
     dense: bool = True,
     progress: bool = True,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> Comparison:
     """Train SP, IP and (optionally) dense under ``cfg``; write JSON and Markdown to ``out_dir``."""
     dataset = load_data(cfg.data)
@@ -70,7 +71,12 @@ def compare(
     for rep in reps:
         sub = out / rep if out is not None else None
         result = run(
-            with_representation(cfg, rep), sub, dataset=dataset, progress=progress, resume=resume
+            with_representation(cfg, rep),
+            sub,
+            dataset=dataset,
+            progress=progress,
+            resume=resume,
+            overwrite=overwrite,
         )
         rows.append(result.summary)
     comparison = Comparison(cfg, rows)

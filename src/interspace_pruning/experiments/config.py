@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from .. import data as data_mod
@@ -153,3 +154,14 @@ class RunConfig:
     imp: ImpConfig = field(default_factory=ImpConfig)
     gmp: GmpConfig = field(default_factory=GmpConfig)
     dst: DstConfig = field(default_factory=DstConfig)
+
+
+def config_from_dict(d: dict) -> RunConfig:
+    """Inverse of ``dataclasses.asdict`` for :class:`RunConfig` (missing sections: defaults)."""
+    fresh = RunConfig()
+    parts = {}
+    for f in dataclasses.fields(RunConfig):
+        cls = type(getattr(fresh, f.name))
+        known = {g.name for g in dataclasses.fields(cls)}
+        parts[f.name] = cls(**{k: v for k, v in d.get(f.name, {}).items() if k in known})
+    return RunConfig(**parts)

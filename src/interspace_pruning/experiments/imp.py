@@ -16,7 +16,7 @@ from ..foundations.io import atomic_write_bytes, read_jsonl
 from ..masks import prunable
 from ..pruning import prune
 from ..schedules import RewindPoint, imp_levels, rewind
-from ..training import Callback, train
+from ..training import Callback, distributed, train
 from .run import RunResult, finish, prepare_representation, save_initial_bases, summarise
 
 
@@ -41,7 +41,8 @@ def run_imp(
     start = time.perf_counter()
     model = prepare_representation(cfg, dataset, model)
     prunable(model)
-    if out is not None:
+    writes = out is not None and distributed.info().is_main
+    if writes:
         save_initial_bases(out, model)
     rewind_point = RewindPoint(cfg.imp.rewind_step)
     rounds: list[dict] = []
@@ -75,13 +76,13 @@ def run_imp(
         summary = summarise(model, dataset, history, time.perf_counter() - start, p.representation)
         summary["round"] = r
         rounds.append(summary)
-        if sub is not None:
+        if writes:
             if r == 0:
                 save_tensors(out / "rewind.pt", rewind_point.state)
             save_tensors(sub / "masks.pt", {e.name: e.mask.bool() for e in prunable(model)})
             finish(sub, model, summary)
     summary = dict(rounds[-1], rounds=rounds)
-    if out is not None:
+    if writes:
         last = out / f"round_{len(levels)}"
         atomic_write_bytes(out / "metrics.jsonl", (last / "metrics.jsonl").read_bytes())
         if not restored:  # every round was already done: the model is the last round's

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,9 +23,9 @@ from ..interspace import to_interspace
 from ..masks import prunable, sparsity_report
 from ..pruning import method_names, prune
 from ..schedules import DynamicSparseTraining, GradualMagnitudePruning
-from ..training import Callback, evaluate, train
+from ..training import Callback, distributed, evaluate, train
 from ..training.loop import CHECKPOINT
-from .config import DataConfig, RunConfig
+from .config import DataConfig, RunConfig, config_from_dict
 
 
 def load_data(cfg: DataConfig) -> data_mod.ImageDataset:
@@ -206,17 +208,22 @@ def run(
     callbacks: list[Callback] | None = None,
     progress: bool = True,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> RunResult:
     """Train one configuration end to end.
 
-    With ``out_dir``: ``config.json``, ``metrics.jsonl`` (per epoch), a per-epoch
-    ``checkpoint.pt`` while training, then ``model.pt`` (the state dict, loadable with
-    ``torch.load(weights_only=True)``) and, last, ``summary.json``. With ``resume`` an
-    interrupted run continues from its checkpoint.
+    With ``out_dir``: ``config.json``, ``metrics.jsonl`` (per epoch), a ``checkpoint.pt``
+    while training, then ``model.pt`` (the state dict, loadable with
+    ``torch.load(weights_only=True)``) and, last, ``summary.json``. A directory that already
+    holds a run is refused unless ``resume`` (continue it: same configuration only) or
+    ``overwrite`` (start over). Under ``torchrun`` only rank 0 writes.
     """
-    dataset = load_data(cfg.data) if dataset is None else dataset
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
+        claim_run_dir(out, cfg, resume, overwrite)
+    dataset = load_data(cfg.data) if dataset is None else dataset
+    writes = out is not None and distributed.info().is_main
+    if writes:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", to_dict(cfg))
     if cfg.prune.method == "imp" and cfg.prune.representation != "dense":
@@ -225,7 +232,7 @@ def run(
         return run_imp(cfg, out, dataset, model, callbacks or [], progress, resume)
     start = time.perf_counter()
     model, schedule = prepare(cfg, dataset, model)
-    if out is not None:
+    if writes:
         save_initial_bases(out, model)
     p = cfg.prune
     desc = (
@@ -236,9 +243,37 @@ def run(
         model, dataset, cfg.train, out, cbs, progress, desc, resume=resume, tag=config_hash(cfg)
     )
     summary = summarise(model, dataset, history, time.perf_counter() - start, p.representation)
-    if out is not None:
+    if writes:
         finish(out, model, summary)
     return RunResult(cfg, history, summary, model)
+
+
+def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber an existing run; check that a resumed one is the same configuration."""
+    config_file = out / "config.json"
+    if not config_file.is_file():
+        return
+    if overwrite:
+        if distributed.info().is_main:
+            shutil.rmtree(out)
+        return
+    state = "a finished" if (out / "summary.json").is_file() else "an unfinished"
+    if not resume:
+        raise ValueError(
+            f"{out} already holds {state} run; pass --resume to continue it, --overwrite to "
+            "start over, or choose another --out"
+        )
+    try:
+        theirs = config_hash(config_from_dict(json.loads(config_file.read_text())))
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"{config_file} is unreadable ({e}); pass --overwrite to start over"
+        ) from None
+    if theirs != config_hash(cfg):
+        raise ValueError(
+            f"{out} holds a run of another configuration; resume it with its own settings "
+            f"(see {config_file}), or pass --overwrite"
+        )
 
 
 def save_initial_bases(out: Path, model: nn.Module) -> None:

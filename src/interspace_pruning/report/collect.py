@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from .. import models
-from ..experiments.config import RunConfig
+from ..experiments.config import RunConfig, config_from_dict
 from ..foundations.checkpoint import load_tensors
 from ..foundations.io import read_jsonl
 from ..interspace import to_interspace
@@ -32,17 +31,6 @@ class RunRecord:
     config: RunConfig
     summary: dict
     history: list[dict] = field(default_factory=list)
-
-
-def config_from_dict(d: dict) -> RunConfig:
-    """Inverse of ``dataclasses.asdict`` for :class:`RunConfig` (missing sections: defaults)."""
-    fresh = RunConfig()
-    parts = {}
-    for f in dataclasses.fields(RunConfig):
-        cls = type(getattr(fresh, f.name))
-        known = {g.name for g in dataclasses.fields(cls)}
-        parts[f.name] = cls(**{k: v for k, v in d.get(f.name, {}).items() if k in known})
-    return RunConfig(**parts)
 
 
 def collect_runs(root: str | Path) -> tuple[list[RunRecord], list[Path]]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..masks import PrunableTensor
-from ..training import Callback, TrainState, reset_state_entries
+from ..training import Callback, TrainState, distributed, reset_state_entries
 
 
 def snapshot_masks(entries: Sequence[PrunableTensor]) -> list[torch.Tensor]:
@@ -34,6 +34,8 @@ def settle_after_mask_change(
         if e.param.grad is not None:
             e.param.grad.mul_(e.mask)
         reset_state_entries(state.optimizer, e.param, changed)
+    # Under torchrun every rank decided alike; rank 0's copy is the reference all the same.
+    distributed.broadcast_module(state.model)
     return changed_total
 
 

@@ -17,7 +17,7 @@ import torch
 
 from ..foundations.batchnorm import frozen_batchnorm_stats
 from ..masks import dense_gradients, prunable
-from ..training import TrainState, reset_state_entries
+from ..training import TrainState, distributed, reset_state_entries
 from .base import MaskSchedule, settle_after_mask_change, snapshot_masks
 
 GROWTH = ("gradient", "random")
@@ -75,6 +75,7 @@ class DynamicSparseTraining(MaskSchedule):
         x, y = state.batch
         with frozen_batchnorm_stats(state.model), torch.enable_grad():  # must not count
             grads = dense_gradients(state.model, entries, x, y, state.loss_fn)
+        distributed.all_reduce_mean_(grads)  # each rank saw its shard: decide on the mean
         return [g.abs().cpu() for g in grads]
 
     @torch.no_grad()

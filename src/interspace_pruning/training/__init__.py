@@ -1,8 +1,9 @@
 """Training: configuration, optimiser and schedules, the loop and its callbacks."""
 
+from . import distributed
 from .callbacks import Callback, TrainState
 from .config import OPTIMIZERS, SCHEDULES, TrainConfig
-from .loop import TrainingError, evaluate, train
+from .loop import TrainingError, TrainingStopped, evaluate, train
 from .optim import (
     build_optimizer,
     build_scheduler,
@@ -18,7 +19,9 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "TrainingError",
+    "TrainingStopped",
     "build_optimizer",
+    "distributed",
     "build_scheduler",
     "evaluate",
     "lr_factor",

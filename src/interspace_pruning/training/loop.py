@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,6 +19,7 @@ from ..data import ImageDataset
 from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.io import write_jsonl
 from ..masks import has_masks, sparsity_report
+from . import distributed
 from .callbacks import Callback, TrainState
 from .config import TrainConfig
 from .optim import build_optimizer, build_scheduler
@@ -69,30 +73,46 @@ def _callback_states(callbacks) -> list[list]:
     return [[type(cb).__name__, cb.state_dict()] for cb in callbacks]
 
 
-def _save_checkpoint(
-    path: Path, state: TrainState, generator: torch.Generator, callbacks, tag: str
-) -> None:
+@dataclass
+class _Position:
+    """Where training stands: resumable at any step, not just at epoch ends."""
+
+    epoch: int = 0  # current epoch (0-based)
+    batches_done: int = 0  # optimiser steps already taken in this epoch
+    epoch_generator: torch.Tensor | None = None  # data-order RNG state at the epoch's start
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    epoch_time: float = 0.0
+
+
+def _save_checkpoint(path: Path, state: TrainState, pos: _Position, callbacks, tag: str) -> None:
     save_tensors(
         path,
         {
             "tag": tag,
-            "epoch": state.epoch + 1,  # epochs completed
+            "position": {
+                "epoch": pos.epoch,
+                "batches_done": pos.batches_done,
+                "loss_sum": pos.loss_sum,
+                "correct": pos.correct,
+                "seen": pos.seen,
+                "epoch_time": pos.epoch_time,
+            },
+            "epoch_generator": pos.epoch_generator,
             "step": state.step,
             "model": state.model.state_dict(),
             "optimizer": state.optimizer.state_dict(),
             "scheduler": state.scheduler.state_dict(),
-            "generator": generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "history": state.history,
-            "callbacks": _callback_states(callbacks),
+            "callbacks": [[type(cb).__name__, cb.state_dict()] for cb in callbacks],
         },
     )
 
 
-def _load_checkpoint(
-    path: Path, state: TrainState, generator: torch.Generator, callbacks, tag: str
-) -> int:
-    """Restore a checkpoint into ``state``; returns the number of completed epochs."""
+def _load_checkpoint(path: Path, state: TrainState, callbacks, tag: str) -> _Position:
+    """Restore a checkpoint into ``state``; returns where to continue."""
     ckpt = load_tensors(path)
     if ckpt.get("tag", "") != tag:
         raise ValueError(
@@ -106,7 +126,6 @@ def _load_checkpoint(
         first = str(e).strip().splitlines()[0]
         raise ValueError(f"checkpoint {path} does not match this run: {first}") from None
     state.scheduler.load_state_dict(ckpt["scheduler"])
-    generator.set_state(ckpt["generator"])
     torch.set_rng_state(ckpt["torch_rng"])
     state.step = int(ckpt["step"])
     state.history = list(ckpt["history"])
@@ -119,7 +138,36 @@ def _load_checkpoint(
                 cb.load_state_dict(cb_state)
                 del saved[i]
                 break
-    return int(ckpt["epoch"])
+    return _Position(**ckpt["position"], epoch_generator=ckpt["epoch_generator"])
+
+
+class _StopRequests:
+    """SIGTERM/SIGINT set a flag; training checkpoints at the end of the current step."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.requested: int | None = None
+        self._old: dict = {}
+
+    def __enter__(self) -> _StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.requested = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+class TrainingStopped(KeyboardInterrupt):
+    """Training stopped on request (SIGTERM/SIGINT) after writing a checkpoint."""
 
 
 def train(
@@ -138,12 +186,21 @@ def train(
     The data order and augmentation come from a generator seeded with ``cfg.seed``, so two
     runs with one seed see identical batches. With ``out_dir`` the metrics are rewritten to
     ``out_dir/metrics.jsonl`` and a checkpoint (model with masks and filter bases,
-    optimiser, schedule, callbacks, RNG states) to ``out_dir/checkpoint.pt`` after every
-    epoch, both atomically. With ``resume`` an existing checkpoint is continued from, and
-    the result equals that of an uninterrupted run. ``tag`` identifies the configuration: a
-    checkpoint written under another tag is refused.
+    optimiser, LR schedule, callbacks, RNG states, position) to ``out_dir/checkpoint.pt``
+    after every epoch, both atomically; SIGTERM/SIGINT write one at the end of the current
+    step and stop (raising :class:`TrainingStopped`). With ``resume`` an existing checkpoint
+    is continued from, and the result equals that of an uninterrupted run. ``tag``
+    identifies the configuration: a checkpoint written under another tag is refused.
+
+    Under ``torchrun`` (see :mod:`.distributed`) ``cfg.batch_size`` is the global batch.
     """
     callbacks = list(callbacks)
+    d = distributed.info()
+    if d.enabled and cfg.batch_size % d.world_size:
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the "
+            f"{d.world_size} processes"
+        )
     steps = dataset.steps_per_epoch(cfg.batch_size)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, steps * cfg.epochs)
@@ -155,68 +212,95 @@ def train(
     state.loss_fn = loss_fn
     generator = torch.Generator().manual_seed(cfg.seed)
     out = Path(out_dir) if out_dir is not None else None
+    writes = out is not None and d.is_main
     ckpt_path = out / CHECKPOINT if out is not None else None
-    first_epoch = 0
+    pos = _Position()
     if resume and ckpt_path is not None and ckpt_path.is_file():
-        first_epoch = _load_checkpoint(ckpt_path, state, generator, callbacks, tag)
+        pos = _load_checkpoint(ckpt_path, state, callbacks, tag)
     else:
         for cb in callbacks:
             cb.on_train_start(state)
-    start = time.perf_counter() - (state.history[-1]["elapsed"] if state.history else 0.0)
+    net = distributed.wrap(model)
+    elapsed0 = state.history[-1]["elapsed"] if state.history else 0.0
+    start = time.perf_counter() - elapsed0
     # disable=None: bars only on a terminal, so logs and CI output stay clean
     bar = tqdm(
         total=cfg.epochs,
-        initial=first_epoch,
+        initial=pos.epoch,
         desc=desc,
-        disable=None if progress else True,
+        disable=None if (progress and d.is_main) else True,
         leave=False,
         unit="ep",
     )
-    for epoch in range(first_epoch, cfg.epochs):
-        state.epoch = epoch
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum, correct, n = 0.0, 0, 0
-        for x, y in dataset.train_batches(cfg.batch_size, generator):
-            state.batch = (x, y)
-            optimizer.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            if not math.isfinite(loss.item()):
-                raise TrainingError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {state.step}; "
-                    f"lower the learning rate (--lr {cfg.lr}) or check the data"
-                )
-            loss.backward()
+    with _StopRequests() as stop:
+        for epoch in range(pos.epoch, cfg.epochs):
+            state.epoch = epoch
+            if pos.epoch_generator is not None and pos.epoch == epoch:
+                generator.set_state(pos.epoch_generator)  # replay the epoch's order...
+            else:
+                pos = _Position(epoch=epoch, epoch_generator=generator.get_state())
+            model.train()
+            t0 = time.perf_counter() - pos.epoch_time
+            batches = dataset.train_batches(cfg.batch_size, generator)
+            for i, batch in enumerate(batches):
+                if i < pos.batches_done:
+                    continue  # ...and skip what was done before the interruption
+                x, y = distributed.shard(batch, d)
+                state.batch = (x, y)
+                optimizer.zero_grad(set_to_none=True)
+                logits = net(x)
+                loss = loss_fn(logits, y)
+                flags = [float(not math.isfinite(loss.item())), float(stop.requested is not None)]
+                bad, stopping = distributed.all_reduce_sum(flags) if d.enabled else flags
+                if bad:
+                    raise TrainingError(
+                        f"loss became {loss.item()} at epoch {epoch + 1}, step {state.step}; "
+                        f"lower the learning rate (--lr {cfg.lr}) or check the data"
+                        + (f" (last good checkpoint: {ckpt_path})" if writes else "")
+                    )
+                loss.backward()
+                for cb in callbacks:
+                    cb.on_after_backward(state)
+                optimizer.step()
+                scheduler.step()
+                for cb in callbacks:
+                    cb.on_step_end(state)
+                state.step += 1
+                pos.batches_done = i + 1
+                pos.loss_sum += loss.item() * len(y)
+                pos.correct += int((logits.argmax(1) == y).sum())
+                pos.seen += len(y)
+                if stopping:
+                    pos.epoch_time = time.perf_counter() - t0
+                    if writes:
+                        _save_checkpoint(ckpt_path, state, pos, callbacks, tag)
+                    raise TrainingStopped(
+                        f"stopped by signal {stop.requested} at epoch {epoch + 1}, step "
+                        f"{state.step}" + (f"; resume from {ckpt_path}" if writes else "")
+                    )
+            loss_sum, correct, seen = distributed.all_reduce_sum(
+                [pos.loss_sum, float(pos.correct), float(pos.seen)]
+            )
+            metrics = {
+                "epoch": epoch + 1,
+                "step": state.step,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
+                **evaluate(model, dataset),
+                "sparsity": _sparsity(model),
+                "epoch_time": time.perf_counter() - t0,
+                "elapsed": time.perf_counter() - start,
+            }
             for cb in callbacks:
-                cb.on_after_backward(state)
-            optimizer.step()
-            scheduler.step()
-            for cb in callbacks:
-                cb.on_step_end(state)
-            state.step += 1
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            n += len(y)
-        metrics = {
-            "epoch": epoch + 1,
-            "step": state.step,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": loss_sum / max(n, 1),
-            "train_acc": correct / max(n, 1),
-            **evaluate(model, dataset),
-            "sparsity": _sparsity(model),
-            "epoch_time": time.perf_counter() - t0,
-            "elapsed": time.perf_counter() - start,
-        }
-        for cb in callbacks:
-            cb.on_epoch_end(state, metrics)
-        state.history.append(metrics)
-        if out is not None:
-            write_jsonl(out / "metrics.jsonl", state.history)
-            _save_checkpoint(ckpt_path, state, generator, callbacks, tag)
-        bar.update(1)
-        bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", acc=f"{metrics['test_acc']:.3f}")
+                cb.on_epoch_end(state, metrics)
+            state.history.append(metrics)
+            pos = _Position(epoch=epoch + 1, epoch_generator=generator.get_state())
+            if writes:
+                write_jsonl(out / "metrics.jsonl", state.history)
+                _save_checkpoint(ckpt_path, state, pos, callbacks, tag)
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", acc=f"{metrics['test_acc']:.3f}")
     bar.close()
     for cb in callbacks:
         cb.on_train_end(state)
