@@ -28,3 +28,10 @@ def test_other_channel_and_class_counts_and_errors():
         ip.models.get("resnet18")
     with pytest.raises(ValueError, match="num_classes"):
         ip.models.get("convnet", num_classes=0)
+
+
+@pytest.mark.parametrize("name,params", [("resnet18", 11_689_512), ("resnet50", 25_557_032)])
+def test_imagenet_resnets_have_the_published_sizes(name, params):
+    model = ip.models.get(name, num_classes=1000, in_channels=3)
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 1000)

@@ -13,7 +13,7 @@ from .digits import load_digits_dataset
 from .download import user_cache_dir
 from .errors import DataError
 
-NAMES = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
+NAMES = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "tiny-imagenet")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -35,6 +35,8 @@ def get(
     train_subset: int | None = None,
     test_subset: int | None = None,
     augment: bool = True,
+    image_size: int | None = None,
+    workers: int = 4,
 ) -> ImageDataset:
     """Load dataset ``name`` into memory.
 
@@ -42,10 +44,14 @@ def get(
         root: folder with the files (default: :func:`default_root`).
         download: fetch the official files into ``root`` if they are missing.
         train_subset / test_subset: keep a fixed class-balanced subset of that many images.
-        augment: use the dataset's standard augmentation (random crop + flip for CIFAR).
+        augment: use the dataset's standard augmentation (random crop + flip for CIFAR,
+            random-resized crop + flip for image folders).
+        image_size / workers: image folders only: crop size (default 224, Tiny-ImageNet 64)
+            and DataLoader worker processes that decode the images.
     """
     from .cifar import load_cifar_dataset
     from .idx import load_idx_dataset
+    from .imagefolder import load_image_folder
 
     if name not in NAMES:
         raise DataError(f"unknown dataset {name!r}; choose one of {list(NAMES)}")
@@ -54,6 +60,10 @@ def get(
         ds = load_digits_dataset()
     elif name in ("mnist", "fashion-mnist"):
         ds = load_idx_dataset(name, path, download)
+    elif name in ("imagefolder", "tiny-imagenet"):
+        if root is None:
+            raise DataError(f"dataset {name!r} needs --root DIR with train/ and val/ folders")
+        ds = load_image_folder(name, path, image_size, workers)
     else:
         ds = load_cifar_dataset(name, path, download)
     if not augment:

@@ -90,6 +90,15 @@ class ImageDataset:
         for i in range(0, len(self.test_y), batch_size):
             yield self.normalise(self.test_x[i : i + batch_size]), self.test_y[i : i + batch_size]
 
+    def train_eval_batches(
+        self, batch_size: int = 1000, limit: int | None = None
+    ) -> Iterator[Batch]:
+        """Training images without augmentation (at most ``limit``), for measuring the gap."""
+        n = len(self.train_y) if limit is None else min(limit, len(self.train_y))
+        for i in range(0, n, batch_size):
+            j = min(i + batch_size, n)
+            yield self.normalise(self.train_x[i:j]), self.train_y[i:j]
+
     def steps_per_epoch(self, batch_size: int, drop_last: bool = True) -> int:
         n = len(self.train_y)
         if drop_last and n >= batch_size:

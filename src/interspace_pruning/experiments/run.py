@@ -36,6 +36,8 @@ def load_data(cfg: DataConfig) -> data_mod.ImageDataset:
         train_subset=cfg.train_subset,
         test_subset=cfg.test_subset,
         augment=cfg.augment,
+        image_size=cfg.image_size,
+        workers=cfg.workers,
     )
 
 
@@ -195,6 +197,8 @@ def summarise(
         "parameters": report.dense_model_params if report else plain_params,
         "wall_time": wall_time,
         "epochs": len(history),
+        "num_classes": dataset.num_classes,
+        "in_channels": dataset.in_channels,
         **{k: history[0][k] for k in DIAGNOSTICS_INIT if k in history[0]},
         **{k: last[k] for k in DIAGNOSTICS_FINAL if k in last},
     }

@@ -9,6 +9,7 @@ from torch import nn
 
 from .cifar_resnet import CifarResNet
 from .convnet import ConvNet
+from .imagenet_resnet import ImageNetResNet, resnet18, resnet50
 from .vgg import VGG
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -16,6 +17,8 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet32": partial(CifarResNet, 32),
     "resnet56": partial(CifarResNet, 56),
     "vgg16": VGG,
+    "resnet18": resnet18,
+    "resnet50": resnet50,
     "convnet": ConvNet,
 }
 
@@ -41,4 +44,4 @@ def get(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs) -> nn.
     return _MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
-__all__ = ["CifarResNet", "ConvNet", "VGG", "get", "names", "register"]
+__all__ = ["CifarResNet", "ConvNet", "ImageNetResNet", "VGG", "get", "names", "register"]

@@ -22,6 +22,7 @@ DATASET_SHAPES = {
     "fashion-mnist": (10, 1),
     "cifar10": (10, 3),
     "cifar100": (100, 3),
+    "tiny-imagenet": (200, 3),
 }
 
 
@@ -60,7 +61,9 @@ def collect_runs(root: str | Path) -> tuple[list[RunRecord], list[Path]]:
 def load_model(record: RunRecord) -> nn.Module:
     """Rebuild a finished run's model (masks and filter bases included) from ``model.pt``."""
     cfg = record.config
-    num_classes, in_channels = DATASET_SHAPES[cfg.data.dataset]
+    num_classes, in_channels = record.summary.get("num_classes"), record.summary.get("in_channels")
+    if num_classes is None:
+        num_classes, in_channels = DATASET_SHAPES[cfg.data.dataset]
     model = models.get(cfg.model.model, num_classes, in_channels)
     p = cfg.prune
     if p.representation == "ip":

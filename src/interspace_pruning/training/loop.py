@@ -46,14 +46,7 @@ def evaluate(
     if split == "test":
         batches = dataset.test_batches(batch_size)
     else:
-        n = len(dataset.train_y) if limit is None else min(limit, len(dataset.train_y))
-        batches = (
-            (
-                dataset.normalise(dataset.train_x[i : i + batch_size][: n - i]),
-                dataset.train_y[i : i + batch_size][: n - i],
-            )
-            for i in range(0, n, batch_size)
-        )
+        batches = dataset.train_eval_batches(batch_size, limit)
     loss_sum, correct, count = 0.0, 0, 0
     for x, y in batches:
         out = model(x)
