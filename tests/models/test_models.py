@@ -24,8 +24,8 @@ def test_convnet_on_small_inputs(size):
 def test_other_channel_and_class_counts_and_errors():
     assert ip.models.get("resnet20", 100, 1)(torch.randn(1, 1, 28, 28)).shape == (1, 100)
     assert ip.models.get("resnet20", shortcut="B")(torch.randn(1, 3, 32, 32)).shape == (1, 10)
-    with pytest.raises(ValueError, match="unknown model 'resnet18'"):
-        ip.models.get("resnet18")
+    with pytest.raises(ValueError, match="unknown model 'resnet19'"):
+        ip.models.get("resnet19")
     with pytest.raises(ValueError, match="num_classes"):
         ip.models.get("convnet", num_classes=0)
 

@@ -186,7 +186,7 @@ def _cmd_sweep(ns: argparse.Namespace) -> None:
             )
         return
     run_sweep(sweep, out, progress=not getattr(ns, "quiet", False))
-    if not ns.no_report:
+    if not ns.no_report and distributed.info().is_main:
         print(f"report: {write_report(out)}")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..foundations.hparams import coerce, config_hash
+from ..training import distributed
 from ..training.loop import CHECKPOINT
 from .config import PruneConfig, RunConfig
 from .run import run
@@ -77,7 +78,7 @@ def run_grid(
         if done.is_file():
             summary = json.loads(done.read_text())
         else:
-            if progress:
+            if progress and distributed.info().is_main:
                 p = cfg.prune
                 again = " (resuming)" if (d / CHECKPOINT).is_file() else ""
                 print(
