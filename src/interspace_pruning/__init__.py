@@ -12,8 +12,9 @@ a trainable filter basis), then prune its coefficients with any unstructured met
     plain = ip.fold(model)                       # plain torch model for deployment
 """
 
-from . import bases, models, pruning
+from . import bases, inference, models, pruning
 from .bases import FilterBasis, basis_names, filter_bases
+from .inference import costs, export_onnx, export_sparse, load_sparse, sparse_inference
 from .interspace import basis_parameters, fold, is_interspace, to_interspace
 from .masks import (
     Mask,
@@ -47,6 +48,12 @@ __all__ = [
     "basis_names",
     "basis_parameters",
     "bases",
+    "costs",
+    "export_onnx",
+    "export_sparse",
+    "inference",
+    "load_sparse",
+    "sparse_inference",
     "filter_bases",
     "fold",
     "is_interspace",

@@ -18,8 +18,13 @@ COLUMNS = [
     ("nonzero", "nonzero prunable", "{}"),
     ("basis_params", "FB params", "{}"),
     ("basis_overhead", "FB overhead", "{:.3%}"),
+    ("sparse_flops", "MFLOPs/sample", "{:.2f}"),
+    ("sparse_bytes", "file (KB)", "{:.1f}"),
     ("wall_time", "wall time", "{:.1f} s"),
 ]
+
+
+SCALE = {"sparse_flops": 1e6, "sparse_bytes": 1e3}
 
 
 @dataclass
@@ -39,7 +44,10 @@ class Comparison:
         sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
         lines = [head, sep]
         for r in self.rows:
-            cells = [("-" if r[k] is None else fmt.format(r[k])) for k, _, fmt in COLUMNS]
+            cells = [
+                "-" if r.get(k) is None else fmt.format(r[k] / SCALE[k] if k in SCALE else r[k])
+                for k, _, fmt in COLUMNS
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 

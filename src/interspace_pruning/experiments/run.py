@@ -19,6 +19,7 @@ from ..diagnostics import Diagnostics
 from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.hparams import config_hash, to_dict
 from ..foundations.io import atomic_write_json
+from ..inference import costs
 from ..interspace import to_interspace
 from ..masks import prunable, sparsity_report
 from ..pruning import method_names, prune
@@ -176,6 +177,7 @@ def summarise(
     in eval mode, without augmentation, on up to 10,000 training images)."""
     last = history[-1]
     train_eval = evaluate(model, dataset, split="train", limit=10_000)
+    cost = costs(model, dataset.image_shape)
     report = sparsity_report(model) if rep != "dense" else None
     plain_params = sum(p.numel() for p in model.parameters())
     return {
@@ -197,6 +199,10 @@ def summarise(
         "parameters": report.dense_model_params if report else plain_params,
         "wall_time": wall_time,
         "epochs": len(history),
+        "dense_flops": cost.dense_flops,
+        "sparse_flops": cost.sparse_flops,
+        "sparse_bytes": cost.sparse_bytes,
+        "dense_bytes": cost.dense_bytes,
         "num_classes": dataset.num_classes,
         "in_channels": dataset.in_channels,
         **{k: history[0][k] for k in DIAGNOSTICS_INIT if k in history[0]},

@@ -1,0 +1,56 @@
+import pytest
+import torch
+from torch import nn
+
+import interspace_pruning as ip
+from interspace_pruning.inference import SparseIPConv2d, SparseSPConv2d, sparse_inference
+
+from ..conftest import MixedNet
+
+
+def _pruned(representation, sparsity=0.85, seed=0):
+    torch.manual_seed(seed)
+    model = MixedNet().eval()
+    if representation == "ip":
+        ip.to_interspace(model)
+        with torch.no_grad():
+            for fb in ip.filter_bases(model):
+                fb.weight.add_(0.1 * torch.randn_like(fb.weight))
+    ip.prune(model, "random", sparsity, allocation="uniform")
+    with torch.no_grad():  # non-trivial BN statistics
+        model.bn.running_mean.uniform_(-0.5, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("representation", ["sp", "ip"])
+@pytest.mark.parametrize("shape", [(2, 3, 16, 16), (1, 3, 17, 13), (5, 3, 9, 24)])
+def test_sparse_engine_equals_training_forward(representation, shape):
+    model = _pruned(representation)
+    engine = sparse_inference(model, mode="sparse")
+    assert set(engine.plan.values()) == {"sparse"}
+    kind = SparseIPConv2d if representation == "ip" else SparseSPConv2d
+    for name in ("stem", "dilated", "grouped", "depthwise", "nonsquare", "tall"):
+        assert isinstance(getattr(engine, name), kind), name
+    x = torch.randn(*shape)
+    expected, got = model(x), engine(x)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+
+
+def test_auto_mode_measures_and_dense_mode_folds():
+    model = _pruned("ip", sparsity=0.5)
+    x = torch.randn(4, 3, 16, 16)
+    auto = sparse_inference(model, example=x, repeats=2)
+    assert set(auto.plan) == {e.name for e in ip.prunable(model)}
+    assert set(auto.plan.values()) <= {"sparse", "dense"}
+    assert torch.allclose(auto(x), model(x), rtol=1e-4, atol=1e-5)
+    dense = sparse_inference(model, mode="dense")
+    assert set(dense.plan.values()) == {"dense"} and type(dense.stem) is nn.Conv2d
+    thresholds = sparse_inference(_pruned("sp", sparsity=0.99))  # no example: FLOP rule
+    assert "sparse" in thresholds.plan.values()
+
+
+def test_engine_errors():
+    with pytest.raises(ValueError, match="has no masks"):
+        sparse_inference(MixedNet())
+    with pytest.raises(ValueError, match="mode must be"):
+        sparse_inference(_pruned("sp"), mode="fast")
