@@ -38,3 +38,25 @@ def test_run_grid_skips_finished_runs_and_tabulates(tmp_path, capsys):
     table = ip_vs_sp_table(second)
     assert "| snip | 98% |" not in table and "| snip | 90% |" in table
     assert "seeds [0, 1]" in table
+
+
+def test_runs_under_an_older_hash_are_adopted(tmp_path, capsys):
+    import json
+
+    from interspace_pruning.experiments.grid import run_dir
+
+    base = override(override(RunConfig(), "data.train_subset", 100), "data.test_subset", 50)
+    cfg = override(override(base, "train.epochs", 1), "prune.sparsity", 0.9)
+    list(run_grid([cfg], tmp_path))
+    d = run_dir(tmp_path, cfg)
+    # pretend the run was written before a new hyperparameter existed: another folder name
+    # and a config.json without that field
+    old = tmp_path / "0123456789"
+    d.rename(old)
+    saved = json.loads((old / "config.json").read_text())
+    del saved["data"]["workers"]
+    (old / "config.json").write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert [s["test_acc"] for _, s in run_grid([cfg], tmp_path)]
+    assert capsys.readouterr().out.count("->") == 0  # not trained again
+    assert d.is_dir() and not old.exists()

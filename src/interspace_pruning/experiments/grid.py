@@ -16,7 +16,7 @@ from typing import Any
 from ..foundations.hparams import coerce, config_hash
 from ..training import distributed
 from ..training.loop import CHECKPOINT
-from .config import PruneConfig, RunConfig
+from .config import PruneConfig, RunConfig, config_from_dict
 from .run import run
 
 SECTIONS = ("data", "model", "prune", "train", "imp", "gmp", "dst")
@@ -66,12 +66,34 @@ def run_dir(root: Path, cfg: RunConfig) -> Path:
     return Path(root) / config_hash(cfg)
 
 
+def adopt_renamed_runs(root: Path, configs: Sequence[RunConfig]) -> None:
+    """Move runs whose folder name is an older hash of the same configuration.
+
+    A hash covers every field, so adding a hyperparameter (with a default) renames every
+    run; the ``config.json`` beside each run says what it really was. Only rank 0 moves.
+    """
+    if not root.is_dir() or not distributed.info().is_main:
+        return
+    wanted = {run_dir(root, c).name for c in configs}
+    for cfg_file in root.glob("*/config.json"):
+        d = cfg_file.parent
+        if d.name in wanted:
+            continue
+        try:
+            current = config_hash(config_from_dict(json.loads(cfg_file.read_text())))
+        except (ValueError, TypeError):
+            continue
+        if current in wanted and not (root / current).exists():
+            d.rename(root / current)
+
+
 def run_grid(
     configs: Sequence[RunConfig], root: str | Path, progress: bool = True
 ) -> Iterator[tuple[RunConfig, dict]]:
     """Train every config not finished yet under ``root`` (continuing interrupted ones from
     their checkpoints); yield ``(config, summary)``."""
     root = Path(root)
+    adopt_renamed_runs(root, configs)
     for i, cfg in enumerate(configs):
         d = run_dir(root, cfg)
         done = d / "summary.json"
