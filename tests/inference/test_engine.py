@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 import interspace_pruning as ip
-from interspace_pruning.inference import SparseIPConv2d, SparseSPConv2d, sparse_inference
+from interspace_pruning.inference import SparseIPConv2d, SparseSPConv2d, kernels, sparse_inference
 
 from ..conftest import MixedNet
 
@@ -22,11 +22,21 @@ def _pruned(representation, sparsity=0.85, seed=0):
     return model
 
 
+BACKENDS = [
+    "torch",
+    pytest.param(
+        "numba", marks=pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba not installed")
+    ),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("representation", ["sp", "ip"])
 @pytest.mark.parametrize("shape", [(2, 3, 16, 16), (1, 3, 17, 13), (5, 3, 9, 24)])
-def test_sparse_engine_equals_training_forward(representation, shape):
+def test_sparse_engine_equals_training_forward(backend, representation, shape):
     model = _pruned(representation)
-    engine = sparse_inference(model, mode="sparse")
+    engine = sparse_inference(model, mode="sparse", backend=backend)
+    assert engine.stem.kernel == (backend == "numba")
     assert set(engine.plan.values()) == {"sparse"}
     kind = SparseIPConv2d if representation == "ip" else SparseSPConv2d
     for name in ("stem", "dilated", "grouped", "depthwise", "nonsquare", "tall"):
@@ -54,3 +64,5 @@ def test_engine_errors():
         sparse_inference(MixedNet())
     with pytest.raises(ValueError, match="mode must be"):
         sparse_inference(_pruned("sp"), mode="fast")
+    with pytest.raises(ValueError, match="backend must be"):
+        sparse_inference(_pruned("sp"), backend="cuda")

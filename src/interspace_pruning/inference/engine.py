@@ -7,7 +7,8 @@ im2col followed by a sparse product with the spatial weights; linear layers are 
 product. Each layer keeps its dense convolution where the sparse path is not worth it: by
 measurement on an example input, or by a FLOP threshold without one.
 
-This module is the portable reference path (torch only: ``torch.sparse`` CSR products).
+Convolutions run on the fused numba kernel of :mod:`.kernels` when numba is installed, else
+on the portable torch path (im2col and ``torch.sparse`` CSR products).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import copy
 import statistics
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..interspace import fold
 from ..masks import PrunableTensor, has_masks, prunable
+from . import kernels
 
 
 def _block_csr(values: torch.Tensor, groups: int, group_cols: int) -> torch.Tensor:
@@ -40,9 +43,18 @@ def _block_csr(values: torch.Tensor, groups: int, group_cols: int) -> torch.Tens
     return full.to_sparse_csr()
 
 
+def _use_kernel(backend: str) -> bool:
+    if backend not in ("auto", "numba", "torch"):
+        raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+    if backend == "numba" and not kernels.HAVE_NUMBA:
+        raise ValueError("backend 'numba' needs numba: pip install numba")
+    return backend != "torch" and kernels.HAVE_NUMBA
+
+
 class _SparseConv(nn.Module):
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Conv2d, backend: str = "auto") -> None:
         super().__init__()
+        self.kernel = _use_kernel(backend)
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise ValueError("sparse inference supports zero padding with explicit sizes only")
         self.kernel_size = conv.kernel_size
@@ -58,6 +70,52 @@ class _SparseConv(nn.Module):
         cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
         return cols, oh, ow
 
+    def _prepare_kernel(self, matrix: torch.Tensor, basis: torch.Tensor | None) -> None:
+        """CSR arrays and the basis as numpy, for the fused kernel."""
+        self._rowptr = matrix.crow_indices().numpy().astype(np.int64)
+        self._cols = matrix.col_indices().numpy().astype(np.int64)
+        self._vals = matrix.values().numpy().astype(np.float32)
+        k = self.kernel_size[0] * self.kernel_size[1]
+        if basis is None:
+            self._basis = np.zeros((0, k), dtype=np.float32)
+            self._used = np.zeros(1, dtype=np.bool_)
+        else:
+            self._basis = basis.numpy().astype(np.float32)
+            used = np.zeros(matrix.shape[1], dtype=np.bool_)
+            used[self._cols] = True
+            self._used = used
+        bias = self.bias if self.bias is not None else torch.zeros(self.out_channels)
+        self._bias = bias.numpy().astype(np.float32)
+        rows = len(self._used) if basis is not None else matrix.shape[1]
+        self._tile = kernels.tile_size(rows)
+
+    def _run_kernel(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = x.shape
+        kh, kw = self.kernel_size
+        oh = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        ow = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        kernels.numba.set_num_threads(
+            max(1, min(torch.get_num_threads(), kernels.numba.config.NUMBA_NUM_THREADS))
+        )
+        y = kernels.sparse_conv(
+            x.detach().contiguous().numpy(),
+            self._rowptr,
+            self._cols,
+            self._vals,
+            self._basis,
+            self._used,
+            self._bias,
+            oh,
+            ow,
+            kh,
+            kw,
+            *self.stride,
+            *self.padding,
+            *self.dilation,
+            self._tile,
+        )
+        return torch.from_numpy(y).view(x.shape[0], self.out_channels, oh, ow)
+
     def _product(self, matrix: torch.Tensor, z: torch.Tensor, oh: int, ow: int) -> torch.Tensor:
         y = torch.stack([torch.sparse.mm(matrix, z[i]) for i in range(z.shape[0])])
         if self.bias is not None:
@@ -68,13 +126,17 @@ class _SparseConv(nn.Module):
 class SparseSPConv2d(_SparseConv):
     """im2col, then a sparse product with the kept spatial weights."""
 
-    def __init__(self, conv: nn.Conv2d, entry: PrunableTensor) -> None:
-        super().__init__(conv)
+    def __init__(self, conv: nn.Conv2d, entry: PrunableTensor, backend: str = "auto") -> None:
+        super().__init__(conv, backend)
         w = (entry.param * entry.mask).detach()
         g = conv.groups
         self.weight = _block_csr(w.reshape(w.shape[0], -1), g, w[0].numel())
+        if self.kernel:
+            self._prepare_kernel(self.weight, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel and x.dtype == torch.float32 and x.device.type == "cpu":
+            return self._run_kernel(x)
         cols, oh, ow = self._patches(x)
         return self._product(self.weight, cols, oh, ow)
 
@@ -82,15 +144,19 @@ class SparseSPConv2d(_SparseConv):
 class SparseIPConv2d(_SparseConv):
     """Basis projection (im2col + per-channel ``n x kh*kw`` product), then sparse 1x1."""
 
-    def __init__(self, conv: nn.Conv2d, entry: PrunableTensor) -> None:
-        super().__init__(conv)
+    def __init__(self, conv: nn.Conv2d, entry: PrunableTensor, backend: str = "auto") -> None:
+        super().__init__(conv, backend)
         p = entry.parametrization
         self.basis = p.basis().detach().clone()  # (n, kh*kw), normalised as in training
         lam = (entry.param * entry.mask).detach()  # (out, in/groups, n)
         self.groups, self.in_channels = conv.groups, conv.in_channels
         self.coeffs = _block_csr(lam.reshape(lam.shape[0], -1), conv.groups, lam[0].numel())
+        if self.kernel:
+            self._prepare_kernel(self.coeffs, self.basis)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel and x.dtype == torch.float32 and x.device.type == "cpu":
+            return self._run_kernel(x)
         cols, oh, ow = self._patches(x)  # (b, c*k, p)
         b, _, p = cols.shape
         k = self.basis.shape[1]
@@ -111,12 +177,12 @@ class SparseLinear(nn.Module):
         return y.reshape(*x.shape[:-1], -1)
 
 
-def _sparse_module(entry: PrunableTensor, plain: nn.Module) -> nn.Module:
+def _sparse_module(entry: PrunableTensor, plain: nn.Module, backend: str) -> nn.Module:
     if isinstance(plain, nn.Linear):
         return SparseLinear(plain, entry)
     if entry.kind == "ip":
-        return SparseIPConv2d(plain, entry)
-    return SparseSPConv2d(plain, entry)
+        return SparseIPConv2d(plain, entry, backend)
+    return SparseSPConv2d(plain, entry, backend)
 
 
 def _median_time(fn, x: torch.Tensor, repeats: int) -> float:
@@ -152,6 +218,7 @@ def sparse_inference(
     mode: str = "auto",
     min_density_gain: float = 2.0,
     repeats: int = 5,
+    backend: str = "auto",
 ) -> nn.Module:
     """A copy of ``model`` for inference whose pruned layers compute through their sparsity.
 
@@ -162,10 +229,13 @@ def sparse_inference(
             ``"dense"`` (none; the folded model).
         min_density_gain: without ``example``, a layer goes sparse when its dense FLOPs
             exceed its sparse FLOPs by this factor.
+        backend: ``"numba"`` (the fused kernel of :mod:`.kernels`), ``"torch"`` (portable
+            ``torch.sparse`` path) or ``"auto"`` (numba when installed).
 
     Returns an eval-mode module with the same outputs (to float round-off); its ``plan``
     attribute maps layer names to ``"sparse"`` or ``"dense"``.
     """
+    _use_kernel(backend)  # validates
     if mode not in ("auto", "sparse", "dense"):
         raise ValueError(f"mode must be 'auto', 'sparse' or 'dense', got {mode!r}")
     if not has_masks(model):
@@ -182,7 +252,7 @@ def sparse_inference(
             plan[e.name] = "dense"
             continue
         try:
-            sparse = _sparse_module(e, plain)
+            sparse = _sparse_module(e, plain, backend)
         except ValueError:
             plan[e.name] = "dense"
             continue
