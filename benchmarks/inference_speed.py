@@ -11,23 +11,11 @@ threads. Beside each speed-up: its FLOP bound, dense FLOPs / sparse FLOPs (``cos
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 import interspace_pruning as ip
-
-
-def timed(fn, x, repeats: int) -> float:
-    with torch.no_grad():
-        fn(x)
-        out = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn(x)
-            out.append(time.perf_counter() - t0)
-    return statistics.median(out)
+from interspace_pruning.inference.engine import median_time
 
 
 def main() -> None:
@@ -65,7 +53,7 @@ def main() -> None:
                 engines["dense"] = ip.fold(model).eval()
             for b in args.batches:
                 x = torch.randn(b, 3, 32, 32)
-                t = {k: timed(m, x, args.repeats) for k, m in engines.items()}
+                t = {k: median_time(m, x, args.repeats) for k, m in engines.items()}
                 print(
                     f"| {name} | {s:.0%} | {b} | {t['dense'] * 1e3:.1f} | {t['sp'] * 1e3:.1f} | "
                     f"{t['ip'] * 1e3:.1f} | {t['dense'] / t['sp']:.2f}x ({bounds['sp']:.1f}x) | "

@@ -17,6 +17,15 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 AUGMENTATIONS = ("none", "crop-flip")
 
 
+def normalise(
+    x: torch.Tensor, scale: float, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
+    """``(x * scale - mean) / std`` per channel, as float32."""
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
+    return (x.float() * scale - m) / s
+
+
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
     """Per-sample random crop (zero padding ``padding``) and horizontal flip of a batch."""
     n, _, h, w = x.shape
@@ -64,9 +73,7 @@ class ImageDataset:
         return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.std).view(1, -1, 1, 1)
-        return (x.float() * self.scale - mean) / std
+        return normalise(x, self.scale, self.mean, self.std)
 
     def train_batches(
         self,

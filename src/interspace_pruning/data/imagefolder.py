@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .dataset import Batch, balanced_indices
+from .dataset import Batch, balanced_indices, normalise
 from .errors import DataError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -176,9 +176,7 @@ class FolderDataset:
         return torch.tensor([label for _, label in self.test_samples])
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.std).view(1, -1, 1, 1)
-        return (x.float() * self.scale - mean) / std
+        return normalise(x, self.scale, self.mean, self.std)
 
     def _loader(self, dataset: Dataset, batches: list) -> Iterator[Batch]:
         workers = min(self.workers, os.cpu_count() or 1)

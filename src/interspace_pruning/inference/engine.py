@@ -185,7 +185,8 @@ def _sparse_module(entry: PrunableTensor, plain: nn.Module, backend: str) -> nn.
     return SparseSPConv2d(plain, entry, backend)
 
 
-def _median_time(fn, x: torch.Tensor, repeats: int) -> float:
+def median_time(fn, x: torch.Tensor, repeats: int) -> float:
+    """Median wall time of ``fn(x)`` in seconds (after one warm-up call, without grad)."""
     with torch.no_grad():
         fn(x)
         times = []
@@ -260,7 +261,7 @@ def sparse_inference(
             use = True
         elif e.name in inputs:
             x = inputs[e.name]
-            use = _median_time(sparse, x, repeats) < _median_time(plain, x, repeats)
+            use = median_time(sparse, x, repeats) < median_time(plain, x, repeats)
         else:
             use = _density_gain(e, plain) >= min_density_gain
         plan[e.name] = "sparse" if use else "dense"

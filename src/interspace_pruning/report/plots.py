@@ -48,6 +48,13 @@ def _axes(n: int, width: float = 4.0, height: float = 3.2):
     return fig, list(axes.flat)
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_metric_vs_sparsity(
     records: Sequence[RunRecord], key: str, ylabel: str, path: Path, scale: float = 1.0
 ) -> Path | None:
@@ -83,10 +90,7 @@ def plot_metric_vs_sparsity(
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_training_curves(records: Sequence[RunRecord], path: Path) -> Path | None:
@@ -124,10 +128,7 @@ def plot_training_curves(records: Sequence[RunRecord], path: Path) -> Path | Non
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_filter_density(records: Sequence[RunRecord], path: Path) -> Path | None:
@@ -164,10 +165,7 @@ def plot_filter_density(records: Sequence[RunRecord], path: Path) -> Path | None
     ax.set_ylabel("fraction of filters")
     ax.set_title(f"spatial filter density at {top:.0%} sparsity (all methods, seeds)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _show_filters(ax_row, filters: torch.Tensor, title: str) -> None:
@@ -207,10 +205,7 @@ def plot_bases(records: Sequence[RunRecord], path: Path) -> Path | None:
         learned,
         f"learned basis ({rec.config.prune.method}, {rec.config.prune.sparsity:.0%})",
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_sparse_filters(records: Sequence[RunRecord], path: Path, count: int = 8) -> Path | None:
@@ -239,7 +234,4 @@ def plot_sparse_filters(records: Sequence[RunRecord], path: Path, count: int = 8
     fig, axes = plt.subplots(2, count, figsize=(1.4 * count, 3.6), squeeze=False)
     for ax_row, (rep, filters) in zip(axes, rows, strict=True):
         _show_filters(ax_row, filters, f"{LABELS[rep]}: {key[0]} at {key[1]:.0%}, unpruned filters")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
