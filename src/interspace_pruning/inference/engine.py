@@ -76,18 +76,19 @@ class _SparseConv(nn.Module):
         self._cols = matrix.col_indices().numpy().astype(np.int64)
         self._vals = matrix.values().numpy().astype(np.float32)
         k = self.kernel_size[0] * self.kernel_size[1]
-        if basis is None:
+        used = np.zeros(matrix.shape[1], dtype=np.bool_)
+        used[self._cols] = True
+        if basis is None:  # SP: the matrix columns are the taps themselves
             self._basis = np.zeros((0, k), dtype=np.float32)
-            self._used = np.zeros(1, dtype=np.bool_)
-        else:
+            self._used, self._need = used, used
+        else:  # IP: a channel's taps are needed if any of its basis filters is used
             self._basis = basis.numpy().astype(np.float32)
-            used = np.zeros(matrix.shape[1], dtype=np.bool_)
-            used[self._cols] = True
             self._used = used
+            per_channel = used.reshape(-1, self._basis.shape[0]).any(axis=1)
+            self._need = np.repeat(per_channel, k)
         bias = self.bias if self.bias is not None else torch.zeros(self.out_channels)
         self._bias = bias.numpy().astype(np.float32)
-        rows = len(self._used) if basis is not None else matrix.shape[1]
-        self._tile = kernels.tile_size(rows)
+        self._tile = kernels.tile_size(len(self._need))
 
     def _run_kernel(self, x: torch.Tensor) -> torch.Tensor:
         _, _, h, w = x.shape
@@ -97,24 +98,22 @@ class _SparseConv(nn.Module):
         kernels.numba.set_num_threads(
             max(1, min(torch.get_num_threads(), kernels.numba.config.NUMBA_NUM_THREADS))
         )
+        ph, pw = self.padding
+        padded = F.pad(x.detach(), (pw, pw, ph, ph)) if ph or pw else x.detach()
+        args = (self._rowptr, self._cols, self._vals, self._basis, self._used, self._need)
         y = kernels.sparse_conv(
-            x.detach().contiguous().numpy(),
-            self._rowptr,
-            self._cols,
-            self._vals,
-            self._basis,
-            self._used,
+            padded.contiguous().numpy(),
+            *args,
             self._bias,
             oh,
             ow,
             kh,
             kw,
             *self.stride,
-            *self.padding,
             *self.dilation,
             self._tile,
         )
-        return torch.from_numpy(y).view(x.shape[0], self.out_channels, oh, ow)
+        return torch.from_numpy(y)
 
     def _product(self, matrix: torch.Tensor, z: torch.Tensor, oh: int, ow: int) -> torch.Tensor:
         y = torch.stack([torch.sparse.mm(matrix, z[i]) for i in range(z.shape[0])])
