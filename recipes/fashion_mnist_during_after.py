@@ -83,13 +83,17 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/fmnist-during-after"))
     p.add_argument("--table", type=Path, default=Path("docs/results/fashion_mnist_during_after.md"))
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--reverse", action="store_true", help="train in reverse order (a second worker)"
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     sections = []
     dense, finetune = trained_model_configs(args.out)
     trained = dense + list(run_grid(finetune, args.out))
-    during = list(run_grid(expand(BASE, DURING), args.out))
+    order = expand(BASE, DURING)
+    during = list(run_grid(order[::-1] if args.reverse else order, args.out))
     for method in DURING["prune.method"]:
         rows = [(c, s) for c, s in during if c.prune.method == method]
         sections.append(f"### {method}\n\n{ip_vs_sp_table(rows)}")
