@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from _models import pruned_model
 
 import interspace_pruning as ip
 
@@ -30,11 +31,7 @@ def main() -> None:
         for name in args.models:
             for sparsity in args.sparsities:
                 for rep in ("sp", "ip"):
-                    torch.manual_seed(0)
-                    model = ip.models.get(name, 10, 3)
-                    if rep == "ip":
-                        ip.to_interspace(model)
-                    ip.prune(model, "random", sparsity)
+                    model = pruned_model(name, rep, sparsity)
                     buf = io.BytesIO()
                     torch.save(ip.fold(model).state_dict(), buf)
                     dense = len(buf.getvalue())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+from _models import pruned_model
 
 import interspace_pruning as ip
 from interspace_pruning.inference.engine import median_time
@@ -38,12 +39,7 @@ def main() -> None:
         for s in args.sparsities:
             engines, bounds = {}, {}
             for rep in ("sp", "ip"):
-                torch.manual_seed(0)
-                model = ip.models.get(name, 10, 3)
-                if rep == "ip":
-                    ip.to_interspace(model)
-                ip.prune(model, "random", s)
-                model.eval()
+                model = pruned_model(name, rep, s).eval()
                 c = ip.costs(model, (3, 32, 32))
                 bounds[rep] = c.dense_flops / c.sparse_flops
                 example = torch.randn(max(args.batches), 3, 32, 32)

@@ -17,18 +17,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-
-import interspace_pruning as ip
-
-
-def build(kind: str, name: str, sparsity: float, seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = ip.models.get(name, num_classes=10, in_channels=3)
-    if kind == "ip":
-        ip.to_interspace(model)
-    if kind != "dense":
-        ip.prune(model, "random", sparsity)
-    return model.train()
+from _models import pruned_model
 
 
 def step_times(model, opt, x, y, n: int) -> list[float]:
@@ -55,7 +44,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     kinds = ["dense", "sp", "ip"]
-    models = {k: build(k, args.model, args.sparsity, seed=0) for k in kinds}
+    models = {k: pruned_model(args.model, k, args.sparsity).train() for k in kinds}
     opts = {
         k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         for k, m in models.items()

@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..bases import filter_bases
 from ..interspace import fold
 from ..masks import has_masks, prunable
-from .sparse_format import csr_nbytes, sparse_payload, to_csr
+from .sparse_format import csr_nbytes, sparse_payload
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,7 @@ def costs(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
     sparse_total = dense_total
     masked = has_masks(model)
     entries = prunable(model) if masked else []
+    payload = sparse_payload(model) if masked else None
     for e in entries:
         m = e.module
         if isinstance(m, nn.Conv2d):
@@ -137,7 +138,10 @@ def costs(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
         else:
             sparse = 2 * nnz * pixels[m]
         sparse_total += sparse - dense
-        nbytes = csr_nbytes(to_csr(e.param, e.mask))
+        tensors = payload["tensors"]
+        nbytes = csr_nbytes(
+            {k: tensors[f"layer/{e.name}/{k}"] for k in ("values", "col", "rowptr")}
+        )
         layers.append(LayerCost(e.name, e.kind, dense, sparse, nnz, e.numel(), nbytes))
     basis = sum(fb.weight.numel() for fb in filter_bases(model))
     prunable_ids = {id(e.param) for e in entries} | {id(fb.weight) for fb in filter_bases(model)}
@@ -147,7 +151,7 @@ def costs(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
     torch.save(plain.state_dict(), buf)
     sparse_buf = io.BytesIO()
     if masked:
-        torch.save(sparse_payload(model), sparse_buf)
+        torch.save(payload, sparse_buf)
     model.train(was_training)
     return CostReport(
         layers=layers,

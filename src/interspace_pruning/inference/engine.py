@@ -13,7 +13,6 @@ on the portable torch path (im2col and ``torch.sparse`` CSR products).
 
 from __future__ import annotations
 
-import copy
 import statistics
 import time
 
@@ -62,11 +61,20 @@ class _SparseConv(nn.Module):
         self.out_channels = conv.out_channels
         self.bias = None if conv.bias is None else conv.bias.detach().clone()
 
+    def _out_size(self, x: torch.Tensor) -> tuple[int, int]:
+        (kh, kw), (ph, pw), (dh, dw), (sh, sw) = (
+            self.kernel_size,
+            self.padding,
+            self.dilation,
+            self.stride,
+        )
+        h, w = x.shape[-2:]
+        return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (
+            w + 2 * pw - dw * (kw - 1) - 1
+        ) // sw + 1
+
     def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        b, _, h, w = x.shape
-        kh, kw = self.kernel_size
-        oh = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-        ow = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        oh, ow = self._out_size(x)
         cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
         return cols, oh, ow
 
@@ -91,10 +99,8 @@ class _SparseConv(nn.Module):
         self._tile = kernels.tile_size(len(self._need))
 
     def _run_kernel(self, x: torch.Tensor) -> torch.Tensor:
-        _, _, h, w = x.shape
+        oh, ow = self._out_size(x)
         kh, kw = self.kernel_size
-        oh = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-        ow = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
         kernels.numba.set_num_threads(
             max(1, min(torch.get_num_threads(), kernels.numba.config.NUMBA_NUM_THREADS))
         )
@@ -240,9 +246,8 @@ def sparse_inference(
         raise ValueError(f"mode must be 'auto', 'sparse' or 'dense', got {mode!r}")
     if not has_masks(model):
         raise ValueError("the model has no masks; prune it first (sparse_inference needs sparsity)")
-    source = copy.deepcopy(model).eval()
-    out = fold(source).eval()
-    entries = prunable(source)
+    out = fold(model).eval()  # a copy; the sparse modules only read (and clone) model's tensors
+    entries = prunable(model)
     modules = dict(out.named_modules())
     inputs = _layer_inputs(out, example, {e.name for e in entries}) if example is not None else {}
     plan: dict[str, str] = {}
