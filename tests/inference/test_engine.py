@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 import interspace_pruning as ip
-from interspace_pruning.inference import SparseIPConv2d, SparseSPConv2d, kernels, sparse_inference
+from interspace_pruning.inference import SparseIPConv2d, SparseSPConv2d, native, sparse_inference
 
 from ..conftest import MixedNet
 
@@ -25,7 +25,8 @@ def _pruned(representation, sparsity=0.85, seed=0):
 BACKENDS = [
     "torch",
     pytest.param(
-        "numba", marks=pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba not installed")
+        "native",
+        marks=pytest.mark.skipif(not native.available(), reason="native kernel not built"),
     ),
 ]
 
@@ -36,7 +37,7 @@ BACKENDS = [
 def test_sparse_engine_equals_training_forward(backend, representation, shape):
     model = _pruned(representation)
     engine = sparse_inference(model, mode="sparse", backend=backend)
-    assert engine.stem.kernel == (backend == "numba")
+    assert engine.stem.kernel == (backend == "native")
     assert set(engine.plan.values()) == {"sparse"}
     kind = SparseIPConv2d if representation == "ip" else SparseSPConv2d
     for name in ("stem", "dilated", "grouped", "depthwise", "nonsquare", "tall"):
@@ -66,3 +67,38 @@ def test_engine_errors():
         sparse_inference(_pruned("sp"), mode="fast")
     with pytest.raises(ValueError, match="backend must be"):
         sparse_inference(_pruned("sp"), backend="cuda")
+
+
+@pytest.mark.skipif(not native.available(), reason="native kernel not built")
+def test_native_path_matches_torch_path():
+    """Also for a batch whose pixel count is not a whole number of kernel tiles."""
+    model = _pruned("ip", sparsity=0.95)
+    fast = sparse_inference(model, mode="sparse", backend="native")
+    slow = sparse_inference(model, mode="sparse", backend="torch")
+    x = torch.randn(3, 3, 11, 7)
+    assert fast.stem(x).is_contiguous()
+    assert torch.allclose(fast(x), slow(x), rtol=1e-4, atol=1e-5)
+
+
+def test_tap_index_matches_unfold():
+    """The kernel's tap table reads exactly the pixels ``F.unfold`` reads (padding is -1), and
+    its runs mark exactly the 16-pixel chunks that are one contiguous read."""
+    x = torch.arange(1.0, 2 * 2 * 9 * 20 + 1).view(2, 2, 9, 20)
+    kernel, stride, padding, dilation = (3, 2), (2, 1), (1, 2), (2, 1)
+    index, runs, oh, ow = native.tap_index(2, 2, (9, 20), kernel, stride, padding, dilation)
+    length, ld = 2 * oh * ow, index.shape[1]
+    assert ld % 64 == 0 and ld % 256 != 0 and ld >= length
+    flat = torch.cat([torch.zeros(1), x.flatten()])  # position -1 reads the 0
+    got = flat[index[:, :length].long() + 1].view(6, 2, oh * ow).transpose(0, 1)
+    expected = torch.nn.functional.unfold(x[:, :1], kernel, dilation, padding, stride)
+    assert torch.equal(got, expected)
+    chunks = index.view(6, -1, 16).long()
+    for t in range(6):
+        for q in range(chunks.shape[1]):
+            valid = chunks[t, q] >= 0
+            if runs[t, q] != native.GATHER:
+                assert torch.equal(chunks[t, q][valid], runs[t, q] + torch.arange(16)[valid])
+            else:
+                starts = (chunks[t, q] - torch.arange(16))[valid]
+                assert starts.unique().numel() > 1
+    assert (runs != native.GATHER).any() and (runs == native.GATHER).any()

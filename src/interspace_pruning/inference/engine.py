@@ -1,14 +1,16 @@
 """Sparse inference: the same function as the pruned model, computed through its sparsity.
 
 IP layers use linearity, ``x * h = sum_n lambda_n (x * g_n)``: the input is projected onto the
-basis filters (im2col, then one small ``n x kh*kw`` matrix per input channel), and the
-projections are combined by a sparse matrix product with the coefficients. SP layers are
-im2col followed by a sparse product with the spatial weights; linear layers are a sparse
-product. Each layer keeps its dense convolution where the sparse path is not worth it: by
-measurement on an example input, or by a FLOP threshold without one.
+basis filters (the basis convolution), and the projections are combined by a sparse matrix
+product with the coefficients (a sparse 1x1 convolution). SP layers are the same pipeline with
+the taps themselves in place of the projections (im2col of the kept taps, then a sparse
+product with the spatial weights); linear layers are a sparse product. Each layer keeps its
+dense convolution where the sparse path is not worth it: by measurement on an example input,
+or by a FLOP threshold without one.
 
-Convolutions run on the fused numba kernel of :mod:`.kernels` when numba is installed, else
-on the portable torch path (im2col and ``torch.sparse`` CSR products).
+Convolutions run on the native kernel of :mod:`.native` (``spconv.c``) when it was built: it
+reads and writes ordinary NCHW tensors, without im2col copies of the input. Without it they
+run on the portable torch path (unfold and ``torch.sparse`` CSR products).
 """
 
 from __future__ import annotations
@@ -16,14 +18,13 @@ from __future__ import annotations
 import statistics
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..interspace import fold
 from ..masks import PrunableTensor, has_masks, prunable
-from . import kernels
+from . import native
 
 
 def _block_csr(values: torch.Tensor, groups: int, group_cols: int) -> torch.Tensor:
@@ -42,84 +43,82 @@ def _block_csr(values: torch.Tensor, groups: int, group_cols: int) -> torch.Tens
     return full.to_sparse_csr()
 
 
-def _use_kernel(backend: str) -> bool:
-    if backend not in ("auto", "numba", "torch"):
-        raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
-    if backend == "numba" and not kernels.HAVE_NUMBA:
-        raise ValueError("backend 'numba' needs numba: pip install numba")
-    return backend != "torch" and kernels.HAVE_NUMBA
+BACKENDS = ("auto", "native", "torch")
+
+
+def _use_native(backend: str) -> bool:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "native" and not native.available():
+        raise ValueError(
+            "backend 'native' needs the compiled kernel: reinstall with a C compiler "
+            "(pip install -e .), or use backend='torch'"
+        )
+    return backend != "torch" and native.available()
 
 
 class _SparseConv(nn.Module):
     def __init__(self, conv: nn.Conv2d, backend: str = "auto") -> None:
         super().__init__()
-        self.kernel = _use_kernel(backend)
+        self.kernel = _use_native(backend)
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise ValueError("sparse inference supports zero padding with explicit sizes only")
         self.kernel_size = conv.kernel_size
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
-        self.out_channels = conv.out_channels
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.bias = None if conv.bias is None else conv.bias.detach().clone()
-
-    def _out_size(self, x: torch.Tensor) -> tuple[int, int]:
-        (kh, kw), (ph, pw), (dh, dw), (sh, sw) = (
-            self.kernel_size,
-            self.padding,
-            self.dilation,
-            self.stride,
-        )
-        h, w = x.shape[-2:]
-        return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (
-            w + 2 * pw - dw * (kw - 1) - 1
-        ) // sw + 1
+        self._index_cache: dict[tuple[int, int, int], tuple] = {}
 
     def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        oh, ow = self._out_size(x)
+        _, _, oh, ow = self._index(x)
         cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
         return cols, oh, ow
 
+    def _index(self, x: torch.Tensor) -> tuple:
+        key = (x.shape[0], x.shape[2], x.shape[3])
+        if key not in self._index_cache:
+            self._index_cache = {  # one input size at a time is the common case
+                key: native.tap_index(
+                    key[0],
+                    self.in_channels,
+                    key[1:],
+                    self.kernel_size,
+                    self.stride,
+                    self.padding,
+                    self.dilation,
+                )
+            }
+        return self._index_cache[key]
+
     def _prepare_kernel(self, matrix: torch.Tensor, basis: torch.Tensor | None) -> None:
-        """CSR arrays and the basis as numpy, for the fused kernel."""
-        self._rowptr = matrix.crow_indices().numpy().astype(np.int64)
-        self._cols = matrix.col_indices().numpy().astype(np.int64)
-        self._vals = matrix.values().numpy().astype(np.float32)
-        k = self.kernel_size[0] * self.kernel_size[1]
-        used = np.zeros(matrix.shape[1], dtype=np.bool_)
-        used[self._cols] = True
-        if basis is None:  # SP: the matrix columns are the taps themselves
-            self._basis = np.zeros((0, k), dtype=np.float32)
-            self._used, self._need = used, used
-        else:  # IP: a channel's taps are needed if any of its basis filters is used
-            self._basis = basis.numpy().astype(np.float32)
-            self._used = used
-            per_channel = used.reshape(-1, self._basis.shape[0]).any(axis=1)
-            self._need = np.repeat(per_channel, k)
+        """CSR arrays, the basis and the rows of Z that kept entries read, for the kernel."""
+        self._rowptr = matrix.crow_indices().to(torch.int64).contiguous()
+        self._cols = matrix.col_indices().to(torch.int32).contiguous()
+        self._vals = matrix.values().to(torch.float32).contiguous()
+        used = torch.zeros(matrix.shape[1], dtype=torch.uint8)
+        used[self._cols.long()] = 1
+        self._used = used
+        self._basis = None if basis is None else basis.to(torch.float32).contiguous()
         bias = self.bias if self.bias is not None else torch.zeros(self.out_channels)
-        self._bias = bias.numpy().astype(np.float32)
-        self._tile = kernels.tile_size(len(self._need))
+        self._bias = bias.to(torch.float32).contiguous()
+
+    def _native_ok(self, x: torch.Tensor) -> bool:
+        return self.kernel and x.dtype == torch.float32 and x.device.type == "cpu"
 
     def _run_kernel(self, x: torch.Tensor) -> torch.Tensor:
-        oh, ow = self._out_size(x)
-        kh, kw = self.kernel_size
-        kernels.numba.set_num_threads(
-            max(1, min(torch.get_num_threads(), kernels.numba.config.NUMBA_NUM_THREADS))
-        )
-        ph, pw = self.padding
-        padded = F.pad(x.detach(), (pw, pw, ph, ph)) if ph or pw else x.detach()
-        args = (self._rowptr, self._cols, self._vals, self._basis, self._used, self._need)
-        y = kernels.sparse_conv(
-            padded.contiguous().numpy(),
-            *args,
+        index, runs, oh, ow = self._index(x)
+        return native.sparse_conv(
+            x.detach().contiguous(),
+            index,
+            runs,
+            (oh, ow),
+            self._basis,
+            self._used,
+            self._rowptr,
+            self._cols,
+            self._vals,
             self._bias,
-            oh,
-            ow,
-            kh,
-            kw,
-            *self.stride,
-            *self.dilation,
-            self._tile,
         )
-        return torch.from_numpy(y)
 
     def _product(self, matrix: torch.Tensor, z: torch.Tensor, oh: int, ow: int) -> torch.Tensor:
         y = torch.stack([torch.sparse.mm(matrix, z[i]) for i in range(z.shape[0])])
@@ -140,7 +139,7 @@ class SparseSPConv2d(_SparseConv):
             self._prepare_kernel(self.weight, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel and x.dtype == torch.float32 and x.device.type == "cpu":
+        if self._native_ok(x):
             return self._run_kernel(x)
         cols, oh, ow = self._patches(x)
         return self._product(self.weight, cols, oh, ow)
@@ -154,13 +153,14 @@ class SparseIPConv2d(_SparseConv):
         p = entry.parametrization
         self.basis = p.basis().detach().clone()  # (n, kh*kw), normalised as in training
         lam = (entry.param * entry.mask).detach()  # (out, in/groups, n)
-        self.groups, self.in_channels = conv.groups, conv.in_channels
+        self.groups = conv.groups
         self.coeffs = _block_csr(lam.reshape(lam.shape[0], -1), conv.groups, lam[0].numel())
+        self.kernel = self.kernel and self.basis.shape[0] <= native.max_basis()
         if self.kernel:
             self._prepare_kernel(self.coeffs, self.basis)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel and x.dtype == torch.float32 and x.device.type == "cpu":
+        if self._native_ok(x):
             return self._run_kernel(x)
         cols, oh, ow = self._patches(x)  # (b, c*k, p)
         b, _, p = cols.shape
@@ -235,13 +235,13 @@ def sparse_inference(
             ``"dense"`` (none; the folded model).
         min_density_gain: without ``example``, a layer goes sparse when its dense FLOPs
             exceed its sparse FLOPs by this factor.
-        backend: ``"numba"`` (the fused kernel of :mod:`.kernels`), ``"torch"`` (portable
-            ``torch.sparse`` path) or ``"auto"`` (numba when installed).
+        backend: ``"native"`` (the compiled kernel of :mod:`.native`), ``"torch"`` (the
+            portable ``torch.sparse`` path) or ``"auto"`` (native when it was built).
 
     Returns an eval-mode module with the same outputs (to float round-off); its ``plan``
     attribute maps layer names to ``"sparse"`` or ``"dense"``.
     """
-    _use_kernel(backend)  # validates
+    _use_native(backend)  # validates
     if mode not in ("auto", "sparse", "dense"):
         raise ValueError(f"mode must be 'auto', 'sparse' or 'dense', got {mode!r}")
     if not has_masks(model):

@@ -1,0 +1,156 @@
+"""ctypes bindings of the native sparse-convolution kernel (``spconv.c``, built by ``pip install``).
+
+``available()`` says whether the kernel was built (it needs a C compiler with OpenMP at install
+time); without it the engine uses its pure-torch path. See ``spconv.c`` for the algorithm.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+from functools import lru_cache
+
+import torch
+
+_P, _I = ctypes.c_void_p, ctypes.c_int64
+
+
+@lru_cache(maxsize=1)
+def _library() -> ctypes.CDLL | None:
+    spec = importlib.util.find_spec("interspace_pruning.inference._spconv")
+    if spec is None or spec.origin is None or os.environ.get("INTERSPACE_NO_NATIVE"):
+        return None
+    # The kernel's OpenMP runtime is not torch's: let its idle threads sleep instead of
+    # spinning, so they never compete with torch's threads for the cores.
+    saved = os.environ.get("OMP_WAIT_POLICY")
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        lib = ctypes.CDLL(spec.origin)
+    except OSError:
+        return None
+    finally:
+        if saved is None:
+            del os.environ["OMP_WAIT_POLICY"]
+        else:
+            os.environ["OMP_WAIT_POLICY"] = saved
+    lib.ips_set_threads.argtypes = [ctypes.c_int]
+    lib.ips_max_basis.restype = ctypes.c_int
+    lib.ips_conv.argtypes = [_P, _I, _I, _P, _P, _I, _I, _P, _I, _P, _P, _P, _P, _P, _I, _I, _I, _P]
+    return lib
+
+
+def available() -> bool:
+    """Whether the native kernel was built and loads."""
+    return _library() is not None
+
+
+def max_basis() -> int:
+    """The most basis filters per channel the IP projection supports."""
+    lib = _library()
+    return lib.ips_max_basis() if lib is not None else 0
+
+
+def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p | None:
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def leading_dim(length: int) -> int:
+    """Row stride of Z for ``length`` pixels: whole 64-pixel tiles, never a multiple of 256
+    floats (power-of-two strides map every row of a tile to the same cache sets)."""
+    ld = -(-length // 64) * 64
+    return ld + 64 if ld % 256 == 0 else ld
+
+
+GATHER = -(2**31)  # a run start that says "not contiguous: gather"
+
+
+def tap_index(
+    batch: int,
+    channels: int,
+    size: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Where each tap of each output pixel reads channel 0 of a contiguous NCHW input
+    (channel ``c`` is ``c*h*w`` further on).
+
+    Returns ``(index, runs, oh, ow)``: ``index`` is ``(kh*kw, ld)`` int32 over the output
+    pixels ``j = (b*oh + oy)*ow + ox`` of the batch, ``-1`` for zero padding (and past the
+    batch); ``runs`` is ``(kh*kw, ld/16)`` int32: for each 16 pixels, ``s`` when every valid
+    one reads ``s + i`` (a vector load does it), else ``GATHER``.
+    """
+    (h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = size, kernel, stride, padding, dilation
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    # (kh, kw, batch, oh, ow) after broadcasting
+    iy = (
+        torch.arange(oh).view(1, 1, 1, oh, 1) * sh - ph + dh * torch.arange(kh).view(-1, 1, 1, 1, 1)
+    )
+    ix = (
+        torch.arange(ow).view(1, 1, 1, 1, ow) * sw - pw + torch.arange(kw).view(1, -1, 1, 1, 1) * dw
+    )
+    b = torch.arange(batch).view(1, 1, batch, 1, 1)
+    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    pos = torch.where(inside, b * channels * h * w + iy * w + ix, torch.full((), -1))
+    length = batch * oh * ow
+    ld = leading_dim(length)
+    index = torch.full((kh * kw, ld), -1, dtype=torch.int64)
+    index[:, :length] = pos.reshape(kh * kw, length)
+    chunks = index.view(kh * kw, ld // 16, 16)
+    valid = chunks >= 0
+    start = chunks - torch.arange(16)
+    big = torch.iinfo(torch.int64).max
+    lo = torch.where(valid, start, big).amin(-1)
+    hi = torch.where(valid, start, -big).amax(-1)
+    runs = torch.where(lo == hi, lo, torch.where(valid.any(-1), GATHER, 0))
+    return index.to(torch.int32), runs.to(torch.int32), oh, ow
+
+
+def sparse_conv(
+    x: torch.Tensor,
+    index: torch.Tensor,
+    runs: torch.Tensor,
+    size: tuple[int, int],
+    basis: torch.Tensor | None,
+    used: torch.Tensor,
+    rowptr: torch.Tensor,
+    cols: torch.Tensor,
+    vals: torch.Tensor,
+    bias: torch.Tensor,
+) -> torch.Tensor:
+    """The NCHW output ``(B, O, *size)`` of a sparse convolution of the contiguous NCHW input
+    ``x``: ``bias + A @ Z`` with ``A`` the CSR matrix ``(rowptr, cols, vals)`` (int64, int32,
+    float32; ``O`` rows) over ``Z``, the basis projections (IP, ``basis`` is ``(n, kh*kw)``)
+    or the taps (SP, ``basis=None``) of each input channel, as :func:`tap_index` places them;
+    ``used`` (uint8) flags the rows of ``Z`` that ``A`` reads."""
+    lib = _library()
+    batch, channels = x.shape[:2]
+    k, ld = index.shape
+    rows = k if basis is None else basis.shape[0]
+    out_rows, pixels = rowptr.numel() - 1, size[0] * size[1]
+    out = torch.empty(batch, out_rows, *size)
+    lib.ips_set_threads(torch.get_num_threads())
+    lib.ips_conv(
+        _ptr(x),
+        channels,
+        x.shape[2] * x.shape[3],
+        _ptr(index),
+        _ptr(runs),
+        ld,
+        k,
+        _ptr(basis),
+        rows,
+        _ptr(used),
+        _ptr(rowptr),
+        _ptr(cols),
+        _ptr(vals),
+        _ptr(bias),
+        out_rows,
+        batch * pixels,
+        pixels,
+        _ptr(out),
+    )
+    return out
