@@ -2,21 +2,39 @@
 
     python benchmarks/inference_speed.py [--models resnet20 vgg16] [--batches 1 32]
 
-For each model, sparsity (random global pruning) and batch size: the folded dense model,
-and ``sparse_inference(mode="sparse")`` of the SP- and IP-pruned models (every pruned layer
-on its sparse path), timed interleaved, median of --repeats forward passes on --threads CPU
-threads. Beside each speed-up: its FLOP bound, dense FLOPs / sparse FLOPs (``costs``).
+For each model, sparsity (random global pruning) and batch size: the dense model
+(``sparse_inference(mode="dense")``: folded, BatchNorm fused into the convolutions) and
+``sparse_inference(mode="sparse")`` of the SP- and IP-pruned models (every pruned layer on
+its sparse path, BatchNorm fused too). The three run in turn, one forward pass each per
+round, so that drifts in machine speed hit all three alike; each time is the median over
+--repeats rounds, on --threads CPU threads. Beside each speed-up: its FLOP bound, dense
+FLOPs / sparse FLOPs (``costs``).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 
 import torch
 from _models import pruned_model
 
 import interspace_pruning as ip
-from interspace_pruning.inference.engine import median_time
+
+
+def interleaved_medians(engines: dict, x: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median seconds per forward pass of each engine, the engines taking turns."""
+    times: dict[str, list[float]] = {k: [] for k in engines}
+    with torch.no_grad():
+        for m in engines.values():
+            m(x)  # warm-up
+        for _ in range(repeats):
+            for k, m in engines.items():
+                t0 = time.perf_counter()
+                m(x)
+                times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -24,7 +42,7 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["resnet20", "vgg16"])
     p.add_argument("--sparsities", nargs="+", type=float, default=[0.9, 0.95, 0.98, 0.99])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 32])
-    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--mode", default="sparse", choices=["sparse", "auto"])
     args = p.parse_args()
@@ -46,10 +64,9 @@ def main() -> None:
                 engines[rep] = ip.sparse_inference(
                     model, example=example if args.mode == "auto" else None, mode=args.mode
                 )
-                engines["dense"] = ip.fold(model).eval()
+                engines["dense"] = ip.sparse_inference(model, mode="dense")
             for b in args.batches:
-                x = torch.randn(b, 3, 32, 32)
-                t = {k: median_time(m, x, args.repeats) for k, m in engines.items()}
+                t = interleaved_medians(engines, torch.randn(b, 3, 32, 32), args.repeats)
                 print(
                     f"| {name} | {s:.0%} | {b} | {t['dense'] * 1e3:.1f} | {t['sp'] * 1e3:.1f} | "
                     f"{t['ip'] * 1e3:.1f} | {t['dense'] / t['sp']:.2f}x ({bounds['sp']:.1f}x) | "

@@ -70,14 +70,23 @@ def test_engine_errors():
 
 
 @pytest.mark.skipif(not native.available(), reason="native kernel not built")
-def test_native_path_matches_torch_path():
-    """Also for a batch whose pixel count is not a whole number of kernel tiles."""
-    model = _pruned("ip", sparsity=0.95)
+@pytest.mark.parametrize("representation", ["sp", "ip"])
+def test_native_path_matches_torch_path(representation):
+    """On 1 and 2 threads; with few pixels (narrow tiles, output channels split across
+    threads), and pixel counts that are not a whole number of tiles."""
+    model = _pruned(representation, sparsity=0.95)
     fast = sparse_inference(model, mode="sparse", backend="native")
     slow = sparse_inference(model, mode="sparse", backend="torch")
-    x = torch.randn(3, 3, 11, 7)
-    assert fast.stem(x).is_contiguous()
-    assert torch.allclose(fast(x), slow(x), rtol=1e-4, atol=1e-5)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            for shape in [(1, 3, 4, 4), (1, 3, 9, 9), (3, 3, 11, 7), (2, 3, 32, 32)]:
+                x = torch.randn(*shape)
+                assert fast.stem(x).is_contiguous()
+                assert torch.allclose(fast(x), slow(x), rtol=1e-4, atol=1e-5), (n, shape)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_tap_index_matches_unfold():

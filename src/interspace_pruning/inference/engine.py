@@ -25,6 +25,7 @@ from torch import nn
 from ..interspace import fold
 from ..masks import PrunableTensor, has_masks, prunable
 from . import native
+from .fusion import fuse_batchnorm
 
 
 def _block_csr(values: torch.Tensor, groups: int, group_cols: int) -> torch.Tensor:
@@ -102,6 +103,26 @@ class _SparseConv(nn.Module):
         bias = self.bias if self.bias is not None else torch.zeros(self.out_channels)
         self._bias = bias.to(torch.float32).contiguous()
 
+    def _matrix(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _set_matrix(self, matrix: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def rescale_outputs(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        """Become ``scale * self(x) + shift`` per output channel (folds a BatchNorm in)."""
+        m = self._matrix()
+        rows = torch.repeat_interleave(torch.arange(m.shape[0]), m.crow_indices().diff())
+        values = m.values() * scale[rows].to(m.dtype)
+        self._set_matrix(
+            torch.sparse_csr_tensor(m.crow_indices(), m.col_indices(), values, m.shape)
+        )
+        bias = self.bias if self.bias is not None else torch.zeros(self.out_channels)
+        self.bias = (bias * scale + shift).detach().clone()
+        if self.kernel:
+            self._prepare_kernel(self._matrix(), getattr(self, "basis", None))
+
     def _native_ok(self, x: torch.Tensor) -> bool:
         return self.kernel and x.dtype == torch.float32 and x.device.type == "cpu"
 
@@ -138,6 +159,12 @@ class SparseSPConv2d(_SparseConv):
         if self.kernel:
             self._prepare_kernel(self.weight, None)
 
+    def _matrix(self) -> torch.Tensor:
+        return self.weight
+
+    def _set_matrix(self, matrix: torch.Tensor) -> None:
+        self.weight = matrix
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._native_ok(x):
             return self._run_kernel(x)
@@ -158,6 +185,12 @@ class SparseIPConv2d(_SparseConv):
         self.kernel = self.kernel and self.basis.shape[0] <= native.max_basis()
         if self.kernel:
             self._prepare_kernel(self.coeffs, self.basis)
+
+    def _matrix(self) -> torch.Tensor:
+        return self.coeffs
+
+    def _set_matrix(self, matrix: torch.Tensor) -> None:
+        self.coeffs = matrix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._native_ok(x):
@@ -225,6 +258,7 @@ def sparse_inference(
     min_density_gain: float = 2.0,
     repeats: int = 5,
     backend: str = "auto",
+    fuse_bn: bool = True,
 ) -> nn.Module:
     """A copy of ``model`` for inference whose pruned layers compute through their sparsity.
 
@@ -237,9 +271,12 @@ def sparse_inference(
             exceed its sparse FLOPs by this factor.
         backend: ``"native"`` (the compiled kernel of :mod:`.native`), ``"torch"`` (the
             portable ``torch.sparse`` path) or ``"auto"`` (native when it was built).
+        fuse_bn: fold each BatchNorm2d into the convolution that feeds it (dense or sparse;
+            see :mod:`.fusion`), as inference engines do.
 
     Returns an eval-mode module with the same outputs (to float round-off); its ``plan``
-    attribute maps layer names to ``"sparse"`` or ``"dense"``.
+    attribute maps layer names to ``"sparse"`` or ``"dense"``, ``fused_bn`` lists the
+    ``(conv, batchnorm)`` pairs folded.
     """
     _use_native(backend)  # validates
     if mode not in ("auto", "sparse", "dense"):
@@ -274,6 +311,7 @@ def sparse_inference(
             parent = modules[parent_name] if parent_name else out
             setattr(parent, child, sparse)
     out.plan = plan
+    out.fused_bn = fuse_batchnorm(out, (_SparseConv, SparseLinear)) if fuse_bn else []
     return out
 
 

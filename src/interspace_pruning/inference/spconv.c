@@ -16,11 +16,10 @@
  * it walks that row's kept entries; Z is computed once per tile and read from cache for all
  * output channels, never written to memory.
  *
- * Written with GCC/Clang vector extensions, so it builds for any target; AVX-512 gathers are
+ * A plain shared library (no Python headers needed), built as an extension so pip places it;
+ * it is loaded with ctypes, never imported. Written with GCC/Clang vector extensions, so it builds for any target; AVX-512 gathers are
  * used where the compiler targets them.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,6 +186,3 @@ void ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx,
     }
 }
 
-/* An importable (empty) module, so the build system places it like any extension. */
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_spconv", NULL, -1, NULL};
-PyMODINIT_FUNC PyInit__spconv(void) { return PyModule_Create(&module); }
