@@ -15,8 +15,11 @@ run on the portable torch path (unfold and ``torch.sparse`` CSR products).
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
+import warnings
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +44,16 @@ def _block_csr(values: torch.Tensor, groups: int, group_cols: int) -> torch.Tens
         full[g * per : (g + 1) * per, g * group_cols : (g + 1) * group_cols] = v[
             g * per : (g + 1) * per
         ]
-    return full.to_sparse_csr()
+    with _quiet_csr():
+        return full.to_sparse_csr()
+
+
+@contextlib.contextmanager
+def _quiet_csr() -> Iterator[None]:
+    """Silences torch's "sparse CSR tensor support is in beta" notice."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        yield
 
 
 BACKENDS = ("auto", "native", "torch")
@@ -115,9 +127,11 @@ class _SparseConv(nn.Module):
         m = self._matrix()
         rows = torch.repeat_interleave(torch.arange(m.shape[0]), m.crow_indices().diff())
         values = m.values() * scale[rows].to(m.dtype)
-        self._set_matrix(
-            torch.sparse_csr_tensor(m.crow_indices(), m.col_indices(), values, m.shape)
-        )
+        with _quiet_csr():
+            matrix = torch.sparse_csr_tensor(
+                m.crow_indices(), m.col_indices(), values, m.shape, check_invariants=False
+            )
+        self._set_matrix(matrix)
         bias = self.bias if self.bias is not None else torch.zeros(self.out_channels)
         self.bias = (bias * scale + shift).detach().clone()
         if self.kernel:
@@ -205,7 +219,8 @@ class SparseIPConv2d(_SparseConv):
 class SparseLinear(nn.Module):
     def __init__(self, linear: nn.Linear, entry: PrunableTensor) -> None:
         super().__init__()
-        self.weight = (entry.param * entry.mask).detach().to_sparse_csr()
+        with _quiet_csr():
+            self.weight = (entry.param * entry.mask).detach().to_sparse_csr()
         self.bias = None if linear.bias is None else linear.bias.detach().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
