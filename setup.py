@@ -11,7 +11,7 @@ import platform
 
 from setuptools import Extension, setup
 
-flags = ["-O3", "-fopenmp", "-std=gnu11", "-ffp-contract=fast"]
+flags = ["-O3", "-fopenmp", "-std=gnu11", "-ffp-contract=fast", "-Wno-psabi"]
 if not os.environ.get("INTERSPACE_PORTABLE"):
     if platform.machine().lower() in ("x86_64", "amd64"):
         flags += ["-march=native", "-mprefer-vector-width=512"]

@@ -138,7 +138,13 @@ class _SparseConv(nn.Module):
             self._prepare_kernel(self._matrix(), getattr(self, "basis", None))
 
     def _native_ok(self, x: torch.Tensor) -> bool:
-        return self.kernel and x.dtype == torch.float32 and x.device.type == "cpu"
+        # the kernel's tap table holds int32 positions
+        return (
+            self.kernel
+            and x.dtype == torch.float32
+            and x.device.type == "cpu"
+            and x.numel() < 2**31
+        )
 
     def _run_kernel(self, x: torch.Tensor) -> torch.Tensor:
         index, runs, oh, ow = self._index(x)

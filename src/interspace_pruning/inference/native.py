@@ -36,6 +36,7 @@ def _library() -> ctypes.CDLL | None:
             os.environ["OMP_WAIT_POLICY"] = saved
     lib.ips_set_threads.argtypes = [ctypes.c_int]
     lib.ips_max_basis.restype = ctypes.c_int
+    lib.ips_conv.restype = ctypes.c_int
     lib.ips_conv.argtypes = [_P, _I, _I, _P, _P, _I, _I, _P, _I, _P, _P, _P, _P, _P, _I, _I, _I, _P]
     return lib
 
@@ -133,7 +134,7 @@ def sparse_conv(
     out_rows, pixels = rowptr.numel() - 1, size[0] * size[1]
     out = torch.empty(batch, out_rows, *size)
     lib.ips_set_threads(torch.get_num_threads())
-    lib.ips_conv(
+    status = lib.ips_conv(
         _ptr(x),
         channels,
         x.shape[2] * x.shape[3],
@@ -153,4 +154,6 @@ def sparse_conv(
         pixels,
         _ptr(out),
     )
+    if status != 0:
+        raise MemoryError("sparse_conv: out of memory for the per-thread tile buffers")
     return out

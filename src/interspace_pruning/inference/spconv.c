@@ -142,8 +142,8 @@ SPMM_TILE(4)
  * cache. x: input with channel c at x + c * cstride; idx: (K, LD) tap positions relative to
  * that; run: (K, LD / 16) contiguous-run starts or GATHER; basis: (n, K) or NULL for SP;
  * used: (C * rows) flags, rows = n or K; CSR (rowptr, cols, vals) is O x (C * rows);
- * out: (B, O, P) with L = B * P output pixels. */
-void ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx,
+ * out: (B, O, P) with L = B * P output pixels. Returns 0, or -1 when out of memory. */
+int ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx,
               const int32_t* run, int64_t LD, int64_t K, const float* basis, int64_t n,
               const uint8_t* used, const int64_t* rowptr, const int32_t* cols,
               const float* vals, const float* bias, int64_t O, int64_t L, int64_t P,
@@ -162,12 +162,18 @@ void ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx,
     int64_t splits = tiles >= 2 * threads ? 1 : (2 * threads + tiles - 1) / tiles;
     if (splits > O) splits = O;
     const int64_t tasks = tiles * splits;
+    int failed = 0;
 #pragma omp parallel
     {
         float* z = aligned_alloc(64, (size_t)(C * rows * tile) * sizeof(float));
         int64_t have = -1; /* the tile whose Z is in z */
+        if (!z) {
+#pragma omp atomic write
+            failed = 1;
+        }
 #pragma omp for schedule(static)
         for (int64_t task = 0; task < tasks; task++) {
+            if (!z) continue;
             const int64_t t = task / splits, part = task % splits;
             const int64_t j0 = t * tile, w = L - j0 < tile ? L - j0 : tile;
             if (t != have) {
@@ -184,5 +190,6 @@ void ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx,
         }
         free(z);
     }
+    return failed ? -1 : 0;
 }
 
