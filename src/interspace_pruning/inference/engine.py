@@ -287,7 +287,7 @@ def sparse_inference(
         example: an input batch; with it each layer keeps whichever path (dense or sparse)
             measures faster on the input it really gets.
         mode: ``"auto"`` (decide per layer), ``"sparse"`` (every pruned layer sparse) or
-            ``"dense"`` (none; the folded model).
+            ``"dense"`` (none: the folded model, BatchNorm fused as below).
         min_density_gain: without ``example``, a layer goes sparse when its dense FLOPs
             exceed its sparse FLOPs by this factor.
         backend: ``"native"`` (the compiled kernel of :mod:`.native`), ``"torch"`` (the
