@@ -137,3 +137,19 @@ def test_invalid_configs_are_rejected_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()  # nothing ran, not even the valid 0.9 run
     assert main(["train", "--batch-size", "0", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
+    from interspace_pruning.foundations.io import atomic_write_text
+
+    target = tmp_path / "report.md"
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(target, "a")
+        atomic_write_text(target, "b")  # replaces
+    finally:
+        os.umask(old)
+    assert target.read_text() == "b"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+    if os.name == "posix":
+        assert target.stat().st_mode & 0o777 == 0o644
