@@ -83,7 +83,8 @@ class _SparseConv(nn.Module):
         self._index_cache: dict[tuple[int, int, int], tuple] = {}
 
     def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        _, _, oh, ow = self._index(x)
+        geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
+        oh, ow = native.output_size(tuple(x.shape[2:]), *geometry)
         cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
         return cols, oh, ow
 

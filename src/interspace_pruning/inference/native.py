@@ -66,6 +66,20 @@ def leading_dim(length: int) -> int:
 GATHER = -(2**31)  # a run start that says "not contiguous: gather"
 
 
+def output_size(
+    size: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[int, int]:
+    """``(oh, ow)`` of a convolution over an ``(h, w)`` input."""
+    return tuple(  # type: ignore[return-value]
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(size, kernel, stride, padding, dilation, strict=True)
+    )
+
+
 def tap_index(
     batch: int,
     channels: int,
@@ -84,8 +98,7 @@ def tap_index(
     one reads ``s + i`` (a vector load does it), else ``GATHER``.
     """
     (h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = size, kernel, stride, padding, dilation
-    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    oh, ow = output_size(size, kernel, stride, padding, dilation)
     # (kh, kw, batch, oh, ow) after broadcasting
     iy = (
         torch.arange(oh).view(1, 1, 1, oh, 1) * sh - ph + dh * torch.arange(kh).view(-1, 1, 1, 1, 1)
