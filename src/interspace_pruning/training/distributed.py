@@ -6,8 +6,7 @@ equals that of a single process on the global batch. DDP averages gradients (fil
 included) and broadcasts buffers (masks, BN statistics) from rank 0; whenever a pruning
 schedule changes masks it decides from gradients reduced across ranks and then
 broadcasts all parameters and buffers from rank 0, so masks can never drift apart. Only
-rank 0 writes files. On CPU (gloo) BN statistics are per rank (SyncBatchNorm needs GPUs);
-on CUDA, BN layers are converted to SyncBatchNorm.
+rank 0 writes files. Training runs on the CPU (gloo), where BN statistics are per rank.
 """
 
 from __future__ import annotations
@@ -45,8 +44,8 @@ def info() -> DistInfo:
 def init_from_env() -> DistInfo:
     """Join the process group that ``torchrun`` describes in the environment, if any."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
+        # training runs on the CPU, whose tensors need gloo (nccl takes CUDA tensors only)
+        dist.init_process_group("gloo")
     return info()
 
 
@@ -90,6 +89,4 @@ def wrap(model: nn.Module) -> nn.Module:
     """The module to run forward/backward through: DDP when distributed, else ``model``."""
     if not info().enabled:
         return model
-    if torch.cuda.is_available() and next(model.parameters()).is_cuda:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return nn.parallel.DistributedDataParallel(model, broadcast_buffers=True)
