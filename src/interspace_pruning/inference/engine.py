@@ -71,16 +71,32 @@ def _use_native(backend: str) -> bool:
 
 
 class _SparseConv(nn.Module):
-    def __init__(self, conv: nn.Conv2d, backend: str = "auto") -> None:
+    """A sparse convolution: ``matrix`` (CSR over input channels x basis filters, or x taps
+    when ``basis`` is None) applied to the basis projections (IP) or the taps (SP)."""
+
+    def __init__(
+        self,
+        conv: nn.Conv2d,
+        values: torch.Tensor,
+        basis: torch.Tensor | None,
+        backend: str = "auto",
+    ) -> None:
         super().__init__()
-        self.kernel = _use_native(backend)
+        use_native = _use_native(backend)
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise ValueError("sparse inference supports zero padding with explicit sizes only")
         self.kernel_size = conv.kernel_size
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.bias = None if conv.bias is None else conv.bias.detach().clone()
+        self.basis = basis
+        self.matrix = _block_csr(
+            values.reshape(values.shape[0], -1), conv.groups, values[0].numel()
+        )
+        self.kernel = use_native and (basis is None or basis.shape[0] <= native.max_basis())
         self._index_cache: dict[tuple[int, int, int], tuple] = {}
+        if self.kernel:
+            self._prepare_kernel()
 
     def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
@@ -104,8 +120,9 @@ class _SparseConv(nn.Module):
             }
         return self._index_cache[key]
 
-    def _prepare_kernel(self, matrix: torch.Tensor, basis: torch.Tensor | None) -> None:
+    def _prepare_kernel(self) -> None:
         """CSR arrays, the basis and the rows of Z that kept entries read, for the kernel."""
+        matrix, basis = self.matrix, self.basis
         self._rowptr = matrix.crow_indices().to(torch.int64).contiguous()
         self._cols = matrix.col_indices().to(torch.int32).contiguous()
         self._vals = matrix.values().to(torch.float32).contiguous()
@@ -116,27 +133,20 @@ class _SparseConv(nn.Module):
         bias = self.bias if self.bias is not None else torch.zeros(self.out_channels)
         self._bias = bias.to(torch.float32).contiguous()
 
-    def _matrix(self) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _set_matrix(self, matrix: torch.Tensor) -> None:
-        raise NotImplementedError
-
     @torch.no_grad()
     def rescale_outputs(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
         """Become ``scale * self(x) + shift`` per output channel (folds a BatchNorm in)."""
-        m = self._matrix()
+        m = self.matrix
         rows = torch.repeat_interleave(torch.arange(m.shape[0]), m.crow_indices().diff())
         values = m.values() * scale[rows].to(m.dtype)
         with _quiet_csr():
-            matrix = torch.sparse_csr_tensor(
+            self.matrix = torch.sparse_csr_tensor(
                 m.crow_indices(), m.col_indices(), values, m.shape, check_invariants=False
             )
-        self._set_matrix(matrix)
         bias = self.bias if self.bias is not None else torch.zeros(self.out_channels)
         self.bias = (bias * scale + shift).detach().clone()
         if self.kernel:
-            self._prepare_kernel(self._matrix(), getattr(self, "basis", None))
+            self._prepare_kernel()
 
     def _native_ok(self, x: torch.Tensor) -> bool:
         # the kernel's tap table holds int32 positions
@@ -173,45 +183,22 @@ class SparseSPConv2d(_SparseConv):
     """im2col, then a sparse product with the kept spatial weights."""
 
     def __init__(self, conv: nn.Conv2d, entry: PrunableTensor, backend: str = "auto") -> None:
-        super().__init__(conv, backend)
-        w = (entry.param * entry.mask).detach()
-        g = conv.groups
-        self.weight = _block_csr(w.reshape(w.shape[0], -1), g, w[0].numel())
-        if self.kernel:
-            self._prepare_kernel(self.weight, None)
-
-    def _matrix(self) -> torch.Tensor:
-        return self.weight
-
-    def _set_matrix(self, matrix: torch.Tensor) -> None:
-        self.weight = matrix
+        super().__init__(conv, (entry.param * entry.mask).detach(), None, backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._native_ok(x):
             return self._run_kernel(x)
         cols, oh, ow = self._patches(x)
-        return self._product(self.weight, cols, oh, ow)
+        return self._product(self.matrix, cols, oh, ow)
 
 
 class SparseIPConv2d(_SparseConv):
     """Basis projection (im2col + per-channel ``n x kh*kw`` product), then sparse 1x1."""
 
     def __init__(self, conv: nn.Conv2d, entry: PrunableTensor, backend: str = "auto") -> None:
-        super().__init__(conv, backend)
-        p = entry.parametrization
-        self.basis = p.basis().detach().clone()  # (n, kh*kw), normalised as in training
+        basis = entry.parametrization.basis().detach().clone()  # (n, kh*kw), as in training
         lam = (entry.param * entry.mask).detach()  # (out, in/groups, n)
-        self.groups = conv.groups
-        self.coeffs = _block_csr(lam.reshape(lam.shape[0], -1), conv.groups, lam[0].numel())
-        self.kernel = self.kernel and self.basis.shape[0] <= native.max_basis()
-        if self.kernel:
-            self._prepare_kernel(self.coeffs, self.basis)
-
-    def _matrix(self) -> torch.Tensor:
-        return self.coeffs
-
-    def _set_matrix(self, matrix: torch.Tensor) -> None:
-        self.coeffs = matrix
+        super().__init__(conv, lam, basis, backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._native_ok(x):
@@ -220,7 +207,7 @@ class SparseIPConv2d(_SparseConv):
         b, _, p = cols.shape
         k = self.basis.shape[1]
         z = torch.matmul(self.basis, cols.view(b, self.in_channels, k, p))  # (b, c, n, p)
-        return self._product(self.coeffs, z.reshape(b, -1, p), oh, ow)
+        return self._product(self.matrix, z.reshape(b, -1, p), oh, ow)
 
 
 class SparseLinear(nn.Module):
