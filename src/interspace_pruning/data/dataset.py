@@ -83,10 +83,8 @@ class ImageDataset:
         drop_last: bool = True,
     ) -> Iterator[Batch]:
         """One epoch of shuffled training batches (order and augmentation from ``generator``)."""
-        n = len(self.train_y)
-        order = torch.randperm(n, generator=generator)
-        stop = n - n % batch_size if drop_last and n >= batch_size else n
-        for i in range(0, stop, batch_size):
+        order = torch.randperm(len(self.train_y), generator=generator)
+        for i in batch_starts(len(self.train_y), batch_size, drop_last):
             idx = order[i : i + batch_size]
             x = self.normalise(self.train_x[idx])
             if augment and self.augment == "crop-flip":
@@ -107,10 +105,7 @@ class ImageDataset:
             yield self.normalise(self.train_x[i:j]), self.train_y[i:j]
 
     def steps_per_epoch(self, batch_size: int, drop_last: bool = True) -> int:
-        n = len(self.train_y)
-        if drop_last and n >= batch_size:
-            return n // batch_size
-        return -(-n // batch_size)
+        return len(batch_starts(len(self.train_y), batch_size, drop_last))
 
     def subset(
         self, train: int | None = None, test: int | None = None, seed: int = 0
@@ -124,6 +119,13 @@ class ImageDataset:
             idx = balanced_indices(self.test_y, test, self.num_classes, seed + 1)
             out = replace(out, test_x=self.test_x[idx], test_y=self.test_y[idx])
         return out
+
+
+def batch_starts(n: int, batch_size: int, drop_last: bool = True) -> range:
+    """Where each training batch of an epoch over ``n`` samples starts. With ``drop_last`` a
+    short last batch is dropped, unless it is the only one."""
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    return range(0, stop, batch_size)
 
 
 def balanced_indices(labels: torch.Tensor, n: int, num_classes: int, seed: int) -> torch.Tensor:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .dataset import Batch, balanced_indices, normalise
+from .dataset import Batch, balanced_indices, batch_starts, normalise
 from .errors import DataError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -194,11 +194,10 @@ class FolderDataset:
         n = len(self.train_samples)
         order = torch.randperm(n, generator=generator).tolist()
         seeds = torch.randint(0, 2**62, (n,), generator=generator).tolist()
-        stop = n - n % batch_size if drop_last and n >= batch_size else n
         use_aug = augment and self.augment == "crop-flip"
         batches = [
             [(i, seeds[i] if use_aug else None) for i in order[s : s + batch_size]]
-            for s in range(0, stop, batch_size)
+            for s in batch_starts(n, batch_size, drop_last)
         ]
         return self._loader(_Images(self.train_samples, self.size, True), batches)
 
@@ -215,8 +214,7 @@ class FolderDataset:
         return self._loader(_Images(self.train_samples, self.size, False), batches)
 
     def steps_per_epoch(self, batch_size: int, drop_last: bool = True) -> int:
-        n = len(self.train_samples)
-        return n // batch_size if drop_last and n >= batch_size else -(-n // batch_size)
+        return len(batch_starts(len(self.train_samples), batch_size, drop_last))
 
     def subset(self, train: int | None = None, test: int | None = None, seed: int = 0):
         out = self
