@@ -102,7 +102,7 @@ def main() -> None:
                 engines[rep] = ip.sparse_inference(
                     model, example=example if args.mode == "auto" else None, mode=args.mode
                 )
-                engines["dense"] = ip.sparse_inference(model, mode="dense")
+            engines["dense"] = ip.sparse_inference(model, mode="dense")  # one dense baseline
             for b in args.batches:
                 t = interleaved_medians(engines, torch.randn(b, 3, 32, 32), args.repeats)
                 print(

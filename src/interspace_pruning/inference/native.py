@@ -21,19 +21,12 @@ def _library() -> ctypes.CDLL | None:
     spec = importlib.util.find_spec("interspace_pruning.inference._spconv")
     if spec is None or spec.origin is None or os.environ.get("INTERSPACE_NO_NATIVE"):
         return None
-    # The kernel's OpenMP runtime is not torch's: let its idle threads sleep instead of
-    # spinning, so they never compete with torch's threads for the cores.
-    saved = os.environ.get("OMP_WAIT_POLICY")
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    # torch (imported above) has loaded its libgomp; the kernel binds to that same runtime,
+    # so both share one thread pool
     try:
         lib = ctypes.CDLL(spec.origin)
     except OSError:
         return None
-    finally:
-        if saved is None:
-            del os.environ["OMP_WAIT_POLICY"]
-        else:
-            os.environ["OMP_WAIT_POLICY"] = saved
     lib.ips_set_threads.argtypes = [ctypes.c_int]
     lib.ips_max_basis.restype = ctypes.c_int
     lib.ips_conv.restype = ctypes.c_int
@@ -57,8 +50,9 @@ def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p | None:
 
 
 def leading_dim(length: int) -> int:
-    """Row stride of Z for ``length`` pixels: whole 64-pixel tiles, never a multiple of 256
-    floats (power-of-two strides map every row of a tile to the same cache sets)."""
+    """Row stride of the tap table for ``length`` pixels: whole 64-pixel tiles, never a
+    multiple of 256 entries (power-of-two strides map the rows the kernel reads together to
+    the same cache sets)."""
     ld = -(-length // 64) * 64
     return ld + 64 if ld % 256 == 0 else ld
 
