@@ -28,7 +28,7 @@ from torch import nn
 from ..interspace import fold
 from ..masks import PrunableTensor, has_masks, prunable
 from . import native
-from .fusion import fuse_batchnorm
+from .fusion import fuse_batchnorm, set_module
 
 
 def _block_csr(values: torch.Tensor, groups: int, group_cols: int) -> torch.Tensor:
@@ -316,9 +316,7 @@ def sparse_inference(
             use = _density_gain(e, plain) >= min_density_gain
         plan[e.name] = "sparse" if use else "dense"
         if use:
-            parent_name, _, child = e.name.rpartition(".")
-            parent = modules[parent_name] if parent_name else out
-            setattr(parent, child, sparse)
+            set_module(out, e.name, sparse)
     out.plan = plan
     out.fused_bn = fuse_batchnorm(out, (_SparseConv, SparseLinear)) if fuse_bn else []
     return out

@@ -48,7 +48,8 @@ def batchnorm_pairs(model: nn.Module, leaves: tuple[type, ...] = ()) -> list[tup
     return pairs
 
 
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` at the dotted path ``name`` inside ``model``."""
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
@@ -65,9 +66,9 @@ def fuse_batchnorm(model: nn.Module, leaves: tuple[type, ...] = ()) -> list[tupl
     for conv_name, bn_name in pairs:
         conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
         if isinstance(conv, nn.Conv2d):
-            _set(model, conv_name, fuse_conv_bn_eval(conv.eval(), bn.eval()))
+            set_module(model, conv_name, fuse_conv_bn_eval(conv.eval(), bn.eval()))
         else:
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             conv.rescale_outputs(scale, bn.bias - bn.running_mean * scale)
-        _set(model, bn_name, nn.Identity())
+        set_module(model, bn_name, nn.Identity())
     return pairs
