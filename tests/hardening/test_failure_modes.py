@@ -73,7 +73,9 @@ def test_run_directories_are_never_overwritten(tmp_path, capsys):
 
 
 def test_sigterm_checkpoints_mid_epoch_and_resumes_bitwise(tmp_path):
-    args = ["train", *FAST, "--epochs", "3", "--method", "random", "--sparsity", "0.9"]
+    # batch 4: epochs of 75 short steps (~0.25 s), so the signal below lands inside epoch 2
+    args = ["train", *FAST, "--batch-size", "4", "--epochs", "3", "--method", "random"]
+    args += ["--sparsity", "0.9"]
     straight = subprocess.run(
         [sys.executable, "-c", CODE, *args, "--out", str(tmp_path / "a")],
         capture_output=True,
