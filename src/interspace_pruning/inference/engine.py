@@ -59,6 +59,51 @@ def _quiet_csr() -> Iterator[None]:
 BACKENDS = ("auto", "native", "torch")
 
 
+def check_conv_input(conv: _SparseConv, x: torch.Tensor) -> None:
+    """Refuse input the layer was not built for, before any kernel reads it.
+
+    The native kernel indexes the input through a tap table built for the layer's channels
+    and the input's size, so a mismatch would read out of bounds. Raises ``RuntimeError``
+    with one line, like ``torch.nn.functional.conv2d`` does for the same mistakes.
+    """
+    name = type(conv).__name__
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a tensor, got {type(x).__name__}")
+    if x.layout != torch.strided:
+        raise RuntimeError(f"{name}: expected a dense (strided) input, got layout {x.layout}")
+    if x.dim() != 4:
+        raise RuntimeError(
+            f"{name}: expected 4D (batched) input of shape (N, C, H, W), but got input of "
+            f"size: {list(x.shape)}"
+        )
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise RuntimeError(f"{name}: expected a non-empty image, got input of size {list(x.shape)}")
+    if x.shape[1] != conv.in_channels:
+        raise RuntimeError(
+            f"{name}: expected input{list(x.shape)} to have {conv.in_channels} channels, "
+            f"but got {x.shape[1]} channels instead"
+        )
+    weight = conv.matrix.values()
+    if x.device != weight.device:
+        raise RuntimeError(
+            f"{name}: input and weight should be on the same device, got {x.device} and "
+            f"{weight.device}"
+        )
+    if x.dtype != weight.dtype:
+        raise RuntimeError(
+            f"{name}: input type ({x.dtype}) and weight type ({weight.dtype}) should be the same"
+        )
+    for n, k, p, d in zip(x.shape[2:], conv.kernel_size, conv.padding, conv.dilation, strict=True):
+        if n + 2 * p < d * (k - 1) + 1:
+            raise RuntimeError(
+                f"{name}: calculated padded input size per channel: ({x.shape[2] + 2 * conv.padding[0]} "
+                f"x {x.shape[3] + 2 * conv.padding[1]}); kernel size: "
+                f"({conv.dilation[0] * (conv.kernel_size[0] - 1) + 1} x "
+                f"{conv.dilation[1] * (conv.kernel_size[1] - 1) + 1}); kernel size can't be "
+                "greater than actual input size"
+            )
+
+
 def _use_native(backend: str) -> bool:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -154,7 +199,7 @@ class _SparseConv(nn.Module):
             self.kernel
             and x.dtype == torch.float32
             and x.device.type == "cpu"
-            and x.numel() < 2**31
+            and 0 < x.numel() < 2**31
         )
 
     def _run_kernel(self, x: torch.Tensor) -> torch.Tensor:
@@ -173,6 +218,8 @@ class _SparseConv(nn.Module):
         )
 
     def _product(self, matrix: torch.Tensor, z: torch.Tensor, oh: int, ow: int) -> torch.Tensor:
+        if z.shape[0] == 0:  # an empty batch
+            return z.new_zeros(0, self.out_channels, oh, ow)
         y = torch.stack([torch.sparse.mm(matrix, z[i]) for i in range(z.shape[0])])
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1)
@@ -186,6 +233,7 @@ class SparseSPConv2d(_SparseConv):
         super().__init__(conv, (entry.param * entry.mask).detach(), None, backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_conv_input(self, x)
         if self._native_ok(x):
             return self._run_kernel(x)
         cols, oh, ow = self._patches(x)
@@ -201,13 +249,14 @@ class SparseIPConv2d(_SparseConv):
         super().__init__(conv, lam, basis, backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_conv_input(self, x)
         if self._native_ok(x):
             return self._run_kernel(x)
         cols, oh, ow = self._patches(x)  # (b, c*k, p)
         b, _, p = cols.shape
         k = self.basis.shape[1]
         z = torch.matmul(self.basis, cols.view(b, self.in_channels, k, p))  # (b, c, n, p)
-        return self._product(self.matrix, z.reshape(b, -1, p), oh, ow)
+        return self._product(self.matrix, z.reshape(b, z.shape[1] * z.shape[2], p), oh, ow)
 
 
 class SparseLinear(nn.Module):
@@ -218,10 +267,16 @@ class SparseLinear(nn.Module):
         self.bias = None if linear.bias is None else linear.bias.detach().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.sparse.mm(self.weight, x.reshape(-1, x.shape[-1]).t()).t()
+        rows, cols = self.weight.shape
+        if x.dim() == 0 or x.shape[-1] != cols:
+            raise RuntimeError(
+                f"SparseLinear: input of size {list(x.shape)} cannot be multiplied with a "
+                f"weight of size [{rows}, {cols}] (expected {cols} features in the last dimension)"
+            )
+        y = torch.sparse.mm(self.weight, x.reshape(-1, cols).t()).t()
         if self.bias is not None:
             y = y + self.bias
-        return y.reshape(*x.shape[:-1], -1)
+        return y.reshape(*x.shape[:-1], rows)
 
 
 def _sparse_module(entry: PrunableTensor, plain: nn.Module, backend: str) -> nn.Module:
