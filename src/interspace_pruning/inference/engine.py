@@ -93,15 +93,14 @@ def check_conv_input(conv: _SparseConv, x: torch.Tensor) -> None:
         raise RuntimeError(
             f"{name}: input type ({x.dtype}) and weight type ({weight.dtype}) should be the same"
         )
-    for n, k, p, d in zip(x.shape[2:], conv.kernel_size, conv.padding, conv.dilation, strict=True):
-        if n + 2 * p < d * (k - 1) + 1:
-            raise RuntimeError(
-                f"{name}: calculated padded input size per channel: ({x.shape[2] + 2 * conv.padding[0]} "
-                f"x {x.shape[3] + 2 * conv.padding[1]}); kernel size: "
-                f"({conv.dilation[0] * (conv.kernel_size[0] - 1) + 1} x "
-                f"{conv.dilation[1] * (conv.kernel_size[1] - 1) + 1}); kernel size can't be "
-                "greater than actual input size"
-            )
+    padded = [n + 2 * p for n, p in zip(x.shape[2:], conv.padding, strict=True)]
+    span = [d * (k - 1) + 1 for k, d in zip(conv.kernel_size, conv.dilation, strict=True)]
+    if padded[0] < span[0] or padded[1] < span[1]:
+        raise RuntimeError(
+            f"{name}: calculated padded input size per channel: ({padded[0]} x {padded[1]}); "
+            f"kernel size: ({span[0]} x {span[1]}); kernel size can't be greater than actual "
+            "input size"
+        )
 
 
 def _use_native(backend: str) -> bool:
