@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,8 +13,10 @@ import torch
 
 from ..experiments import DataConfig, ModelConfig, PruneConfig, RunConfig, compare, run
 from ..experiments.config import DstConfig, GmpConfig, ImpConfig
-from ..experiments.grid import run_dir
-from ..experiments.sweep import load_sweep, run_sweep
+from ..experiments.grid import GridProblems, run_dir
+from ..experiments.runfiles import DIVERGED
+from ..experiments.sweep import load_sweep, parse_shard, run_sweep, shard_configs
+from ..foundations.claims import claim_owner
 from ..foundations.hparams import add_arguments, config_hash, from_namespace
 from ..report import write_report
 from ..training import TrainConfig, TrainingStopped, distributed
@@ -32,6 +36,7 @@ TRAIN_EXAMPLES = """examples:
 SWEEP_EXAMPLES = """examples:
   interspace sweep recipes/fashion_mnist_pai.yaml            # then: interspace report runs/...
   interspace sweep recipes/cifar10_cpu.yaml --dry-run
+  interspace sweep recipes/cifar10_cpu.yaml --shard 2/8 --no-report   # one of 8 machines
 """
 
 COMPARE_EXAMPLES = """examples:
@@ -109,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
     s.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     s.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    s.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=None,
+        metavar="I/N",
+        help="train only shard I of N (1-based: runs I, I+N, I+2N, ... of the file's order), "
+        "e.g. one per SLURM array task",
+    )
+    s.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="do not wait at the end for runs that other processes are training",
+    )
     r = sub.add_parser(
         "report",
         help="tables and plots for a run or sweep directory",
@@ -142,6 +160,7 @@ def _out_dir(ns: argparse.Namespace, cfg: RunConfig) -> Path:
 def _cmd_train(ns: argparse.Namespace) -> None:
     cfg = _config(ns)
     out = _out_dir(ns, cfg)
+    _check_out_dir(out)
     result = run(cfg, out, progress=not ns.quiet, resume=ns.resume, overwrite=ns.overwrite)
     if not distributed.info().is_main:
         return
@@ -156,6 +175,7 @@ def _cmd_train(ns: argparse.Namespace) -> None:
 def _cmd_compare(ns: argparse.Namespace) -> None:
     cfg = _config(ns)
     out = _out_dir(ns, cfg)
+    _check_out_dir(out)
     result = compare(
         cfg,
         out,
@@ -172,22 +192,59 @@ def _cmd_compare(ns: argparse.Namespace) -> None:
     print(f"written to {out}/compare.md and {out}/compare.json")
 
 
+def _run_state(d: Path) -> str:
+    if (d / "summary.json").is_file():
+        return "done"
+    if (d / DIVERGED).is_file():
+        return "diverged"
+    return "elsewhere" if claim_owner(d) is not None else "todo"
+
+
 def _cmd_sweep(ns: argparse.Namespace) -> None:
     sweep = load_sweep(ns.config)
     out = ns.out or sweep.out
-    print(f"sweep {sweep.name}: {len(sweep.configs)} runs in {out}")
+    _check_out_dir(out)
+    configs = sweep.configs if ns.shard is None else shard_configs(sweep.configs, *ns.shard)
+    part = f" (shard {ns.shard[0]}/{ns.shard[1]}: {len(configs)} of them)" if ns.shard else ""
+    print(f"sweep {sweep.name}: {len(sweep.configs)} runs in {out}{part}")
     if ns.dry_run:
-        for cfg in sweep.configs:
+        for cfg in configs:
             p = cfg.prune
-            state = "done" if (run_dir(out, cfg) / "summary.json").is_file() else "todo"
+            state = _run_state(run_dir(out, cfg))
             print(
-                f"  {run_dir(out, cfg).name} {state:4} {cfg.data.dataset} {cfg.model.model} "
+                f"  {run_dir(out, cfg).name} {state:9} {cfg.data.dataset} {cfg.model.model} "
                 f"{p.representation} {p.method} {p.sparsity:g} seed {cfg.train.seed}"
             )
         return
-    run_sweep(sweep, out, progress=not getattr(ns, "quiet", False))
+    problems = GridProblems()
+    run_sweep(
+        sweep,
+        out,
+        progress=not getattr(ns, "quiet", False),
+        shard=ns.shard,
+        wait=not ns.no_wait,
+        problems=problems,
+    )
     if not ns.no_report and distributed.info().is_main:
-        print(f"report: {write_report(out)}")
+        try:
+            print(f"report: {write_report(out)}")
+        except ValueError as e:  # e.g. nothing finished yet
+            print(f"interspace sweep: no report: {e}", file=sys.stderr)
+    if problems.diverged:
+        print(f"{len(problems.diverged)} runs diverged (see diverged.json in each)")
+    if problems.bad:
+        raise ValueError(
+            f"{len(problems.bad)} runs were skipped because a file of theirs is damaged "
+            "(named above); the other runs are done"
+        )
+
+
+def _check_out_dir(out: Path) -> None:
+    """An output folder that is a file, or lies under one, gets a one-line error."""
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            what = "is a file" if p == out else f"lies under {p}, which is a file"
+            raise ValueError(f"output folder {out} {what}; choose another --out")
 
 
 def _cmd_report(ns: argparse.Namespace) -> None:
@@ -202,23 +259,44 @@ COMMANDS = {
 }
 
 
+def _os_error(e: OSError) -> str:
+    """One line for an operating-system error, with what to do about the common ones."""
+    where = f" {e.filename}" if e.filename else ""
+    hint = {
+        errno.ENOSPC: "free some space, then run the same command again (add --resume to train)",
+        errno.EDQUOT: "free some space, then run the same command again (add --resume to train)",
+        errno.EROFS: "the filesystem is read-only; choose a writable --out",
+        errno.EACCES: "no permission; choose a folder you can write to",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EISDIR: "that is a folder, not a file",
+    }.get(e.errno, "")
+    text = (e.strerror or str(e).splitlines()[0] if str(e) else type(e).__name__) + where
+    return text + (f"; {hint}" if hint else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
-    if getattr(ns, "threads", None):
-        torch.set_num_threads(ns.threads)
+    threads = getattr(ns, "threads", None)
+    if threads is not None:
+        if threads < 1:
+            parser.error(f"argument --threads: must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
     try:
         distributed.init_from_env()  # under torchrun: join the process group
         COMMANDS[ns.command](ns)
     except ValueError as e:  # includes DataError and TrainingError: one line, no traceback
         print(f"interspace {ns.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full or read-only disk, a path that is a file, ...
+        print(f"interspace {ns.command}: error: {_os_error(e)}", file=sys.stderr)
+        return 1
     except TrainingStopped as e:
         print(f"interspace {ns.command}: {e}", file=sys.stderr)
-        return 143
+        return 128 + e.signum  # 143 for SIGTERM, 130 for SIGINT
     except KeyboardInterrupt:
         print(f"interspace {ns.command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
     finally:
         if distributed.info().enabled:
             torch.distributed.destroy_process_group()

@@ -1,23 +1,30 @@
 """Grids of runs: every combination of some hyperparameters, one directory per run.
 
 A run's directory is named by the hash of its resolved configuration, so a grid can be
-stopped and started again: runs with a ``summary.json`` are not trained twice.
+stopped and started again: runs with a ``summary.json`` are not trained twice, and a run is
+claimed (:mod:`..foundations.claims`) before it is trained, so several processes can share
+one grid folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
+import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..foundations.claims import RunClaimedError, claim_owner, try_claim
 from ..foundations.hparams import coerce, config_hash
+from ..foundations.io import CorruptFileError, read_json
 from ..training import distributed
-from ..training.loop import CHECKPOINT
-from .config import PruneConfig, RunConfig, config_from_dict
+from ..training.loop import CHECKPOINT, DivergedError
+from .config import PruneConfig, RunConfig
 from .run import run
+from .runfiles import DIVERGED, SUMMARY, read_config, read_summary
 
 SECTIONS = ("data", "model", "prune", "train", "imp", "gmp", "dst")
 #: Which optional section each method reads; the others are reset before hashing.
@@ -70,44 +77,124 @@ def adopt_renamed_runs(root: Path, configs: Sequence[RunConfig]) -> None:
     """Move runs whose folder name is an older hash of the same configuration.
 
     A hash covers every field, so adding a hyperparameter (with a default) renames every
-    run; the ``config.json`` beside each run says what it really was. Only rank 0 moves.
+    run; the ``config.json`` beside each run says what it really was. Only rank 0 moves, and
+    only runs no other process is training.
     """
     if not root.is_dir() or not distributed.info().is_main:
         return
     wanted = {run_dir(root, c).name for c in configs}
     for cfg_file in root.glob("*/config.json"):
         d = cfg_file.parent
-        if d.name in wanted:
+        if d.name in wanted or claim_owner(d) is not None:
             continue
         try:
-            current = config_hash(config_from_dict(json.loads(cfg_file.read_text())))
-        except (ValueError, TypeError):
+            current = config_hash(read_config(cfg_file))
+        except ValueError:
             continue
         if current in wanted and not (root / current).exists():
             d.rename(root / current)
 
 
+@dataclass
+class GridProblems:
+    """What a grid could not do: runs whose files are damaged, runs that diverged."""
+
+    bad: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)
+
+
+def _say(message: str, err: bool = False) -> None:
+    if distributed.info().is_main:
+        print(message, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def _describe(cfg: RunConfig) -> str:
+    p = cfg.prune
+    return (
+        f"{cfg.data.dataset} {cfg.model.model} {p.representation} {p.method} {p.sparsity:g} "
+        f"seed {cfg.train.seed}"
+    )
+
+
+def _attempt(
+    cfg: RunConfig, d: Path, label: str, progress: bool, problems: GridProblems
+) -> tuple[str, dict | None]:
+    """Train or read one run. Returns ("done", summary), ("diverged", marker), ("bad", None)
+    or ("elsewhere", owner): another live process is training it."""
+    try:
+        claim = try_claim(d)
+    except RunClaimedError as e:
+        return "elsewhere", e.owner
+    try:
+        if (d / SUMMARY).is_file():  # finished, perhaps by another process a moment ago
+            return "done", read_summary(d / SUMMARY)
+        if (d / DIVERGED).is_file():
+            return "diverged", read_json(d / DIVERGED, dict, f"delete {d / DIVERGED} to retry")
+        if progress:
+            again = " (resuming)" if (d / CHECKPOINT).is_file() else ""
+            _say(f"{label} {_describe(cfg)} -> {d}{again}")
+        return "done", run(cfg, d, progress=False, resume=True).summary
+    except DivergedError as e:
+        _say(f"{label} diverged: {e}", err=True)
+        return "diverged", {"status": "diverged", "error": str(e)}
+    except CorruptFileError as e:
+        problems.bad.append(str(e))
+        _say(f"{label} skipped: {e}", err=True)
+        return "bad", None
+    finally:
+        claim.release()
+
+
 def run_grid(
-    configs: Sequence[RunConfig], root: str | Path, progress: bool = True
+    configs: Sequence[RunConfig],
+    root: str | Path,
+    progress: bool = True,
+    wait: bool = True,
+    poll: float = 5.0,
+    problems: GridProblems | None = None,
 ) -> Iterator[tuple[RunConfig, dict]]:
     """Train every config not finished yet under ``root`` (continuing interrupted ones from
-    their checkpoints); yield ``(config, summary)``."""
+    their checkpoints); yield ``(config, summary)`` for each finished one.
+
+    Several processes may run one grid on one folder (a shared filesystem): each run is
+    claimed before it is trained, and runs another process is training are said so and
+    left to it. With ``wait``, those are waited for at the end (and trained here if their
+    process dies). A run with a damaged file is named on stderr, recorded in ``problems``
+    and skipped; a diverged run is recorded and yields its ``{"status": "diverged"}``
+    marker as its summary.
+    """
     root = Path(root)
+    problems = problems if problems is not None else GridProblems()
     adopt_renamed_runs(root, configs)
+    pending: list[tuple[int, RunConfig]] = []
+    total = len(configs)
     for i, cfg in enumerate(configs):
         d = run_dir(root, cfg)
-        done = d / "summary.json"
-        if done.is_file():
-            summary = json.loads(done.read_text())
-        else:
-            if progress and distributed.info().is_main:
-                p = cfg.prune
-                again = " (resuming)" if (d / CHECKPOINT).is_file() else ""
-                print(
-                    f"[{i + 1}/{len(configs)}] {cfg.data.dataset} {cfg.model.model} "
-                    f"{p.representation} {p.method} {p.sparsity:g} seed {cfg.train.seed} "
-                    f"-> {d}{again}",
-                    flush=True,
-                )
-            summary = run(cfg, d, progress=False, resume=True).summary
-        yield cfg, summary
+        state, summary = _attempt(cfg, d, f"[{i + 1}/{total}]", progress, problems)
+        if state == "elsewhere":
+            _say(
+                f"[{i + 1}/{total}] {_describe(cfg)} -> {d}: being trained elsewhere "
+                f"(host {summary.get('host')}, pid {summary.get('pid')})"
+            )
+            pending.append((i, cfg))
+            continue
+        if state == "diverged":
+            problems.diverged.append(str(d))
+        if summary is not None:
+            yield cfg, summary
+    if pending and wait:
+        _say(f"waiting for {len(pending)} runs being trained elsewhere")
+    while pending and wait:
+        time.sleep(poll)
+        still = []
+        for i, cfg in pending:
+            d = run_dir(root, cfg)
+            state, summary = _attempt(cfg, d, f"[{i + 1}/{total}]", progress, problems)
+            if state == "elsewhere":
+                still.append((i, cfg))
+                continue
+            if state == "diverged":
+                problems.diverged.append(str(d))
+            if summary is not None:
+                yield cfg, summary
+        pending = still

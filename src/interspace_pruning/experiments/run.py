@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -17,16 +16,18 @@ from .. import models
 from ..bases import filter_bases
 from ..diagnostics import Diagnostics
 from ..foundations.checkpoint import load_tensors, save_tensors
+from ..foundations.claims import CLAIM, Claim, RunClaimedError, try_claim
 from ..foundations.hparams import config_hash, to_dict
-from ..foundations.io import atomic_write_json
+from ..foundations.io import CorruptFileError, atomic_write_json, remove_stale_temps
 from ..inference import costs
 from ..interspace import to_interspace
 from ..masks import prunable, sparsity_report
 from ..pruning import method_names, prune
 from ..schedules import DynamicSparseTraining, GradualMagnitudePruning
 from ..training import Callback, distributed, evaluate, train
-from ..training.loop import CHECKPOINT
-from .config import DataConfig, RunConfig, config_from_dict
+from ..training.loop import CHECKPOINT, PREVIOUS_CHECKPOINT, DivergedError
+from .config import DataConfig, RunConfig
+from .runfiles import DIVERGED, read_config
 
 
 def load_data(cfg: DataConfig) -> data_mod.ImageDataset:
@@ -222,6 +223,51 @@ def run(
 ) -> RunResult:
     """Train one configuration end to end.
 
+    With ``out_dir``: the directory is claimed first (see :mod:`..foundations.claims`), so
+    two processes never train one run; :class:`RunClaimedError` if another live process
+    holds it. Everything else as :func:`_run`.
+    """
+    claim = _claim(Path(out_dir)) if out_dir is not None else None
+    try:
+        return _run(cfg, out_dir, dataset, model, callbacks, progress, resume, overwrite)
+    except DivergedError as e:
+        if out_dir is not None and distributed.info().is_main:  # while still claimed
+            atomic_write_json(Path(out_dir) / DIVERGED, {"status": "diverged", "error": str(e)})
+        raise
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _claim(out: Path) -> Claim | None:
+    """Rank 0 claims ``out``; every rank learns whether it got it."""
+    d = distributed.info()
+    claim, owner = None, None
+    if d.is_main:
+        try:
+            claim = try_claim(out)
+        except RunClaimedError as e:
+            owner = e
+    (refused,) = distributed.all_reduce_sum([float(owner is not None)])
+    if refused:
+        raise owner if owner is not None else RunClaimedError(out / CLAIM, {})
+    if claim is not None:
+        remove_stale_temps(out)  # ours now: temp files in it are from killed writes
+    return claim
+
+
+def _run(
+    cfg: RunConfig,
+    out_dir: str | Path | None = None,
+    dataset: data_mod.ImageDataset | None = None,
+    model: nn.Module | None = None,
+    callbacks: list[Callback] | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> RunResult:
+    """Train one configuration end to end.
+
     With ``out_dir``: ``config.json``, ``metrics.jsonl`` (per epoch), a ``checkpoint.pt``
     while training, then ``model.pt`` (the state dict, loadable with
     ``torch.load(weights_only=True)``) and, last, ``summary.json``. A directory that already
@@ -265,7 +311,9 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
         return
     if overwrite:
         if distributed.info().is_main:
-            shutil.rmtree(out)
+            for p in out.iterdir():  # all but our claim
+                if p.name != CLAIM:
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         return
     state = "a finished" if (out / "summary.json").is_file() else "an unfinished"
     if not resume:
@@ -274,10 +322,10 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
             "start over, or choose another --out"
         )
     try:
-        theirs = config_hash(config_from_dict(json.loads(config_file.read_text())))
-    except (ValueError, TypeError) as e:
+        theirs = config_hash(read_config(config_file))
+    except CorruptFileError as e:
         raise ValueError(
-            f"{config_file} is unreadable ({e}); pass --overwrite to start over"
+            f"{config_file} {e.problem}; pass --overwrite to start over, or choose another --out"
         ) from None
     if theirs != config_hash(cfg):
         raise ValueError(
@@ -299,6 +347,7 @@ def finish(out: Path, model: nn.Module, summary: dict) -> None:
     save_tensors(out / "model.pt", model.state_dict())
     atomic_write_json(out / "summary.json", summary)
     (out / CHECKPOINT).unlink(missing_ok=True)
+    (out / PREVIOUS_CHECKPOINT).unlink(missing_ok=True)
 
 
 def with_representation(cfg: RunConfig, rep: str) -> RunConfig:

@@ -14,7 +14,9 @@ grid:                           # every combination; or `grids:` with a list of 
 
 Each run lives in ``<out>/<hash of its resolved config>/`` with its ``config.json``. A run
 with ``summary.json`` is finished and skipped; one with a ``checkpoint.pt`` continues from
-it. Kill the sweep at any time and start it again.
+it. Kill the sweep at any time and start it again. Several sweep processes may share one
+``out`` (runs are claimed before training); ``shard`` splits the runs between them
+deterministically (``--shard i/n``: runs i, i+n, i+2n, ... of the file's order, 1-based).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import yaml
 
 from ..foundations.hparams import coerce
 from .config import RunConfig
-from .grid import SECTIONS, canonical, expand, run_grid
+from .grid import SECTIONS, GridProblems, canonical, expand, run_grid
 
 TOP_LEVEL = {"name", "description", "out", "base", "grid", "grids"}
 
@@ -83,6 +85,40 @@ def load_sweep(path: str | Path) -> Sweep:
     return Sweep(name, out, list(configs.values()))
 
 
-def run_sweep(sweep: Sweep, out: str | Path | None = None, progress: bool = True) -> list:
-    """Run (or resume) every configuration; returns ``[(config, summary), ...]``."""
-    return list(run_grid(sweep.configs, out or sweep.out, progress=progress))
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/8"`` -> ``(2, 8)``: shard 2 of 8 (1-based)."""
+    i, sep, n = str(text).partition("/")
+    try:
+        shard, count = int(i), int(n)
+    except ValueError:
+        shard = count = 0
+    if not sep or count < 1 or not 1 <= shard <= count:
+        raise ValueError(
+            f"--shard must look like i/n with 1 <= i <= n (e.g. 1/4 ... 4/4), got {text!r}"
+        )
+    return shard, count
+
+
+def shard_configs(configs: list[RunConfig], shard: int, count: int) -> list[RunConfig]:
+    """Runs ``shard, shard + count, ...`` (1-based) of the sweep's order: the shards of one
+    sweep file are disjoint, cover every run and differ in size by at most one."""
+    return list(configs[shard - 1 :: count])
+
+
+def run_sweep(
+    sweep: Sweep,
+    out: str | Path | None = None,
+    progress: bool = True,
+    shard: tuple[int, int] | None = None,
+    wait: bool = True,
+    problems: GridProblems | None = None,
+) -> list:
+    """Run (or resume) every configuration (of one shard); returns ``[(config, summary)]``.
+
+    Runs that diverged have ``{"status": "diverged", ...}`` as their summary; runs with a
+    damaged file are skipped and listed in ``problems``.
+    """
+    configs = sweep.configs if shard is None else shard_configs(sweep.configs, *shard)
+    return list(
+        run_grid(configs, out or sweep.out, progress=progress, wait=wait, problems=problems)
+    )

@@ -1,32 +1,101 @@
-"""Saving and loading tensors safely: atomic writes, ``torch.load(weights_only=True)``."""
+"""Saving and loading tensors safely: atomic writes, checksums, ``torch.load(weights_only=True)``.
+
+Files are ordinary ``torch.save`` zip archives, so ``torch.load(path, weights_only=True)``
+reads them anywhere. The zip's trailing comment holds ``IPSHA256`` and the SHA-256 of every
+byte before the comment's length field; :func:`load_tensors` checks it before unpickling,
+because ``torch.load`` does not verify the zip's CRCs and would accept a flipped bit silently.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 from pathlib import Path
 
 import torch
 
-from .io import atomic_write_bytes
+from .io import CorruptFileError, atomic_write_bytes
+
+MAGIC = b"IPSHA256"
+_EOCD = b"PK\x05\x06"  # zip end-of-central-directory record: 22 bytes + comment
+_COMMENT_LEN = len(MAGIC) + 64
 
 
-def save_tensors(path: str | Path, obj: dict) -> None:
-    """``torch.save`` a dict of tensors (and plain values) atomically."""
+def with_checksum(data: bytes) -> bytes:
+    """``torch.save`` output with the checksum comment appended to its zip trailer."""
+    if len(data) < 22 or data[-22:-18] != _EOCD or data[-2:] != b"\0\0":
+        raise ValueError("not a torch.save zip archive without a comment")
+    body = data[:-2]
+    digest = hashlib.sha256(body).hexdigest().encode()
+    return body + _COMMENT_LEN.to_bytes(2, "little") + MAGIC + digest
+
+
+def verify_checksum(data: bytes) -> bool | None:
+    """True if the checksum matches, False if the file is damaged, None for a file without
+    one (plain ``torch.save``, an older version of this project, or not a zip at all).
+
+    A flipped bit anywhere before the comment changes the digest; one inside the magic
+    leaves the payload intact, and the file is read as an unchecked one.
+    """
+    n = _COMMENT_LEN
+    if len(data) < 22 + n + 2 or data[-n:-64] != MAGIC:
+        return None
+    if data[-22 - n : -18 - n] != _EOCD or data[-n - 2 : -n] != n.to_bytes(2, "little"):
+        return False
+    return hashlib.sha256(data[: -n - 2]).hexdigest().encode() == data[-64:]
+
+
+def save_tensors(path: str | Path, obj: dict, keep_previous: str | Path | None = None) -> int:
+    """``torch.save`` a dict of tensors (and plain values) atomically, with a checksum.
+
+    ``keep_previous``: rename an existing file there first (see ``atomic_write_bytes``).
+    Returns the size in bytes.
+    """
     buf = io.BytesIO()
     torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    data = with_checksum(buf.getvalue())
+    atomic_write_bytes(path, data, keep_previous)
+    return len(data)
 
 
-def load_tensors(path: str | Path) -> dict:
-    """Load a file written by :func:`save_tensors`; never unpickles code."""
+def load_tensors(path: str | Path, what: str = "checkpoint", fix: str = "") -> dict:
+    """Load a file written by :func:`save_tensors`; never unpickles code.
+
+    The checksum is verified first: a damaged or truncated file raises a
+    :class:`~.io.CorruptFileError` (a ``ValueError``) that names it, with ``fix`` appended.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"checkpoint {path} not found")
+        raise ValueError(f"{what} {path} not found" + (f"; {fix}" if fix else ""))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+    except OSError as e:
+        raise CorruptFileError(path, f"cannot be read ({e.strerror})", fix) from None
+    if verify_checksum(data) is False:
+        raise CorruptFileError(
+            path,
+            "is damaged",
+            fix,
+            message=f"{what} {path} is damaged (its checksum does not match: the file was "
+            "truncated or changed after it was written)" + (f"; {fix}" if fix else ""),
+        )
+    try:
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors of all kinds: corrupt or not a checkpoint
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"cannot read checkpoint {path}: {first}") from None
+        msg = f"cannot read {what} {path}: {first}" + (f"; {fix}" if fix else "")
+        raise CorruptFileError(path, "cannot be read", fix, message=msg) from None
     if not isinstance(obj, dict):
-        raise ValueError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict")
+        msg = f"{what} {path} holds a {type(obj).__name__}, not a state dict"
+        raise CorruptFileError(path, "is not a dict", fix, message=msg)
     return obj
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -51,37 +51,59 @@ def diagnostics_table(records: list[RunRecord]) -> str | None:
     return "\n".join(lines)
 
 
+def _label(r: RunRecord) -> str:
+    p = r.config.prune
+    return f"{p.representation} {p.method} {p.sparsity:g} seed {r.config.train.seed}"
+
+
 def write_report(root: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.md`` and its PNG figures for all finished runs under ``root``."""
     root = Path(root)
-    records, unfinished = collect_runs(root)
+    damaged: list[str] = []
+    records, unfinished = collect_runs(root, damaged)
     if not records:
-        raise ValueError(f"{root} has no finished runs yet ({len(unfinished)} unfinished)")
+        raise ValueError(
+            f"{root} has no finished runs yet ({len(unfinished)} unfinished"
+            + (f", {len(damaged)} with damaged files" if damaged else "")
+            + ")"
+        )
     out = Path(out) if out is not None else root / "report"
     out.mkdir(parents=True, exist_ok=True)
     groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for r in records:
         groups[(r.config.data.dataset, r.config.model.model)].append(r)
+    failed = [r for r in records if r.diverged]
     lines = [
         f"# Report: {root}",
         "",
-        f"{len(records)} finished runs" + (f", {len(unfinished)} unfinished" if unfinished else ""),
+        f"{len(records)} finished runs"
+        + (f" ({len(failed)} diverged)" if failed else "")
+        + (f", {len(unfinished)} unfinished" if unfinished else "")
+        + (f", {len(damaged)} left out (damaged files)" if damaged else ""),
     ]
-    for (dataset, model), recs in sorted(groups.items()):
+    for r in failed:
+        why = r.summary.get("error") or f"test accuracy {r.summary.get('test_acc')}"
+        lines += ["", f"- diverged: `{r.path.name}` ({_label(r)}): {why}"]
+    for problem in damaged:
+        lines += ["", f"- left out: {problem}"]
+    for (dataset, model), all_recs in sorted(groups.items()):
+        recs = [r for r in all_recs if not r.diverged]  # plots and diagnostics: finite runs
         slug = f"{dataset}_{model}"
-        epochs = sorted({r.config.train.epochs for r in recs})
-        wall = statistics.fmean(r.summary.get("wall_time", 0.0) for r in recs)
+        epochs = sorted({r.config.train.epochs for r in all_recs})
+        wall = statistics.fmean(r.summary.get("wall_time", 0.0) for r in recs) if recs else 0.0
         lines += [
             "",
             f"## {dataset} / {model}",
             "",
-            f"{len(recs)} runs, {epochs} epochs, mean wall time per run {wall:.0f} s.",
+            f"{len(all_recs)} runs, {epochs} epochs, mean wall time per run {wall:.0f} s.",
             "",
-            ip_vs_sp_table([(r.config, r.summary) for r in recs]),
+            ip_vs_sp_table([(r.config, r.summary) for r in all_recs]),
         ]
-        diag = diagnostics_table(recs)
+        diag = diagnostics_table(recs) if recs else None
         if diag:
             lines += ["", "### Diagnostics (mean ± std over seeds)", "", diag]
+        if not recs:
+            continue
         figures = [
             (
                 "accuracy vs sparsity",

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
 from .. import models
-from ..experiments.config import RunConfig, config_from_dict
+from ..experiments.config import RunConfig, config_from_dict  # noqa: F401 (re-exported)
+from ..experiments.runfiles import (
+    DIVERGED,
+    diverged,
+    read_config,
+    read_metrics,
+    read_summary,
+)
 from ..foundations.checkpoint import load_tensors
-from ..foundations.io import read_jsonl
+from ..foundations.io import CorruptFileError, read_json
 from ..interspace import to_interspace
 from ..masks import prunable
 
@@ -33,9 +40,21 @@ class RunRecord:
     summary: dict
     history: list[dict] = field(default_factory=list)
 
+    @property
+    def diverged(self) -> bool:
+        """The run's loss became NaN/inf (``diverged.json``) or its result is not finite."""
+        return diverged(self.summary)
 
-def collect_runs(root: str | Path) -> tuple[list[RunRecord], list[Path]]:
-    """Finished runs under ``root`` (a run directory or a sweep), and unfinished ones."""
+
+def collect_runs(
+    root: str | Path, damaged: list[str] | None = None
+) -> tuple[list[RunRecord], list[Path]]:
+    """Finished runs under ``root`` (a run directory or a sweep), and unfinished ones.
+
+    Diverged runs count as finished (see :attr:`RunRecord.diverged`). A run whose
+    ``config.json``, ``summary.json`` or ``metrics.jsonl`` is damaged is left out, named on
+    stderr and appended to ``damaged``.
+    """
     root = Path(root)
     if not root.exists():
         raise ValueError(f"{root} does not exist")
@@ -48,12 +67,22 @@ def collect_runs(root: str | Path) -> tuple[list[RunRecord], list[Path]]:
         raise ValueError(f"{root} holds no runs (no config.json in it or its subfolders)")
     done, unfinished = [], []
     for d in dirs:
-        if not (d / "summary.json").is_file():
+        finished, failed = (d / "summary.json").is_file(), (d / DIVERGED).is_file()
+        if not finished and not failed:
             unfinished.append(d)
             continue
-        cfg = config_from_dict(json.loads((d / "config.json").read_text()))
-        summary = json.loads((d / "summary.json").read_text())
-        history = read_jsonl(d / "metrics.jsonl") if (d / "metrics.jsonl").is_file() else []
+        try:
+            cfg = read_config(d / "config.json")
+            if finished:
+                summary = read_summary(d / "summary.json")
+            else:
+                summary = {"status": "diverged", **read_json(d / DIVERGED, dict)}
+            history = read_metrics(d / "metrics.jsonl") if (d / "metrics.jsonl").is_file() else []
+        except CorruptFileError as e:
+            print(f"interspace report: skipped a run: {e}", file=sys.stderr)
+            if damaged is not None:
+                damaged.append(str(e))
+            continue
         done.append(RunRecord(d, cfg, summary, history))
     return done, unfinished
 
@@ -72,5 +101,11 @@ def load_model(record: RunRecord) -> nn.Module:
         to_interspace(model, basis, p.share, p.trainable_basis, p.normalize_basis)
     if p.representation != "dense":
         prunable(model)
-    model.load_state_dict(load_tensors(record.path / "model.pt"))
+    model.load_state_dict(
+        load_tensors(
+            record.path / "model.pt",
+            "model file",
+            f"delete the folder {record.path} and run the sweep again to retrain it",
+        )
+    )
     return model.eval()

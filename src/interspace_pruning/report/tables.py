@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -15,8 +16,17 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def fmt_pct(values: list[float]) -> str:
-    m, s = mean_std(values)
-    return f"{m * 100:.2f} ± {s * 100:.2f}"
+    """``mean ± std`` in %; runs that diverged (NaN/inf, or None) are counted, not averaged."""
+    good = finite(values)
+    bad = len(values) - len(good)
+    if not good:
+        return f"diverged ({bad} of {bad})"
+    m, s = mean_std(good)
+    return f"{m * 100:.2f} ± {s * 100:.2f}" + (f" ({bad} of {len(values)} diverged)" if bad else "")
+
+
+def finite(values: list) -> list[float]:
+    return [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
 
 
 def ip_vs_sp_table(results: Iterable[tuple[RunConfig, dict]], metric: str = "test_acc") -> str:
@@ -27,17 +37,20 @@ def ip_vs_sp_table(results: Iterable[tuple[RunConfig, dict]], metric: str = "tes
     for cfg, summary in results:
         seeds.add(cfg.train.seed)
         if cfg.prune.representation == "dense":
-            dense.append(summary[metric])
+            dense.append(summary.get(metric))
         else:
             key = (cfg.prune.method, cfg.prune.sparsity)
-            cells[key][cfg.prune.representation].append(summary[metric])
+            cells[key][cfg.prune.representation].append(summary.get(metric))
     lines = [
         "| method | sparsity | SP | IP | IP − SP | winner |",
         "|---|---|---|---|---|---|",
     ]
     for (method, sparsity), reps in sorted(cells.items()):
         sp, ip = reps.get("sp", []), reps.get("ip", [])
-        if sp and ip:
+        failed = [rep.upper() for rep, v in (("sp", sp), ("ip", ip)) if len(finite(v)) < len(v)]
+        if failed:  # a NaN mean is no "tie": say which side diverged
+            diff_s, winner = "-", f"none: {' and '.join(failed)} diverged"
+        elif sp and ip:
             diff = statistics.fmean(ip) - statistics.fmean(sp)
             winner = "IP" if diff > 0 else ("SP" if diff < 0 else "tie")
             diff_s = f"{diff * 100:+.2f}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import signal
 import threading
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data import ImageDataset
 from ..foundations.checkpoint import load_tensors, save_tensors
-from ..foundations.io import write_jsonl
+from ..foundations.io import remove_stale_temps, write_jsonl
 from ..masks import has_masks, sparsity_report
 from . import distributed
 from .callbacks import Callback, TrainState
@@ -25,10 +26,16 @@ from .config import TrainConfig
 from .optim import build_optimizer, build_scheduler
 
 CHECKPOINT = "checkpoint.pt"
+#: The checkpoint before the last one, kept so that a damaged checkpoint loses one epoch only.
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 
 
 class TrainingError(ValueError):
     """Training cannot go on (e.g. the loss diverged)."""
+
+
+class DivergedError(TrainingError):
+    """The loss became NaN or infinite."""
 
 
 @torch.no_grad()
@@ -80,6 +87,38 @@ class _Position:
 
 
 def _save_checkpoint(path: Path, state: TrainState, pos: _Position, callbacks, tag: str) -> None:
+    with _disk_full_is_an_error(path):
+        _write_checkpoint(path, state, pos, callbacks, tag)
+
+
+class _disk_full_is_an_error:
+    """Turn ENOSPC/EDQUOT while writing into a one-line :class:`TrainingError` saying which
+    checkpoint survived (writes are atomic: a failed one leaves the previous file intact)."""
+
+    def __init__(self, ckpt: Path) -> None:
+        self.ckpt = ckpt
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, e, tb) -> None:
+        if not isinstance(e, OSError) or e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return
+        kept = next((p for p in _checkpoints(self.ckpt) if p.is_file()), None)
+        where = (
+            f"the last good checkpoint {kept} is kept; free some space and continue with --resume"
+            if kept is not None
+            else "no checkpoint had been written yet; free some space and start the run again"
+        )
+        raise TrainingError(f"no space left on the device writing to {self.ckpt.parent}; {where}")
+
+
+def _checkpoints(ckpt: Path) -> list[Path]:
+    """The checkpoint, then the previous one (the fallback)."""
+    return [ckpt, ckpt.with_name(PREVIOUS_CHECKPOINT)]
+
+
+def _write_checkpoint(path: Path, state: TrainState, pos: _Position, callbacks, tag: str) -> None:
     save_tensors(
         path,
         {
@@ -101,12 +140,19 @@ def _save_checkpoint(path: Path, state: TrainState, pos: _Position, callbacks, t
             "history": state.history,
             "callbacks": [[type(cb).__name__, cb.state_dict()] for cb in callbacks],
         },
+        keep_previous=path.with_name(PREVIOUS_CHECKPOINT),
     )
 
 
 def _load_checkpoint(path: Path, state: TrainState, callbacks, tag: str) -> _Position:
     """Restore a checkpoint into ``state``; returns where to continue."""
-    ckpt = load_tensors(path)
+    prev = path.with_name(PREVIOUS_CHECKPOINT)
+    fix = (
+        f"continue from the previous one instead: mv {prev} {path}"
+        if path != prev and prev.is_file()
+        else f"delete it to start the run over (rm {path})"
+    )
+    ckpt = load_tensors(path, fix=fix)
     if ckpt.get("tag", "") != tag:
         raise ValueError(
             f"checkpoint {path} belongs to another configuration ({ckpt.get('tag')!r}, this "
@@ -132,6 +178,14 @@ def _load_checkpoint(path: Path, state: TrainState, callbacks, tag: str) -> _Pos
                 del saved[i]
                 break
     return _Position(**ckpt["position"], epoch_generator=ckpt["epoch_generator"])
+
+
+def _last_good(ckpt: Path | None) -> str:
+    """Where a diverged run can be continued from, if anywhere."""
+    kept = next((p for p in _checkpoints(ckpt) if p.is_file()), None) if ckpt else None
+    if kept is not None:
+        return f" (last good checkpoint: {kept})"
+    return " (it diverged before its first checkpoint: nothing to resume from)" if ckpt else ""
 
 
 class _StopRequests:
@@ -161,6 +215,10 @@ class _StopRequests:
 
 class TrainingStopped(KeyboardInterrupt):
     """Training stopped on request (SIGTERM/SIGINT) after writing a checkpoint."""
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM) -> None:
+        super().__init__(message)
+        self.signum = int(signum)  # the shell convention: exit with 128 + signum
 
 
 def train(
@@ -208,8 +266,12 @@ def train(
     writes = out is not None and d.is_main
     ckpt_path = out / CHECKPOINT if out is not None else None
     pos = _Position()
-    if resume and ckpt_path is not None and ckpt_path.is_file():
-        pos = _load_checkpoint(ckpt_path, state, callbacks, tag)
+    if writes:
+        remove_stale_temps(out)  # left by writes a kill interrupted
+    # a kill between the two renames of a checkpoint write leaves only the previous one
+    found = [p for p in _checkpoints(ckpt_path) if p.is_file()] if ckpt_path else []
+    if resume and found:
+        pos = _load_checkpoint(found[0], state, callbacks, tag)
     else:
         for cb in callbacks:
             cb.on_train_start(state)
@@ -246,10 +308,10 @@ def train(
                 flags = [float(not math.isfinite(loss.item())), float(stop.requested is not None)]
                 bad, stopping = distributed.all_reduce_sum(flags) if d.enabled else flags
                 if bad:
-                    raise TrainingError(
+                    raise DivergedError(
                         f"loss became {loss.item()} at epoch {epoch + 1}, step {state.step}; "
                         f"lower the learning rate (--lr {cfg.lr}) or check the data"
-                        + (f" (last good checkpoint: {ckpt_path})" if writes else "")
+                        + _last_good(ckpt_path if writes else None)
                     )
                 loss.backward()
                 for cb in callbacks:
@@ -269,7 +331,8 @@ def train(
                         _save_checkpoint(ckpt_path, state, pos, callbacks, tag)
                     raise TrainingStopped(
                         f"stopped by signal {stop.requested} at epoch {epoch + 1}, step "
-                        f"{state.step}" + (f"; resume from {ckpt_path}" if writes else "")
+                        f"{state.step}" + (f"; resume from {ckpt_path}" if writes else ""),
+                        stop.requested or signal.SIGTERM,
                     )
             loss_sum, correct, seen = distributed.all_reduce_sum(
                 [pos.loss_sum, float(pos.correct), float(pos.seen)]
@@ -290,7 +353,8 @@ def train(
             state.history.append(metrics)
             pos = _Position(epoch=epoch + 1, epoch_generator=generator.get_state())
             if writes:
-                write_jsonl(out / "metrics.jsonl", state.history)
+                with _disk_full_is_an_error(ckpt_path):
+                    write_jsonl(out / "metrics.jsonl", state.history)
                 _save_checkpoint(ckpt_path, state, pos, callbacks, tag)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", acc=f"{metrics['test_acc']:.3f}")
