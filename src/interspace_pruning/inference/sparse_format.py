@@ -5,12 +5,15 @@ is stored as CSR over its *mask* (so a kept entry that happens to be 0 survives)
 (float), ``col`` (int16 when the row is shorter than 32,768, else int32) and ``rowptr``
 (int32). Filter bases and every other tensor of the state dict (BN, biases) are stored
 densely; masks are implied by the CSR pattern. The file is a ``torch.save`` of tensors,
-strings and numbers only, read back with ``torch.load(weights_only=True)``.
+strings and numbers only, read back with ``torch.load(weights_only=True)``, with a checksum
+(see :mod:`..foundations.checkpoint`). Version 2 also records each basis's initialisation and
+the representation; version 1 files still load. Every header field and tensor is checked
+against the others before anything is built or allocated: a malformed file raises a
+``ValueError`` naming the field.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -20,14 +23,17 @@ from torch import nn
 
 from .. import models
 from ..bases import FilterBasis, filter_bases
-from ..foundations.checkpoint import load_tensors
-from ..foundations.io import atomic_write_bytes
+from ..foundations.checkpoint import load_tensors, save_tensors
 from ..interspace import to_interspace
+from ..interspace.convert import SHARE_MODES
 from ..interspace.parametrization import InterspaceWeight
 from ..masks import PrunableTensor, prunable
 
 FORMAT = "interspace-sparse"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: Largest kernel side a basis may have (a basis is (kh*kw)^2 floats).
+MAX_KERNEL = 31
 
 
 def to_csr(values: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -91,6 +97,7 @@ def _layout(model: nn.Module, entries: list[PrunableTensor]) -> dict[str, Any]:
         "bases": [
             {
                 "kernel": list(fb.kernel_size),
+                "init": fb.init,
                 "normalize": fb.normalize,
                 "trainable": bool(fb.weight.requires_grad),
             }
@@ -120,7 +127,8 @@ def sparse_payload(model: nn.Module, spec: dict | None = None) -> dict[str, Any]
         if k in skip or ".parametrizations.weight.0.basis." in k:
             continue
         tensors[f"state/{k}"] = v.detach().clone()
-    meta = {"format": FORMAT, "version": VERSION, "model": spec, **layout}
+    rep = "ip" if any(layer["kind"] == "ip" for layer in layout["layers"]) else "sp"
+    meta = {"format": FORMAT, "version": VERSION, "model": spec, "representation": rep, **layout}
     return {"meta": json.dumps(meta), "tensors": tensors}
 
 
@@ -130,33 +138,27 @@ def export_sparse(model: nn.Module, path: str | Path, spec: dict | None = None) 
     ``spec`` (``{"name", "num_classes", "in_channels"}`` of a :mod:`models` entry) lets
     :func:`load_sparse` rebuild the model without being given one.
     """
-    buf = io.BytesIO()
-    torch.save(sparse_payload(model, spec), buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return len(buf.getvalue())
+    return save_tensors(path, sparse_payload(model, spec))
 
 
 def load_sparse(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     """Rebuild the pruned model written by :func:`export_sparse`.
 
     ``model``: a freshly built model of the same architecture (plain, as the constructor
-    makes it); not needed if the file names a model of the zoo.
+    makes it); not needed if the file names a model of the zoo. The file is validated
+    completely first (checksum, every header field, every tensor against the header).
     """
-    payload = load_tensors(path)
-    try:
-        meta = json.loads(payload["meta"])
-        tensors = payload["tensors"]
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{path} is not an interspace sparse file") from None
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise ValueError(f"{path} is not an {FORMAT} v{VERSION} file")
+    payload = load_tensors(path, "sparse file", "export the model again")
+    meta, tensors = check_sparse_payload(payload, path)
     if model is None:
         spec = meta.get("model")
         if not spec:
             raise ValueError(f"{path} does not name its model; pass model= (same architecture)")
         model = models.get(spec["name"], spec["num_classes"], spec["in_channels"])
+    bases_meta = meta["bases"]
     if any(layer["kind"] == "ip" for layer in meta["layers"]):
-        first = meta["bases"][0] if meta["bases"] else {"normalize": True, "trainable": True}
+        first = bases_meta[0]
+        # built with the data-free DCT, then every basis takes the saved filters and options
         to_interspace(model, "dct", meta["share"], first["trainable"], first["normalize"])
     entries = {e.name: e for e in prunable(model)}
     names = [layer["name"] for layer in meta["layers"]]
@@ -167,7 +169,15 @@ def load_sparse(path: str | Path, model: nn.Module | None = None) -> nn.Module:
             f"{path} does not fit this model: layers only in the file {missing[:3]}, "
             f"only in the model {extra[:3]}"
         )
+    bases = filter_bases(model)
+    if len(bases) != len(bases_meta):
+        raise ValueError(
+            f"{path} does not fit this model: the file has {len(bases_meta)} filter bases, "
+            f"the model {len(bases)} (share={meta['share']!r})"
+        )
+    index = {id(fb): i for i, fb in enumerate(bases)}
     state = {k[len("state/") :]: v for k, v in tensors.items() if k.startswith("state/")}
+    own = {id(v): k for k, v in model.state_dict(keep_vars=True).items()}  # tensor -> its key
     for layer in meta["layers"]:
         e = entries[layer["name"]]
         if layer["kind"] != e.kind or list(e.param.shape) != layer["shape"]:
@@ -175,11 +185,25 @@ def load_sparse(path: str | Path, model: nn.Module | None = None) -> nn.Module:
                 f"{path}: layer {layer['name']!r} is {layer['kind']} {layer['shape']} in the "
                 f"file but {e.kind} {list(e.param.shape)} in the model"
             )
+        p = e.parametrization
+        if isinstance(p, InterspaceWeight) and index[id(p.basis)] != layer["basis"]:
+            raise ValueError(
+                f"{path}: layer {layer['name']!r} uses basis {layer['basis']} in the file but "
+                f"{index[id(p.basis)]} in the model"
+            )
         csr = {k: tensors[f"layer/{e.name}/{k}"] for k in ("values", "col", "rowptr")}
         values, mask = from_csr(csr, tuple(layer["shape"]))
-        state[f"{e.name}.parametrizations.weight.original"] = values
-        state[f"{e.name}.parametrizations.weight.0.mask"] = mask
-    index = {id(fb): i for i, fb in enumerate(filter_bases(model))}
+        state[own[id(e.param)]] = values.to(e.param.dtype)
+        state[own[id(e.mask)]] = mask.to(e.mask.dtype)
+    for i, (fb, info) in enumerate(zip(bases, bases_meta, strict=True)):
+        if list(fb.kernel_size) != info["kernel"]:
+            raise ValueError(
+                f"{path}: basis {i} is for {info['kernel']} kernels in the file but "
+                f"{list(fb.kernel_size)} in the model"
+            )
+        fb.init = info.get("init", fb.init)
+        fb.normalize = info["normalize"]
+        fb.weight.requires_grad_(info["trainable"])
     for name, m in model.named_modules(remove_duplicate=False):  # a shared FB: every name
         if isinstance(m, FilterBasis):
             state[f"{name}.weight"] = tensors[f"basis/{index[id(m)]}"]
@@ -189,3 +213,185 @@ def load_sparse(path: str | Path, model: nn.Module | None = None) -> nn.Module:
         first = str(e).strip().splitlines()[0]
         raise ValueError(f"{path} does not fit this model: {first}") from None
     return model
+
+
+def _field(path, where: str, problem: str) -> ValueError:
+    return ValueError(f"{path} is not a valid sparse file: {where} {problem}")
+
+
+def _int(value, path, where: str, low: int = 0, high: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _field(path, where, f"must be an integer, got {value!r:.40}")
+    if value < low or (high is not None and value > high):
+        limit = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise _field(path, where, f"must be {limit}, got {value}")
+    return value
+
+
+def _bool(value, path, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _field(path, where, f"must be true or false, got {value!r:.40}")
+    return value
+
+
+def _str(value, path, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _field(path, where, f"must be a non-empty string, got {value!r:.40}")
+    return value
+
+
+def _tensor(tensors: dict, key: str, path, dtypes: tuple, dim: int | None = 1) -> torch.Tensor:
+    t = tensors.get(key)
+    if t is None:
+        raise _field(path, f"tensor {key!r}", "is missing")
+    if not isinstance(t, torch.Tensor) or t.layout != torch.strided:
+        raise _field(path, f"tensor {key!r}", f"must be a dense tensor, got {type(t).__name__}")
+    if t.dtype not in dtypes:
+        raise _field(path, f"tensor {key!r}", f"has dtype {t.dtype}, expected one of {dtypes}")
+    if dim is not None and t.dim() != dim:
+        raise _field(path, f"tensor {key!r}", f"must be {dim}-D, got shape {list(t.shape)}")
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise _field(path, f"tensor {key!r}", "holds NaN or infinite values")
+    return t
+
+
+FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+INTS = (torch.int16, torch.int32, torch.int64)
+
+
+def check_sparse_payload(payload: Any, path: str | Path) -> tuple[dict, dict]:
+    """Validate a loaded sparse file; returns ``(meta, tensors)`` or raises ``ValueError``
+    naming the first malformed field."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("meta"), str):
+        raise ValueError(f"{path} is not an interspace sparse file")
+    try:
+        meta = json.loads(payload["meta"])
+    except ValueError:
+        raise ValueError(
+            f"{path} is not an interspace sparse file (its header is not JSON)"
+        ) from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is not an interspace sparse file (its header is not a mapping)")
+    if meta.get("format") != FORMAT or meta.get("version") not in READABLE_VERSIONS:
+        raise ValueError(f"{path} is not an {FORMAT} v{VERSION} file")
+    tensors = payload.get("tensors")
+    if not isinstance(tensors, dict) or not all(isinstance(k, str) for k in tensors):
+        raise _field(path, "'tensors'", "must map names to tensors")
+    for key, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise _field(path, f"tensor {key!r}", f"must be a tensor, got {type(t).__name__}")
+    share = meta.get("share")
+    if share not in SHARE_MODES:
+        raise _field(path, "header field 'share'", f"must be one of {list(SHARE_MODES)}")
+    bases = meta.get("bases")
+    if not isinstance(bases, list):
+        raise _field(path, "header field 'bases'", "must be a list")
+    for i, b in enumerate(bases):
+        where = f"header field bases[{i}]"
+        if not isinstance(b, dict):
+            raise _field(path, where, "must be a mapping")
+        kernel = b.get("kernel")
+        if not isinstance(kernel, list) or len(kernel) != 2:
+            raise _field(path, f"{where}.kernel", "must be [kh, kw]")
+        kh, kw = (_int(k, path, f"{where}.kernel", 1, MAX_KERNEL) for k in kernel)
+        _bool(b.get("normalize"), path, f"{where}.normalize")
+        _bool(b.get("trainable"), path, f"{where}.trainable")
+        if "init" in b:
+            _str(b["init"], path, f"{where}.init")
+        fb = _tensor(tensors, f"basis/{i}", path, FLOATS, dim=2)
+        if list(fb.shape) != [kh * kw, kh * kw]:
+            raise _field(
+                path, f"tensor 'basis/{i}'", f"has shape {list(fb.shape)}, not {[kh * kw] * 2}"
+            )
+    layers = meta.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise _field(path, "header field 'layers'", "must be a non-empty list")
+    seen = set()
+    for j, layer in enumerate(layers):
+        where = f"header field layers[{j}]"
+        if not isinstance(layer, dict):
+            raise _field(path, where, "must be a mapping")
+        name = _str(layer.get("name"), path, f"{where}.name")
+        if name in seen:
+            raise _field(path, f"{where}.name", f"repeats layer {name!r}")
+        seen.add(name)
+        kind = layer.get("kind")
+        if kind not in ("ip", "sp"):
+            raise _field(path, f"{where}.kind", f"must be 'ip' or 'sp', got {kind!r:.40}")
+        shape = layer.get("shape")
+        if not isinstance(shape, list) or not 2 <= len(shape) <= 4:
+            raise _field(
+                path, f"{where}.shape", f"must be a list of 2 to 4 sizes, got {shape!r:.60}"
+            )
+        for d in shape:
+            _int(d, path, f"{where}.shape", 1, 2**31 - 1)
+        basis = layer.get("basis")
+        if kind == "ip":
+            _int(basis, path, f"{where}.basis", 0, len(bases) - 1)
+            if shape[-1] != bases[basis]["kernel"][0] * bases[basis]["kernel"][1]:
+                raise _field(path, f"{where}.shape", f"does not fit basis {basis}")
+        elif basis is not None:
+            raise _field(path, f"{where}.basis", "must be null for an SP layer")
+        _check_csr(tensors, name, shape, path)
+    if "ip" in {layer["kind"] for layer in layers} and not bases:
+        raise _field(path, "header field 'bases'", "is empty but the file has IP layers")
+    rep = meta.get("representation")
+    if rep is not None and rep not in ("ip", "sp"):
+        raise _field(
+            path, "header field 'representation'", f"must be 'ip' or 'sp', got {rep!r:.40}"
+        )
+    spec = meta.get("model")
+    if spec is not None:
+        _check_spec(spec, tensors, layers, path)
+    return meta, tensors
+
+
+def _check_csr(tensors: dict, name: str, shape: list[int], path) -> None:
+    rows = shape[0]
+    cols = 1
+    for d in shape[1:]:
+        cols *= d
+    key = f"layer/{name}/"
+    values = _tensor(tensors, key + "values", path, FLOATS)
+    col = _tensor(tensors, key + "col", path, INTS)
+    rowptr = _tensor(tensors, key + "rowptr", path, (torch.int32, torch.int64))
+    if rowptr.numel() != rows + 1:
+        raise _field(path, f"tensor {key}rowptr", f"has {rowptr.numel()} entries, not {rows + 1}")
+    r = rowptr.long()
+    if int(r[0]) != 0:
+        raise _field(path, f"tensor {key}rowptr", f"must start at 0, starts at {int(r[0])}")
+    if bool((r[1:] < r[:-1]).any()):
+        raise _field(path, f"tensor {key}rowptr", "must not decrease")
+    nnz = int(r[-1])
+    if nnz != values.numel() or nnz != col.numel():
+        raise _field(
+            path,
+            f"tensor {key}rowptr",
+            f"counts {nnz} entries but values has {values.numel()} and col {col.numel()}",
+        )
+    if nnz > rows * cols:
+        raise _field(path, f"tensor {key}values", f"has {nnz} entries, more than {rows}x{cols}")
+    c = col.long()
+    if nnz and (int(c.min()) < 0 or int(c.max()) >= cols):
+        raise _field(path, f"tensor {key}col", f"holds a column index outside 0..{cols - 1}")
+    if nnz > 1:  # strictly increasing within each row: no repeated entries
+        starts = torch.zeros(nnz, dtype=torch.bool)
+        firsts = r[:-1][r[:-1] < nnz]
+        starts[firsts] = True
+        if bool(((c[1:] <= c[:-1]) & ~starts[1:]).any()):
+            raise _field(path, f"tensor {key}col", "must increase strictly within each row")
+
+
+def _check_spec(spec: Any, tensors: dict, layers: list[dict], path) -> None:
+    """The model named in the header: its sizes must be ones the file's tensors have."""
+    if not isinstance(spec, dict):
+        raise _field(path, "header field 'model'", "must be a mapping or null")
+    _str(spec.get("name"), path, "header field model.name")
+    sizes = {d for layer in layers for d in layer["shape"]}
+    sizes |= {d for t in tensors.values() for d in t.shape}
+    for key in ("num_classes", "in_channels"):
+        value = _int(spec.get(key), path, f"header field model.{key}", 1)
+        if value not in sizes:  # bounded by what the file holds: never a huge allocation
+            raise _field(
+                path, f"header field model.{key}", f"is {value}, which no tensor in the file has"
+            )
