@@ -324,8 +324,8 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
     try:
         theirs = config_hash(read_config(config_file))
     except CorruptFileError as e:
-        raise ValueError(
-            f"{config_file} {e.problem}; pass --overwrite to start over, or choose another --out"
+        raise CorruptFileError(
+            config_file, e.problem, "pass --overwrite to start over, or choose another --out"
         ) from None
     if theirs != config_hash(cfg):
         raise ValueError(

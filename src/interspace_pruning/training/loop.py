@@ -161,23 +161,27 @@ def _load_checkpoint(path: Path, state: TrainState, callbacks, tag: str) -> _Pos
     try:
         state.model.load_state_dict(ckpt["model"])
         state.optimizer.load_state_dict(ckpt["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0]
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"checkpoint {path} does not match this run: {first}") from None
-    state.scheduler.load_state_dict(ckpt["scheduler"])
-    torch.set_rng_state(ckpt["torch_rng"])
-    state.step = int(ckpt["step"])
-    state.history = list(ckpt["history"])
-    # Each callback gets the saved state of the first unused one of its class; callbacks
-    # that were not there when the checkpoint was written (e.g. a user's logger) start fresh.
-    saved = list(ckpt["callbacks"])
-    for cb in callbacks:
-        for i, (name, cb_state) in enumerate(saved):
-            if name == type(cb).__name__:
-                cb.load_state_dict(cb_state)
-                del saved[i]
-                break
-    return _Position(**ckpt["position"], epoch_generator=ckpt["epoch_generator"])
+    try:  # a checkpoint without a checksum (older, or hand-made) may lack any of these
+        state.scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        state.step = int(ckpt["step"])
+        state.history = list(ckpt["history"])
+        # Each callback gets the saved state of the first unused one of its class; callbacks
+        # that were not there when the checkpoint was written (e.g. a user's logger) start fresh.
+        saved = list(ckpt["callbacks"])
+        for cb in callbacks:
+            for i, (name, cb_state) in enumerate(saved):
+                if name == type(cb).__name__:
+                    cb.load_state_dict(cb_state)
+                    del saved[i]
+                    break
+        return _Position(**ckpt["position"], epoch_generator=ckpt["epoch_generator"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"checkpoint {path} is incomplete or malformed ({first}); {fix}") from None
 
 
 def _last_good(ckpt: Path | None) -> str:
