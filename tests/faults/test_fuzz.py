@@ -3,8 +3,9 @@
 Cases run in a worker process; if native code kills it (a signal), the case is reported as a
 failure and the worker restarts at the next case, so a segfault fails this test instead of
 killing pytest. ``INTERSPACE_FUZZ_CASES`` enlarges the run, ``INTERSPACE_FUZZ_SEED`` changes
-it; the kernel path under test is whatever ``INTERSPACE_KERNEL_PATH`` selects (inherited by
-the worker; unset: the default path).
+it. The kernel path under test is whatever ``INTERSPACE_KERNEL_PATH`` selects (inherited by
+the worker; unset: the default path); ``INTERSPACE_KERNEL_PATHS=a,b`` runs the fuzz once per
+listed path, setting ``INTERSPACE_KERNEL_PATH`` for each.
 """
 
 from __future__ import annotations
@@ -14,16 +15,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .fuzz_worker import case
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = int(os.environ.get("INTERSPACE_FUZZ_CASES", "30"))
 SEED = int(os.environ.get("INTERSPACE_FUZZ_SEED", "20261129"))
+PATHS = [p for p in os.environ.get("INTERSPACE_KERNEL_PATHS", "").split(",") if p] or [None]
 
 
-def _run_cases(seed: int, count: int) -> tuple[dict[int, str], set[int]]:
+def _run_cases(
+    seed: int, count: int, kernel_path: str | None = None
+) -> tuple[dict[int, str], set[int]]:
     """Run cases 0..count-1; returns failures ``{case: reason}`` and the cases that passed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + str(ROOT)}
+    if kernel_path is not None:
+        env["INTERSPACE_KERNEL_PATH"] = kernel_path
     failures: dict[int, str] = {}
     passed: set[int] = set()
     first = 0
@@ -60,8 +68,9 @@ def _run_cases(seed: int, count: int) -> tuple[dict[int, str], set[int]]:
     return failures, passed
 
 
-def test_sparse_engine_matches_model_on_random_shapes():
-    failures, passed = _run_cases(SEED, CASES)
+@pytest.mark.parametrize("kernel_path", PATHS)
+def test_sparse_engine_matches_model_on_random_shapes(kernel_path):
+    failures, passed = _run_cases(SEED, CASES, kernel_path)
     report = "; ".join(f"case {i} {case(SEED, i)}: {why}" for i, why in sorted(failures.items()))
     assert not failures, report
     assert len(passed) == CASES
