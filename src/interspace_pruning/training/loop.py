@@ -164,24 +164,20 @@ def _load_checkpoint(path: Path, state: TrainState, callbacks, tag: str) -> _Pos
     except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"checkpoint {path} does not match this run: {first}") from None
-    try:  # a checkpoint without a checksum (older, or hand-made) may lack any of these
-        state.scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        state.step = int(ckpt["step"])
-        state.history = list(ckpt["history"])
-        # Each callback gets the saved state of the first unused one of its class; callbacks
-        # that were not there when the checkpoint was written (e.g. a user's logger) start fresh.
-        saved = list(ckpt["callbacks"])
-        for cb in callbacks:
-            for i, (name, cb_state) in enumerate(saved):
-                if name == type(cb).__name__:
-                    cb.load_state_dict(cb_state)
-                    del saved[i]
-                    break
-        return _Position(**ckpt["position"], epoch_generator=ckpt["epoch_generator"])
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"checkpoint {path} is incomplete or malformed ({first}); {fix}") from None
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    state.step = int(ckpt["step"])
+    state.history = list(ckpt["history"])
+    # Each callback gets the saved state of the first unused one of its class; callbacks
+    # that were not there when the checkpoint was written (e.g. a user's logger) start fresh.
+    saved = list(ckpt["callbacks"])
+    for cb in callbacks:
+        for i, (name, cb_state) in enumerate(saved):
+            if name == type(cb).__name__:
+                cb.load_state_dict(cb_state)
+                del saved[i]
+                break
+    return _Position(**ckpt["position"], epoch_generator=ckpt["epoch_generator"])
 
 
 def _last_good(ckpt: Path | None) -> str:
@@ -275,7 +271,12 @@ def train(
     # a kill between the two renames of a checkpoint write leaves only the previous one
     found = [p for p in _checkpoints(ckpt_path) if p.is_file()] if ckpt_path else []
     if resume and found:
-        pos = _load_checkpoint(found[0], state, callbacks, tag)
+        try:
+            pos = _load_checkpoint(found[0], state, callbacks, tag)
+        except (KeyError, TypeError, AttributeError, RuntimeError) as e:  # hand-made/old files
+            raise ValueError(
+                f"checkpoint {found[0]} is incomplete or malformed ({e!r:.80})"
+            ) from None
     else:
         for cb in callbacks:
             cb.on_train_start(state)
