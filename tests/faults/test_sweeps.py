@@ -143,7 +143,9 @@ def test_damaged_run_files_are_named_and_the_sweep_goes_on(sweep_file, tmp_path,
     assert "runs were skipped" in err_lines[-1]
     assert all((run_dir(out, c) / "summary.json").is_file() for c in cfgs[1:])  # the others ran
     assert "report:" in captured.out  # and the report was written from the good runs
-    (run_dir(out, cfgs[1]) / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n')
-    assert main(["report", str(out)]) == 0
-    err = capsys.readouterr().err
-    assert "metrics.jsonl line 2 is not valid JSON" in err and "summary.json" in err
+    second = run_dir(out, cfgs[1])
+    (first / "summary.json").write_text((second / "summary.json").read_text())  # repaired
+    (second / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n')
+    assert main(["report", str(out)]) == 0  # from the good run
+    err = one_line(capsys.readouterr().err)
+    assert str(second / "metrics.jsonl") in err and "line 2 is not valid JSON" in err
