@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ..data import ImageDataset
 from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.io import write_jsonl
-from ..masks import has_masks, sparsity_report
+from ..masks import sparsity_report
 from . import distributed
 from .callbacks import Callback, TrainState
 from .config import TrainConfig
@@ -58,12 +58,8 @@ def evaluate(
 
 
 def _sparsity(model: nn.Module) -> float:
-    """Global sparsity; 0 for a model without masks (which must stay a plain model)."""
-    return sparsity_report(model).sparsity if has_masks(model) else 0.0
-
-
-def _callback_states(callbacks) -> list[list]:
-    return [[type(cb).__name__, cb.state_dict()] for cb in callbacks]
+    """Global sparsity (a pure query: a plain model reads as dense and stays plain)."""
+    return sparsity_report(model).sparsity
 
 
 @dataclass
@@ -208,6 +204,8 @@ def train(
     writes = out is not None and d.is_main
     ckpt_path = out / CHECKPOINT if out is not None else None
     pos = _Position()
+    for cb in callbacks:
+        cb.setup(state)  # pruners bind to the optimiser (fresh start and resume alike)
     if resume and ckpt_path is not None and ckpt_path.is_file():
         pos = _load_checkpoint(ckpt_path, state, callbacks, tag)
     else:
