@@ -10,6 +10,7 @@ strings and numbers only, read back with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from pathlib import Path
@@ -24,7 +25,7 @@ from ..foundations.checkpoint import load_tensors
 from ..foundations.io import atomic_write_bytes
 from ..interspace import to_interspace
 from ..interspace.parametrization import InterspaceWeight
-from ..masks import PrunableTensor, prunable
+from ..masks import PrunableTensor, attach_masks, prunable
 
 FORMAT = "interspace-sparse"
 VERSION = 1
@@ -103,6 +104,9 @@ def _layout(model: nn.Module, entries: list[PrunableTensor]) -> dict[str, Any]:
 def sparse_payload(model: nn.Module, spec: dict | None = None) -> dict[str, Any]:
     """What :func:`export_sparse` writes, as a dict (also used to count bytes)."""
     entries = prunable(model)
+    if not all(e.is_masked for e in entries):  # unprepared layers are written as SP, unpruned
+        model = attach_masks(copy.deepcopy(model))
+        entries = prunable(model)
     layout = _layout(model, entries)
     tensors: dict[str, torch.Tensor] = {}
     for e in entries:
@@ -158,7 +162,7 @@ def load_sparse(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     if any(layer["kind"] == "ip" for layer in meta["layers"]):
         first = meta["bases"][0] if meta["bases"] else {"normalize": True, "trainable": True}
         to_interspace(model, "dct", meta["share"], first["trainable"], first["normalize"])
-    entries = {e.name: e for e in prunable(model)}
+    entries = {e.name: e for e in prunable(attach_masks(model))}
     names = [layer["name"] for layer in meta["layers"]]
     if sorted(names) != sorted(entries):
         missing = sorted(set(names) - set(entries))

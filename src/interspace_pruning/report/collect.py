@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from torch import nn
 
 from .. import models
+from ..experiments.build import representation
 from ..experiments.config import RunConfig, config_from_dict
 from ..foundations.checkpoint import load_tensors
 from ..foundations.io import read_jsonl
-from ..interspace import to_interspace
-from ..masks import prunable
+from ..interspace import prepare
 
 #: (num_classes, in_channels) of the built-in datasets.
 DATASET_SHAPES = {
@@ -66,11 +66,7 @@ def load_model(record: RunRecord) -> nn.Module:
         num_classes, in_channels = DATASET_SHAPES[cfg.data.dataset]
     model = models.get(cfg.model.model, num_classes, in_channels)
     p = cfg.prune
-    if p.representation == "ip":
-        # the basis init is irrelevant: the state dict overwrites it (pca needs no data here)
-        basis = "dct" if p.basis == "pca" else p.basis
-        to_interspace(model, basis, p.share, p.trainable_basis, p.normalize_basis)
-    if p.representation != "dense":
-        prunable(model)
+    # the basis init is irrelevant: the state dict overwrites it (pca needs no data here)
+    prepare(model, representation(replace(p, basis="dct") if p.basis == "pca" else p))
     model.load_state_dict(load_tensors(record.path / "model.pt"))
     return model.eval()
