@@ -160,7 +160,9 @@ def test_a_registered_schedule_is_built_by_the_same_call():
 
         def update(self, t):
             if t == round(self.at * self.total_steps):
-                self._apply(t, self.target, lambda: ip.prune(self.model, "magnitude", self.target))
+                self.change_masks(
+                    t, self.target, lambda: ip.prune(self.model, "magnitude", self.target)
+                )
 
     @register_schedule("halfway-test", HalfwayOptions)
     def build(o, sparsity, total_steps):

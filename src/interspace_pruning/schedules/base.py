@@ -159,7 +159,7 @@ class Pruner(Callback):
         total = sum(e.numel() for e in self.entries)
         return 1.0 - sum(e.num_kept() for e in self.entries) / total
 
-    def _apply(self, t: int, target: float, change) -> None:
+    def change_masks(self, t: int, target: float, change) -> None:
         """Run ``change()`` (which sets masks), then settle the optimiser and log."""
         before = snapshot_masks(self.entries)
         change()

@@ -153,7 +153,7 @@ class DynamicSparseTraining(Pruner):
         alpha = self.drop_fraction_at(t, self.total_steps)
         scores = self._grow_scores()
         magnitudes = self._magnitudes or [e.param.detach().abs() for e in self.entries]
-        self._apply(t, 0.0, lambda: self._drop_and_grow(alpha, scores, magnitudes))
+        self.change_masks(t, 0.0, lambda: self._drop_and_grow(alpha, scores, magnitudes))
         self.events[-1] = (t, self.sparsity(), self.events[-1][2])
 
     def _drop_and_grow(self, alpha, scores, magnitudes) -> None:

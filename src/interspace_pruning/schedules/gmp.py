@@ -53,6 +53,6 @@ class GradualMagnitudePruning(Pruner):
         target = self.sparsity_at(t)
         if target is None:
             return
-        self._apply(
+        self.change_masks(
             t, target, lambda: prune(self.model, self.criterion, target, **self.prune_kwargs())
         )
