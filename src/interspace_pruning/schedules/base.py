@@ -185,6 +185,7 @@ class Pruner(Callback):
             self.on_bind()
 
     def on_step_end(self, state: TrainState) -> None:
+        self.step_count = state.step  # the loop's count is authoritative (old checkpoints)
         self.step()
 
     def on_epoch_end(self, state: TrainState, metrics: dict) -> None:
