@@ -40,7 +40,7 @@ class OneShot(Pruner):
             input_shape=self.input_shape,
             **self.prune_kwargs(),
         )
-        self.events.append(
-            (0, self.sparsity(), sum(e.numel() - e.num_kept() for e in self.entries))
-        )
         self.data = None  # the batches are not needed any more
+
+    def on_epoch_end(self, state, metrics: dict) -> None:
+        """Masks never change during training: nothing to log."""
