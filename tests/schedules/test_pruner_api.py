@@ -142,6 +142,11 @@ def test_pruner_options_are_typed():
         ip.pruner("rigl", model, opt, sparsity=0.5, total_steps=10, interval="3")
     with pytest.raises(ValueError, match="unknown pruner 'lottery'"):
         ip.pruner("lottery", model, opt, sparsity=0.5, total_steps=10)
+    late = UserNet()
+    early_opt = torch.optim.SGD(late.parameters(), lr=0.1)
+    ip.prepare(late, "ip")  # new coefficient tensors the optimiser never saw
+    with pytest.raises(ValueError, match="build it after ip.prepare"):
+        ip.pruner("gmp", late, early_opt, sparsity=0.5, total_steps=10)
 
 
 def test_a_registered_schedule_is_built_by_the_same_call():

@@ -117,10 +117,22 @@ class Pruner(Callback):
         self.optimizer = optimizer
         self.total_steps = int(total_steps)
         self.entries = prunable(attach_masks(model))
+        self._check_optimizer()
         self.on_bind()
         if initialize:
             self.initialize()
         return self
+
+    def _check_optimizer(self) -> None:
+        if self.optimizer is None:
+            return
+        held = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+        for e in self.entries:
+            if e.param.requires_grad and id(e.param) not in held:
+                raise ValueError(
+                    f"the optimiser does not hold the prunable tensor of {e.name!r}; build it "
+                    "after ip.prepare(model, ...) (IP creates new parameters)"
+                )
 
     def on_bind(self) -> None:
         """Resolve defaults that depend on ``total_steps``; install hooks."""
@@ -182,6 +194,7 @@ class Pruner(Callback):
         else:  # built before the loop made its optimiser (interspace train)
             self.optimizer = state.optimizer
             self.total_steps = state.total_steps
+            self._check_optimizer()
             self.on_bind()
 
     def on_step_end(self, state: TrainState) -> None:
