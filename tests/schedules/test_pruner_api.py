@@ -142,10 +142,12 @@ def test_pruner_options_are_typed():
         ip.pruner("rigl", model, opt, sparsity=0.5, total_steps=10, interval="3")
     with pytest.raises(ValueError, match="unknown pruner 'lottery'"):
         ip.pruner("lottery", model, opt, sparsity=0.5, total_steps=10)
+    with pytest.raises(ValueError, match="does not hold the prunable tensor of 'a'"):
+        ip.pruner("gmp", model, torch.optim.SGD(model.head.parameters(), lr=0.1), 0.5, 10)
     late = UserNet()
     early_opt = torch.optim.SGD(late.parameters(), lr=0.1)
-    ip.prepare(late, "ip")  # new coefficient tensors the optimiser never saw
-    with pytest.raises(ValueError, match="build it after ip.prepare"):
+    ip.prepare(late, "ip")  # new filter bases the optimiser never saw
+    with pytest.warns(UserWarning, match="does not train the filter bases"):
         ip.pruner("gmp", late, early_opt, sparsity=0.5, total_steps=10)
 
 

@@ -118,7 +118,6 @@ def prepare(model: nn.Module, representation: str | Representation = "ip") -> nn
     larger than 1x1 to filter-basis coefficients (see
     :func:`~interspace_pruning.to_interspace`) and masks the rest in SP; ``"dense"`` leaves
     the model as it is. The model computes the same function afterwards and keeps its module
-    types. IP creates new parameters (coefficients, filter bases): build the optimiser after
-    ``prepare``.
+    types. IP adds new parameters (the filter bases): build the optimiser after ``prepare``.
     """
     return Representation.parse(representation).apply(model)

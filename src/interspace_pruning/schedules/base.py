@@ -21,12 +21,14 @@ A pruner is also a training :class:`~interspace_pruning.training.Callback`, whic
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..interspace import basis_parameters
 from ..masks import PrunableTensor, attach_masks, no_gradient_capture, prunable
 from ..training import Callback, TrainState, distributed, reset_state_entries
 
@@ -130,9 +132,15 @@ class Pruner(Callback):
         for e in self.entries:
             if e.param.requires_grad and id(e.param) not in held:
                 raise ValueError(
-                    f"the optimiser does not hold the prunable tensor of {e.name!r}; build it "
-                    "after ip.prepare(model, ...) (IP creates new parameters)"
+                    f"the optimiser does not hold the prunable tensor of {e.name!r}; pass the "
+                    "optimiser that trains this model"
                 )
+        if any(p.requires_grad and id(p) not in held for p in basis_parameters(self.model)):
+            warnings.warn(
+                "the optimiser does not train the filter bases; build it after "
+                "ip.prepare(model, 'ip') (or prepare with trainable_basis=False)",
+                stacklevel=3,
+            )
 
     def on_bind(self) -> None:
         """Resolve defaults that depend on ``total_steps``; install hooks."""
