@@ -86,6 +86,7 @@ class DynamicSparseTraining(Pruner):
             h.remove()
         self._hooks = []
         self._grads = [None] * len(self.entries)
+        self._parametrizations = [e.parametrization for e in self.entries]
         if self.growth == "gradient":
             for i, e in enumerate(self.entries):
                 self._hooks.append(e.parametrization.register_forward_hook(self._on_weight(i)))
@@ -106,7 +107,7 @@ class DynamicSparseTraining(Pruner):
 
     def _on_weight(self, i: int):
         def hook(parametrization, inputs, weight: torch.Tensor) -> None:
-            if parametrization is not self.entries[i].parametrization:
+            if parametrization is not self._parametrizations[i]:
                 return  # a deep copy of the model (e.g. a scoring copy) carries the hook too
             if weight.requires_grad and capture_enabled() and self._pending():
                 weight.register_hook(lambda g: self._record(i, g))
@@ -115,7 +116,7 @@ class DynamicSparseTraining(Pruner):
 
     @torch.no_grad()
     def _record(self, i: int, weight_grad: torch.Tensor) -> None:
-        g = self.entries[i].parametrization.full_gradient(weight_grad.detach())
+        g = self._parametrizations[i].full_gradient(weight_grad.detach())
         self._grads[i] = g.clone() if self._grads[i] is None else self._grads[i] + g
 
     @torch.no_grad()
