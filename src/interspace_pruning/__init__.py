@@ -1,27 +1,37 @@
 """Interspace pruning (IP) and standard unstructured pruning (SP) for CNNs.
 
-Convert a model to the interspace representation (each KxK filter a sparse combination of
-a trainable filter basis), then prune its coefficients with any unstructured method::
+Prepare a model in a representation, then prune it once or let a pruner change its masks
+from your own training loop::
 
     import interspace_pruning as ip
 
-    model = ip.models.get("resnet20", num_classes=10)
-    ip.to_interspace(model)                      # omit this line for SP
-    ip.prune(model, "snip", 0.95, data=batches)  # batches of (inputs, targets)
+    model = ip.models.get("resnet20", num_classes=10)   # or any CNN of your own
+    ip.prepare(model, "ip")                             # "sp" for standard pruning
+    ip.prune(model, "snip", 0.95, data=batches)         # one-shot: batches of (x, y) ...
+    pruner = ip.pruner("rigl", model, optimizer, sparsity=0.9, total_steps=T)
+    ...                                                 # ... or: optimizer.step(); pruner.step()
     print(ip.sparsity_report(model))
-    plain = ip.fold(model)                       # plain torch model for deployment
+    plain = ip.fold(model)                              # plain torch model for deployment
 """
 
-from . import bases, inference, models, pruning
+from . import bases, inference, models, pruning, schedules
 from .bases import FilterBasis, basis_names, filter_bases
 from .inference import costs, export_onnx, export_sparse, load_sparse, sparse_inference
-from .interspace import basis_parameters, fold, is_interspace, to_interspace
+from .interspace import (
+    Representation,
+    basis_parameters,
+    fold,
+    is_interspace,
+    prepare,
+    to_interspace,
+)
 from .masks import (
     Mask,
     PrunableTensor,
     SparsityReport,
     apply_masks,
     keep_masked,
+    no_gradient_capture,
     prunable,
     sparsity_report,
 )
@@ -33,6 +43,14 @@ from .pruning import (
     prune,
     register_method,
 )
+from .schedules import (
+    Pruner,
+    lottery_ticket,
+    pruner,
+    pruner_names,
+    register_schedule,
+    schedule_names,
+)
 
 __version__ = "0.1.0"
 
@@ -41,6 +59,8 @@ __all__ = [
     "LayerCollapseWarning",
     "Mask",
     "PrunableTensor",
+    "Pruner",
+    "Representation",
     "ScoringContext",
     "SparsityReport",
     "allocate",
@@ -51,19 +71,27 @@ __all__ = [
     "costs",
     "export_onnx",
     "export_sparse",
-    "inference",
-    "load_sparse",
-    "sparse_inference",
     "filter_bases",
     "fold",
+    "inference",
     "is_interspace",
     "keep_masked",
+    "load_sparse",
+    "lottery_ticket",
     "method_names",
     "models",
+    "no_gradient_capture",
+    "prepare",
     "prunable",
     "prune",
+    "pruner",
+    "pruner_names",
     "pruning",
     "register_method",
+    "register_schedule",
+    "schedule_names",
+    "schedules",
+    "sparse_inference",
     "sparsity_report",
     "to_interspace",
 ]

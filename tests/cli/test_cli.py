@@ -67,3 +67,29 @@ def test_help_has_examples(capsys):
         main(["compare", "--help"])
     assert e.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+def test_train_accepts_methods_registered_after_import(tmp_path, capsys):
+    """The CLI reads --method choices from the registries when it runs."""
+    import torch
+
+    from interspace_pruning.pruning import register_method
+    from interspace_pruning.pruning.registry import _METHODS
+
+    name = "cli-test-abs-plus-one"
+    with pytest.raises(SystemExit) as refused:
+        main(["train", *FAST, "--method", name, "--out", str(tmp_path / "x")])
+    assert refused.value.code == 2
+    assert f"invalid choice: '{name}'" in capsys.readouterr().err
+
+    @register_method(name)
+    def scores(ctx):
+        return [p.detach().abs() + torch.rand_like(p) for p in ctx.params]
+
+    try:
+        args = ["train", *FAST, "--epochs", "1", "--method", name, "--sparsity", "0.8"]
+        assert main([*args, "--out", str(tmp_path / "run")]) == 0
+        summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+        assert summary["sparsity"] == pytest.approx(0.8, abs=1e-4)
+    finally:
+        del _METHODS[name]

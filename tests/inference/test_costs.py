@@ -12,7 +12,7 @@ def _net():
 
 
 def test_costs_by_hand_sp():
-    model = _net()
+    model = ip.prepare(_net(), "sp")
     entries = ip.prunable(model)
     mask = torch.zeros(4, 2, 3, 3)
     mask.view(-1)[:10] = 1

@@ -171,7 +171,7 @@ def test_conversion_errors(mixed_net):
 def test_converting_an_sp_pruned_model_is_refused_but_unpruned_masks_are_fine():
     torch.manual_seed(0)
     model = MixedNet()
-    ip.prunable(model)  # attaches all-ones SP masks
+    ip.prepare(model, "sp")  # attaches all-ones SP masks
     ip.to_interspace(model)
     assert ip.is_interspace(model.stem)
     pruned = MixedNet()

@@ -21,7 +21,7 @@ def test_standard_frozen_basis_equals_sp(images):
     torch.manual_seed(0)
     sp_model = MixedNet().train()
     ip_model = copy.deepcopy(sp_model)
-    ip.prunable(sp_model)
+    ip.prepare(sp_model, "sp")
     ip.to_interspace(ip_model, basis="standard", trainable_basis=False, normalize=False)
     _same_masks(sp_model, ip_model)
 
@@ -53,7 +53,7 @@ def test_trainable_dct_basis_differs_from_sp(images):
     torch.manual_seed(0)
     sp_model = MixedNet().train()
     ip_model = copy.deepcopy(sp_model)
-    ip.prunable(sp_model)
+    ip.prepare(sp_model, "sp")
     ip.to_interspace(ip_model, basis="dct")
     ip.prune(sp_model, "magnitude", 0.8, allocation="uniform")
     ip.prune(ip_model, "magnitude", 0.8, allocation="uniform")

@@ -44,10 +44,7 @@ def test_masked_entries_stay_zero_under_training(opt_name, representation, image
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     buf.seek(0)
-    fresh = MixedNet()
-    if representation == "ip":
-        ip.to_interspace(fresh)
-    ip.prunable(fresh)
+    fresh = ip.prepare(MixedNet(), representation)  # the same parametrisations
     fresh.load_state_dict(torch.load(buf, weights_only=True))
     assert _masked_entries_zero(fresh)
     assert torch.equal(fresh.eval()(images), model.eval()(images))
@@ -76,7 +73,9 @@ def test_keep_masked_guards_stale_optimiser_state(images):
 
 
 def test_set_mask_checks_shape(mixed_net):
-    entry = ip.prunable(mixed_net)[0]
+    with pytest.raises(ValueError, match="call ip.prepare"):  # a dense entry has no mask
+        ip.prunable(mixed_net)[0].set_mask(torch.ones(3))
+    entry = ip.prunable(ip.prepare(mixed_net, "sp"))[0]
     with pytest.raises(ValueError, match="does not match"):
         entry.set_mask(torch.ones(3))
 

@@ -13,10 +13,7 @@ def digits():
 
 def small_model(representation: str, seed: int = 0):
     torch.manual_seed(seed)
-    model = ip.models.get("convnet", 10, 1, width=8)
-    if representation == "ip":
-        ip.to_interspace(model)
-    return model
+    return ip.prepare(ip.models.get("convnet", 10, 1, width=8), representation)
 
 
 class MaskRecorder(Callback):

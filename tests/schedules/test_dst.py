@@ -7,8 +7,7 @@ import torch.nn.functional as F
 import interspace_pruning as ip
 from interspace_pruning.masks import dense_gradients
 from interspace_pruning.schedules import SET, DynamicSparseTraining, RigL
-from interspace_pruning.training import TrainConfig, build_optimizer, build_scheduler, train
-from interspace_pruning.training.callbacks import TrainState
+from interspace_pruning.training import TrainConfig, train
 
 from .conftest import MaskRecorder, small_model
 
@@ -80,20 +79,23 @@ def test_dense_gradients_include_pruned_entries(representation, digits):
 
 @pytest.mark.parametrize("representation", ["sp", "ip"])
 def test_rigl_regrows_the_top_gradient_entries(representation, digits):
+    """The pruner reads the gradient of the user's own backward pass (no extra call) and
+    the magnitudes from just before ``optimizer.step()``."""
     model = small_model(representation)
-    model.eval()  # BN in eval: the test's own gradient equals the callback's exactly
+    model.eval()  # BN in eval: the test's own gradient equals the pruner's exactly
     ip.prune(model, "random", 0.9)
-    cfg = TrainConfig(epochs=1, batch_size=32)
-    opt = build_optimizer(model, cfg)
-    state = TrainState(model, opt, build_scheduler(opt, cfg, 10), digits, cfg, 10, 10, step=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     x, y = next(digits.train_batches(32, torch.Generator().manual_seed(1)))
-    state.batch, state.loss_fn = (x, y), F.cross_entropy
     entries = ip.prunable(model)
     before = [e.mask.bool().clone() for e in entries]
     magnitudes = [e.param.detach().abs().clone() for e in entries]
     grads = [_explicit_dense_grad(model, e, x, y).abs() for e in entries]
-    rigl = RigL(interval=1, drop_fraction=0.5, stop_fraction=1.0)
-    rigl.update(state)
+    rigl = RigL(interval=1, drop_fraction=0.5, stop_fraction=1.0).bind(model, opt, 10)
+    rigl.step_count = 1  # step 1 is an update step (step 0 never is)
+    opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+    rigl.step()
     alpha = rigl.drop_fraction_at(1, 10)
     for e, old, mag, g in zip(entries, before, magnitudes, grads, strict=True):
         k = math.floor(alpha * int(old.sum()))
@@ -114,3 +116,5 @@ def test_rigl_regrows_the_top_gradient_entries(representation, digits):
         assert torch.equal(e.mask.bool().flatten(), expected), e.name
         assert all(float(e.param.detach().flatten()[i]) == 0.0 for i in grown)
         assert int(e.mask.sum()) == int(old.sum())
+        momentum = opt.state[e.param]["momentum_buffer"].flatten()
+        assert all(float(momentum[i]) == 0.0 for i in grown)  # no history either

@@ -10,8 +10,7 @@ from torch.nn.utils import parametrize
 
 from ..bases import filter_bases
 from ..foundations.batchnorm import frozen_batchnorm_stats
-from ..masks import has_masks, prunable
-from ..masks.prunable import PRUNABLE_TYPES
+from ..masks import no_gradient_capture, prunable
 
 
 def _norm(tensors: list[torch.Tensor]) -> float:
@@ -31,15 +30,16 @@ def gradient_norms(
     One forward/backward in the model's current mode; BN statistics are left as they were
     and parameter ``.grad`` fields are untouched.
     """
-    if has_masks(model):
-        entries = prunable(model)
-        modules = [e.module for e in entries]
-        params = [e.param for e in entries]
-    else:  # a dense model stays untouched: its weights are its prunable tensors
-        modules = [m for m in model.modules() if isinstance(m, PRUNABLE_TYPES)]
-        params = [m.weight for m in modules]
+    entries = prunable(model)  # a pure query: dense layers list their own weights
+    modules = [e.module for e in entries]
+    params = [e.param for e in entries]
     bases = [fb.weight for fb in filter_bases(model) if fb.weight.requires_grad]
-    with frozen_batchnorm_stats(model), torch.enable_grad(), parametrize.cached():
+    with (
+        frozen_batchnorm_stats(model),
+        torch.enable_grad(),
+        parametrize.cached(),
+        no_gradient_capture(),  # not a training step: pruners must not see this gradient
+    ):
         weights = [m.weight for m in modules]
         loss = loss_fn(model(inputs), targets)
         targets_ = [*weights, *params, *bases]

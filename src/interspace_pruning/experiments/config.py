@@ -12,7 +12,7 @@ from ..foundations.hparams import hp
 from ..interspace.convert import SHARE_MODES
 from ..pruning import ALLOCATIONS, method_names
 from ..pruning.allocation import check_sparsity
-from ..schedules import SCHEDULED_METHODS
+from ..schedules import pruner_names
 from ..training import TrainConfig
 
 REPRESENTATIONS = ("ip", "sp", "dense")
@@ -31,8 +31,9 @@ class DataConfig:
 
 
 def all_methods() -> list[str]:
-    """Criteria (pruning at initialisation or of a trained model) and schedules."""
-    return method_names() + list(SCHEDULED_METHODS)
+    """Criteria (pruning at initialisation or of a trained model), pruning schedules and
+    ``imp``, read from the registries each time (so methods registered later count)."""
+    return pruner_names() + ["imp"]
 
 
 @dataclass
@@ -54,9 +55,9 @@ class PruneConfig:
     )
     method: str = hp(
         "snip",
-        "a criterion (prune at init, or the --init-from model, once) or a schedule: imp, gmp, "
-        "rigl, set",
-        tuple(all_methods()),
+        "a criterion (prune at init, or the --init-from model, once) or a pruning schedule: "
+        "imp, gmp, rigl, set",
+        all_methods,
     )
     sparsity: float = hp(0.98, "fraction of prunable entries set to zero, in [0, 1)")
     allocation: str | None = hp(
@@ -64,7 +65,7 @@ class PruneConfig:
         "how sparsity is spread over layers (default: erk for rigl/set, else global)",
         ALLOCATIONS,
     )
-    criterion: str = hp("magnitude", "score used by imp and gmp", tuple(method_names()))
+    criterion: str = hp("magnitude", "score used by imp and gmp", method_names)
     basis: str = hp("dct", "IP filter-basis initialisation", tuple(basis_names()))
     share: str = hp("layer", "IP: one filter basis per layer or per network", SHARE_MODES)
     trainable_basis: bool = hp(True, "IP: train the filter bases")

@@ -17,7 +17,7 @@ from ..masks import prunable
 from ..pruning import prune
 from ..schedules import RewindPoint, imp_levels, rewind
 from ..training import Callback, distributed, train
-from .run import RunResult, finish, prepare_representation, save_initial_bases, summarise
+from .build import RunResult, finish, prepare_representation, save_initial_bases, summarise
 
 
 def run_imp(
@@ -39,8 +39,7 @@ def run_imp(
     p = cfg.prune
     levels = imp_levels(p.sparsity, cfg.imp.imp_rounds, cfg.imp.imp_rate)
     start = time.perf_counter()
-    model = prepare_representation(cfg, dataset, model)
-    prunable(model)
+    model = prepare_representation(cfg, dataset, model)  # SP or IP: masks from here on
     writes = out is not None and distributed.info().is_main
     if writes:
         save_initial_bases(out, model)

@@ -1,214 +1,116 @@
-"""One run: build the model, convert and prune it, train it, write the run directory."""
+"""One run: build the model, prepare and prune it, train it, write the run directory."""
 
 from __future__ import annotations
 
 import copy
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .. import data as data_mod
-from .. import models
-from ..bases import filter_bases
 from ..diagnostics import Diagnostics
-from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.claims import CLAIM, Claim, RunClaimedError, try_claim
 from ..foundations.hparams import config_hash, to_dict
 from ..foundations.io import CorruptFileError, atomic_write_json, remove_stale_temps
-from ..inference import costs
-from ..interspace import to_interspace
-from ..masks import prunable, sparsity_report
-from ..pruning import method_names, prune
-from ..schedules import DynamicSparseTraining, GradualMagnitudePruning
-from ..training import Callback, distributed, evaluate, train
-from ..training.loop import CHECKPOINT, PREVIOUS_CHECKPOINT, DivergedError
-from .config import DataConfig, RunConfig
+from ..pruning import method_names
+from ..schedules import Pruner, pruner
+from ..training import Callback, distributed, train
+from ..training.loop import DivergedError
+from .build import (
+    DIAGNOSTICS_FINAL,
+    DIAGNOSTICS_INIT,
+    RunResult,
+    finish,
+    initial_model,
+    load_data,
+    load_pretrained,
+    prepare_representation,
+    pruning_batches,
+    representation,
+    save_initial_bases,
+    summarise,
+)
+from .config import RunConfig
+from .imp import run_imp
 from .runfiles import DIVERGED, read_config
 
-
-def load_data(cfg: DataConfig) -> data_mod.ImageDataset:
-    return data_mod.get(
-        cfg.dataset,
-        cfg.root,
-        download=cfg.download,
-        train_subset=cfg.train_subset,
-        test_subset=cfg.test_subset,
-        augment=cfg.augment,
-        image_size=cfg.image_size,
-        workers=cfg.workers,
-    )
-
-
-def initial_model(cfg: RunConfig, dataset: data_mod.ImageDataset) -> nn.Module:
-    """The dense model at initialisation; the same weights for every representation."""
-    torch.manual_seed(cfg.train.seed)
-    return models.get(cfg.model.model, dataset.num_classes, dataset.in_channels)
-
-
-def load_pretrained(model: nn.Module, path: str | Path) -> None:
-    """Load a trained *dense* state dict (a ``model.pt`` or the run directory holding one)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    state = load_tensors(path)
-    if any("parametrizations" in k for k in state):
-        raise ValueError(
-            f"checkpoint {path} holds a pruned or converted model; --init-from needs a dense "
-            "one (e.g. from `interspace train --representation dense`)"
-        )
-    mine = model.state_dict()
-    missing = sorted(set(mine) - set(state))
-    unexpected = sorted(set(state) - set(mine))
-    wrong = sorted(k for k in set(mine) & set(state) if mine[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:3]}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:3]}")
-        if wrong:
-            parts.append(f"shape mismatch in {wrong[:3]}")
-        raise ValueError(
-            f"checkpoint {path} does not fit model {type(model).__name__}: {'; '.join(parts)}; "
-            "use the same --model and dataset as the run that wrote it"
-        )
-    model.load_state_dict(state)
+__all__ = [
+    "DIAGNOSTICS_FINAL",
+    "DIAGNOSTICS_INIT",
+    "RunResult",
+    "claim_run_dir",
+    "finish",
+    "initial_model",
+    "load_data",
+    "load_pretrained",
+    "prepare",
+    "prepare_representation",
+    "pruner_options",
+    "pruning_batches",
+    "representation",
+    "run",
+    "save_initial_bases",
+    "summarise",
+    "with_representation",
+]
 
 
-def pruning_batches(cfg: RunConfig, dataset: data_mod.ImageDataset) -> list:
-    """The first ``prune_batches`` training batches of a fixed, seed-determined order."""
-    g = torch.Generator().manual_seed(cfg.train.seed + 7919)
-    out = []
-    for batch in dataset.train_batches(cfg.train.batch_size, g, drop_last=False):
-        out.append(batch)
-        if len(out) == cfg.prune.prune_batches:
-            break
-    return out
-
-
-def prepare_representation(
-    cfg: RunConfig, dataset: data_mod.ImageDataset, model: nn.Module | None = None
-) -> nn.Module:
-    """The initial (or ``--init-from``) dense model, converted to IP if asked."""
+def pruner_options(cfg: RunConfig, dataset: data_mod.ImageDataset) -> dict:
+    """The options ``ip.pruner`` gets for ``cfg``'s method (from its config section)."""
     p = cfg.prune
-    model = initial_model(cfg, dataset) if model is None else model
-    if cfg.model.init_from:
-        load_pretrained(model, cfg.model.init_from)
-    if p.representation == "ip":
-        to_interspace(model, p.basis, p.share, p.trainable_basis, p.normalize_basis)
-    return model
+    options = p.allocation_kwargs()
+    if p.method in method_names():
+        return {
+            **options,
+            "data": pruning_batches(cfg, dataset),
+            "rounds": p.rounds,
+            "input_shape": dataset.image_shape,
+        }
+    if p.method == "gmp":
+        g = cfg.gmp
+        return {
+            **options,
+            "start": g.gmp_start,
+            "end": g.gmp_end,
+            "interval": g.gmp_interval,
+            "initial_sparsity": g.gmp_initial_sparsity,
+            "criterion": p.criterion,
+        }
+    if p.method in ("rigl", "set"):
+        d = cfg.dst
+        return {
+            **options,
+            "interval": d.dst_interval,
+            "drop_fraction": d.dst_drop_fraction,
+            "stop_fraction": d.dst_stop,
+            "seed": cfg.train.seed,
+        }
+    return options  # a schedule registered by the user: its own defaults
 
 
 def prepare(
     cfg: RunConfig, dataset: data_mod.ImageDataset, model: nn.Module | None = None
-) -> tuple[nn.Module, list[Callback]]:
-    """Build the model for ``cfg`` and the schedule callbacks its method trains with.
+) -> tuple[nn.Module, list[Pruner]]:
+    """Build the model for ``cfg`` and the pruner it trains with (``ip.pruner``).
 
-    Criteria prune once here (at initialisation, or the ``--init-from`` trained model);
-    GMP starts dense; SET/RigL start from a random mask at the target sparsity.
+    The pruner sets the starting mask now: criteria prune once (at initialisation, or the
+    ``--init-from`` trained model); GMP starts dense; SET/RigL start from a random mask at
+    the target sparsity. The training loop binds it to its optimiser.
     """
     p = cfg.prune
     model = prepare_representation(cfg, dataset, model)
     if p.representation == "dense":
         return model, []
+    if p.method == "imp":
+        raise ValueError("method 'imp' trains in rounds: use run(), which calls run_imp")
     steps = dataset.steps_per_epoch(cfg.train.batch_size) * cfg.train.epochs
     torch.manual_seed(cfg.train.seed + 1)  # random scores: the same draw for SP and IP
-    if p.method in method_names():
-        prune(
-            model,
-            p.method,
-            p.sparsity,
-            data=pruning_batches(cfg, dataset),
-            rounds=p.rounds,
-            input_shape=dataset.image_shape,
-            **p.allocation_kwargs(),
-        )
-        return model, []
-    if p.method == "gmp":
-        g = cfg.gmp
-        prunable(model)
-        schedule = GradualMagnitudePruning(
-            p.sparsity,
-            start_step=round(g.gmp_start * steps),
-            end_step=round(g.gmp_end * steps),
-            interval=g.gmp_interval,
-            initial_sparsity=g.gmp_initial_sparsity,
-            criterion=p.criterion,
-            **p.allocation_kwargs(),
-        )
-        return model, [schedule]
-    if p.method in ("rigl", "set"):
-        prune(model, "random", p.sparsity, **p.allocation_kwargs())
-        d = cfg.dst
-        schedule = DynamicSparseTraining(
-            growth="gradient" if p.method == "rigl" else "random",
-            interval=d.dst_interval,
-            drop_fraction=d.dst_drop_fraction,
-            stop_fraction=d.dst_stop,
-            seed=cfg.train.seed,
-        )
-        return model, [schedule]
-    raise ValueError(f"method {p.method!r} is not a single-training method")  # imp: run_imp
-
-
-@dataclass
-class RunResult:
-    config: RunConfig
-    history: list[dict]
-    summary: dict
-    model: nn.Module
-
-
-DIAGNOSTICS_INIT = ("grad_norm_init", "spatial_grad_norm_init", "basis_grad_norm_init")
-DIAGNOSTICS_FINAL = ("grad_norm", "spatial_grad_norm", "filter_nnz_hist", "dense_filter_fraction")
-
-
-def summarise(
-    model: nn.Module,
-    dataset: data_mod.ImageDataset,
-    history: list[dict],
-    wall_time: float,
-    rep: str,
-) -> dict:
-    """Final numbers of a run, including the generalisation gap (train accuracy measured
-    in eval mode, without augmentation, on up to 10,000 training images)."""
-    last = history[-1]
-    train_eval = evaluate(model, dataset, split="train", limit=10_000)
-    cost = costs(model, dataset.image_shape)
-    report = sparsity_report(model) if rep != "dense" else None
-    plain_params = sum(p.numel() for p in model.parameters())
-    return {
-        "representation": rep,
-        "test_acc": last["test_acc"],
-        "best_test_acc": max(h["test_acc"] for h in history),
-        "train_loss": last["train_loss"],
-        "train_acc": last["train_acc"],
-        "test_loss": last["test_loss"],
-        "train_eval_acc": train_eval["train_acc"],
-        "train_eval_loss": train_eval["train_loss"],
-        "gap_acc": train_eval["train_acc"] - last["test_acc"],
-        "gap_loss": last["test_loss"] - train_eval["train_loss"],
-        "sparsity": report.sparsity if report else 0.0,
-        "nonzero": report.nonzero if report else None,
-        "prunable": report.total if report else None,
-        "basis_params": report.basis_params if report else 0,
-        "basis_overhead": report.basis_overhead if report else 0.0,
-        "parameters": report.dense_model_params if report else plain_params,
-        "wall_time": wall_time,
-        "epochs": len(history),
-        "dense_flops": cost.dense_flops,
-        "sparse_flops": cost.sparse_flops,
-        "sparse_bytes": cost.sparse_bytes,
-        "dense_bytes": cost.dense_bytes,
-        "num_classes": dataset.num_classes,
-        "in_channels": dataset.in_channels,
-        **{k: history[0][k] for k in DIAGNOSTICS_INIT if k in history[0]},
-        **{k: last[k] for k in DIAGNOSTICS_FINAL if k in last},
-    }
+    built = pruner(p.method, model, None, p.sparsity, steps, **pruner_options(cfg, dataset))
+    return model, [built]
 
 
 def run(
@@ -283,8 +185,6 @@ def _run(
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", to_dict(cfg))
     if cfg.prune.method == "imp" and cfg.prune.representation != "dense":
-        from .imp import run_imp
-
         return run_imp(cfg, out, dataset, model, callbacks or [], progress, resume)
     start = time.perf_counter()
     model, schedule = prepare(cfg, dataset, model)
@@ -332,22 +232,6 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
             f"{out} holds a run of another configuration; resume it with its own settings "
             f"(see {config_file}), or pass --overwrite"
         )
-
-
-def save_initial_bases(out: Path, model: nn.Module) -> None:
-    """Keep the filter bases as initialised (for the report's basis pictures)."""
-    bases = filter_bases(model)
-    path = out / "bases_init.pt"
-    if bases and not path.is_file():
-        save_tensors(path, {f"basis{i}": fb.weight.detach() for i, fb in enumerate(bases)})
-
-
-def finish(out: Path, model: nn.Module, summary: dict) -> None:
-    """Write the final model and the summary (last: it marks the run finished)."""
-    save_tensors(out / "model.pt", model.state_dict())
-    atomic_write_json(out / "summary.json", summary)
-    (out / CHECKPOINT).unlink(missing_ok=True)
-    (out / PREVIOUS_CHECKPOINT).unlink(missing_ok=True)
 
 
 def with_representation(cfg: RunConfig, rep: str) -> RunConfig:

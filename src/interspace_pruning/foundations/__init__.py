@@ -1,1 +1,2 @@
-"""Small shared utilities: atomic file writes, errors, hyperparameter dataclasses, seeding."""
+"""Small shared utilities: atomic file writes, checkpoints of plain tensors, hyperparameter
+dataclasses that generate their own CLI flags, and frozen BatchNorm statistics."""

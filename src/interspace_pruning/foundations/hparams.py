@@ -17,8 +17,13 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def hp(default: Any, help: str, choices: typing.Sequence[Any] | None = None) -> Any:
-    """A dataclass field with CLI help text and optional choices."""
+def hp(
+    default: Any,
+    help: str,
+    choices: typing.Sequence[Any] | typing.Callable[[], typing.Sequence[Any]] | None = None,
+) -> Any:
+    """A dataclass field with CLI help text and optional choices (a sequence, or a function
+    returning one, read when the parser is built: e.g. a registry that users extend)."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
 
@@ -52,12 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
             )
             continue
         shown = "none" if f.default is None else f.default
+        choices = meta.get("choices")
+        if callable(choices):
+            choices = tuple(choices())
         group.add_argument(
             flag(f.name),
             type=tp,
             default=f.default,
-            choices=meta.get("choices"),
-            metavar=None if meta.get("choices") else f.name.upper(),
+            choices=choices,
+            metavar=None if choices else f.name.upper(),
             help=f"{help_text} (default: {shown})" + (" [optional]" if optional else ""),
         )
 

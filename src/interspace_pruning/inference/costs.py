@@ -9,6 +9,9 @@ from it. Per prunable layer with ``P`` output pixels per sample:
   channel, basis filter) pairs that any kept coefficient uses (at most ``C_in * kh*kw``),
   then the sparse 1x1 convolution with the coefficients.
 
+The sparse counts come from each layer's parametrisation (``sparse_flops``), the one
+formula that sparse inference also decides by. A model never prepared reads as dense.
+
 ``bytes`` is the layer's share of the sparse file (see :mod:`.sparse_format`).
 """
 
@@ -23,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..bases import filter_bases
 from ..interspace import fold
-from ..masks import has_masks, prunable
+from ..masks import prunable
 from .sparse_format import csr_nbytes, sparse_payload
 
 
@@ -102,13 +105,6 @@ def _output_pixels(model: nn.Module, example: torch.Tensor) -> dict[nn.Module, i
     return pixels
 
 
-def _used_basis_pairs(coeff_mask: torch.Tensor, groups: int) -> int:
-    """(input channel, basis filter) pairs that some kept coefficient needs."""
-    out_c, in_per_group, n = coeff_mask.shape
-    m = coeff_mask.bool().reshape(groups, out_c // groups, in_per_group, n)
-    return int(m.any(dim=1).sum())
-
-
 def costs(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
     """Costs of one sample of shape ``input_shape`` through ``model`` (SP, IP or dense)."""
     was_training = model.training
@@ -121,8 +117,8 @@ def costs(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
     pixels = _output_pixels(model, example)
     layers = []
     sparse_total = dense_total
-    masked = has_masks(model)
-    entries = prunable(model) if masked else []
+    entries = [e for e in prunable(model) if e.is_masked]  # a pure query
+    masked = bool(entries)
     payload = sparse_payload(model) if masked else None
     for e in entries:
         m = e.module
@@ -132,11 +128,7 @@ def costs(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
         else:
             dense = 2 * m.in_features * m.out_features
         nnz = e.num_kept()
-        if e.kind == "ip":
-            used = _used_basis_pairs(e.mask, m.groups)
-            sparse = 2 * (used * kh * kw + nnz) * pixels[m]
-        else:
-            sparse = 2 * nnz * pixels[m]
+        sparse = e.parametrization.sparse_flops(m, pixels[m])
         sparse_total += sparse - dense
         tensors = payload["tensors"]
         nbytes = csr_nbytes(

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..interspace import fold
-from ..masks import PrunableTensor, has_masks, prunable
+from ..masks import PrunableTensor, prunable
 from . import native
 from .fusion import fuse_batchnorm, set_module
 
@@ -279,11 +279,7 @@ class SparseLinear(nn.Module):
 
 
 def _sparse_module(entry: PrunableTensor, plain: nn.Module, backend: str) -> nn.Module:
-    if isinstance(plain, nn.Linear):
-        return SparseLinear(plain, entry)
-    if entry.kind == "ip":
-        return SparseIPConv2d(plain, entry, backend)
-    return SparseSPConv2d(plain, entry, backend)
+    return entry.parametrization.sparse_module(entry, plain, backend)
 
 
 def median_time(fn, x: torch.Tensor, repeats: int) -> float:
@@ -344,10 +340,10 @@ def sparse_inference(
     _use_native(backend)  # validates
     if mode not in ("auto", "sparse", "dense"):
         raise ValueError(f"mode must be 'auto', 'sparse' or 'dense', got {mode!r}")
-    if not has_masks(model):
+    entries = [e for e in prunable(model) if e.is_masked]
+    if not entries:
         raise ValueError("the model has no masks; prune it first (sparse_inference needs sparsity)")
     out = fold(model).eval()  # a copy; the sparse modules only read (and clone) model's tensors
-    entries = prunable(model)
     modules = dict(out.named_modules())
     inputs = _layer_inputs(out, example, {e.name for e in entries}) if example is not None else {}
     plan: dict[str, str] = {}
@@ -377,9 +373,6 @@ def sparse_inference(
 
 
 def _density_gain(entry: PrunableTensor, plain: nn.Module) -> float:
-    """Dense over sparse FLOPs of one layer (per output pixel)."""
-    nnz = max(entry.num_kept(), 1)
-    if isinstance(plain, nn.Conv2d) and entry.kind == "ip":
-        kh, kw = plain.kernel_size
-        return plain.weight.numel() / (plain.in_channels * kh * kw * entry.param.shape[-1] + nnz)
-    return plain.weight.numel() / nnz
+    """Dense over sparse FLOPs of one layer (per output pixel; the formula of ``costs``)."""
+    sparse = entry.parametrization.sparse_flops(plain, 1)
+    return 2 * plain.weight.numel() / max(sparse, 2)

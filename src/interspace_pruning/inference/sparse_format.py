@@ -14,6 +14,7 @@ against the others before anything is built or allocated: a malformed file raise
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from ..foundations.checkpoint import load_tensors, save_tensors
 from ..interspace import to_interspace
 from ..interspace.convert import SHARE_MODES
 from ..interspace.parametrization import InterspaceWeight
-from ..masks import PrunableTensor, prunable
+from ..masks import PrunableTensor, attach_masks, prunable
 
 FORMAT = "interspace-sparse"
 VERSION = 2
@@ -110,6 +111,9 @@ def _layout(model: nn.Module, entries: list[PrunableTensor]) -> dict[str, Any]:
 def sparse_payload(model: nn.Module, spec: dict | None = None) -> dict[str, Any]:
     """What :func:`export_sparse` writes, as a dict (also used to count bytes)."""
     entries = prunable(model)
+    if not all(e.is_masked for e in entries):  # unprepared layers are written as SP, unpruned
+        model = attach_masks(copy.deepcopy(model))
+        entries = prunable(model)
     layout = _layout(model, entries)
     tensors: dict[str, torch.Tensor] = {}
     for e in entries:
@@ -160,7 +164,7 @@ def load_sparse(path: str | Path, model: nn.Module | None = None) -> nn.Module:
         first = bases_meta[0]
         # built with the data-free DCT, then every basis takes the saved filters and options
         to_interspace(model, "dct", meta["share"], first["trainable"], first["normalize"])
-    entries = {e.name: e for e in prunable(model)}
+    entries = {e.name: e for e in prunable(attach_masks(model))}
     names = [layer["name"] for layer in meta["layers"]]
     if sorted(names) != sorted(entries):
         missing = sorted(set(names) - set(entries))

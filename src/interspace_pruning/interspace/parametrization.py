@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ..bases import FilterBasis
 from ..masks.parametrization import MaskedParametrization
@@ -40,3 +41,22 @@ class InterspaceWeight(MaskedParametrization):
         w = weight.detach().reshape(-1, kh * kw).to(torch.float64)
         coeffs = torch.linalg.solve(f.T, w.T).T
         return coeffs.reshape(out_c, in_c, -1).to(weight.dtype)
+
+    def full_gradient(self, weight_grad: torch.Tensor) -> torch.Tensor:
+        """``dL/d(Lambda*M) = dL/dW_flat @ F^T`` (pruned coefficients included)."""
+        basis = self.basis().detach()  # (n, kh*kw)
+        return torch.matmul(weight_grad.reshape(*self.mask.shape[:2], -1), basis.T)
+
+    def sparse_flops(self, module: nn.Module, pixels: int) -> int:
+        """The basis convolution for the ``U`` (input channel, basis filter) pairs that any
+        kept coefficient uses, then the sparse 1x1 convolution with the coefficients:
+        ``2 * (U * kh*kw + nnz(Lambda)) * pixels``."""
+        out_c, in_per_group, n = self.mask.shape
+        groups = module.groups
+        m = self.mask.bool().reshape(groups, out_c // groups, in_per_group, n)
+        used = int(m.any(dim=1).sum())
+        kh, kw = self.weight_shape[2:]
+        return 2 * (used * kh * kw + int(self.mask.count_nonzero())) * pixels
+
+    def _sparse_conv(self, engine, entry, plain: nn.Conv2d, backend: str) -> nn.Module:
+        return engine.SparseIPConv2d(plain, entry, backend)

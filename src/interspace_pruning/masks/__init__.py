@@ -1,6 +1,6 @@
 """Masks over prunable tensors (SP weights or IP coefficients) and sparsity accounting."""
 
-from .dense_grad import dense_gradients
+from .dense_grad import capture_enabled, dense_gradients, no_gradient_capture
 from .mask import Mask
 from .parametrization import MaskedParametrization, MaskedWeight
 from .prunable import (
@@ -22,9 +22,11 @@ __all__ = [
     "SparsityReport",
     "apply_masks",
     "attach_masks",
+    "capture_enabled",
     "dense_gradients",
     "has_masks",
     "keep_masked",
+    "no_gradient_capture",
     "prunable",
     "sparsity_report",
 ]

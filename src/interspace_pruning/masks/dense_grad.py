@@ -7,7 +7,9 @@ with respect to the full coefficient tensor, ``dL/d(Lambda*M) = dL/dW_flat @ F^T
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -28,14 +30,32 @@ def dense_gradients(
     The spatial weights are computed once and cached for the forward pass so that the loss
     can be differentiated with respect to them; parameter ``.grad`` fields are untouched.
     """
-    with parametrize.cached():
+    with parametrize.cached(), no_gradient_capture():
         weights = [e.module.weight for e in entries]
         loss = loss_fn(model(inputs), targets)
         grads = torch.autograd.grad(loss, weights)
-    out = []
-    for e, g in zip(entries, grads, strict=True):
-        if e.kind == "ip":
-            basis = e.parametrization.basis().detach()  # (n, kh*kw)
-            g = torch.matmul(g.reshape(*e.param.shape[:2], -1), basis.T)
-        out.append(g.detach())
-    return out
+    return [
+        e.parametrization.full_gradient(g).detach() for e, g in zip(entries, grads, strict=True)
+    ]
+
+
+_capture = threading.local()
+
+
+@contextlib.contextmanager
+def no_gradient_capture() -> Iterator[None]:
+    """Backward passes inside this block are not seen by pruners that read gradients (RigL).
+
+    Wrap extra backward passes of your own (gradient diagnostics, a second loss) in it;
+    ordinary evaluation under ``torch.no_grad()`` needs nothing.
+    """
+    old = getattr(_capture, "off", False)
+    _capture.off = True
+    try:
+        yield
+    finally:
+        _capture.off = old
+
+
+def capture_enabled() -> bool:
+    return not getattr(_capture, "off", False)

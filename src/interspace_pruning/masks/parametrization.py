@@ -12,7 +12,11 @@ from torch import nn
 
 
 class MaskedParametrization(nn.Module):
-    """Base class: holds the ``mask`` buffer over the stored (prunable) parameter."""
+    """Base class: holds the ``mask`` buffer over the stored (prunable) parameter.
+
+    Everything that differs between representations is a method here, so generic code
+    (growth criteria, cost accounting, sparse inference) never branches on :attr:`kind`.
+    """
 
     #: "sp" for spatial weights, "ip" for filter-basis coefficients.
     kind: str = ""
@@ -22,6 +26,25 @@ class MaskedParametrization(nn.Module):
     def __init__(self, param_shape: torch.Size | tuple[int, ...], like: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("mask", torch.ones(param_shape, dtype=like.dtype, device=like.device))
+
+    def full_gradient(self, weight_grad: torch.Tensor) -> torch.Tensor:
+        """``dL/d(stored tensor * mask)`` from ``dL/dW``: the gradient pruned entries would get."""
+        raise NotImplementedError
+
+    def sparse_flops(self, module: nn.Module, pixels: int) -> int:
+        """FLOPs (multiply-add = 2) of ``module`` computed through its sparsity, per sample."""
+        raise NotImplementedError
+
+    def sparse_module(self, entry, plain: nn.Module, backend: str) -> nn.Module:
+        """The sparse inference module replacing ``plain`` (the folded ``entry.module``)."""
+        from ..inference import engine  # inference builds on masks, not the reverse
+
+        if isinstance(plain, nn.Linear):
+            return engine.SparseLinear(plain, entry)
+        return self._sparse_conv(engine, entry, plain, backend)
+
+    def _sparse_conv(self, engine, entry, plain: nn.Conv2d, backend: str) -> nn.Module:
+        raise NotImplementedError
 
 
 class MaskedWeight(MaskedParametrization):
@@ -37,6 +60,16 @@ class MaskedWeight(MaskedParametrization):
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
         return weight
+
+    def full_gradient(self, weight_grad: torch.Tensor) -> torch.Tensor:
+        return weight_grad
+
+    def sparse_flops(self, module: nn.Module, pixels: int) -> int:
+        # every kept weight once per output pixel
+        return 2 * int(self.mask.count_nonzero()) * pixels
+
+    def _sparse_conv(self, engine, entry, plain: nn.Conv2d, backend: str) -> nn.Module:
+        return engine.SparseSPConv2d(plain, entry, backend)
 
 
 def unparametrize_weight(module: nn.Module) -> None:

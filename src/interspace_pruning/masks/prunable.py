@@ -4,6 +4,11 @@ For a layer converted to the interspace representation the prunable tensor is it
 coefficient tensor ``Lambda``; for every other ``nn.Conv2d`` / ``nn.Linear`` it is the spatial
 weight. Methods only ever see :class:`PrunableTensor` entries, so one code path prunes SP
 and IP alike.
+
+:func:`prunable` is a pure query. On a layer that :func:`~interspace_pruning.prepare` has
+not put under a mask it reports a *dense* entry (``kind == "dense"``, an all-ones mask that
+is computed, not stored, and ``set_mask`` refused), so a plain model reads as dense and its
+``state_dict`` never changes.
 """
 
 from __future__ import annotations
@@ -47,23 +52,40 @@ class PrunableTensor:
     @property
     def parametrization(self) -> MaskedParametrization:
         p = masked_parametrization(self.module)
-        assert p is not None, "prunable entries always carry a mask parametrization"
+        if p is None:
+            raise ValueError(
+                f"layer {self.name!r} is dense (no mask); call ip.prepare(model, 'sp' or 'ip') "
+                "first"
+            )
         return p
 
     @property
+    def is_masked(self) -> bool:
+        """Whether the layer is under a mask (``False`` for a dense entry)."""
+        return masked_parametrization(self.module) is not None
+
+    @property
     def kind(self) -> str:
-        """``"ip"`` (filter-basis coefficients) or ``"sp"`` (spatial weights)."""
-        return self.parametrization.kind
+        """``"ip"`` (filter-basis coefficients), ``"sp"`` (spatial weights) or ``"dense"``."""
+        p = masked_parametrization(self.module)
+        return "dense" if p is None else p.kind
 
     @property
     def param(self) -> nn.Parameter:
         """The stored parameter that is scored and masked."""
+        if not self.is_masked:
+            return self.module.weight
         return self.module.parametrizations["weight"].original
 
     @property
     def mask(self) -> torch.Tensor:
-        """The 0/1 mask buffer (same shape and dtype as :attr:`param`)."""
-        return self.parametrization.mask
+        """The 0/1 mask buffer (same shape and dtype as :attr:`param`); for a dense entry a
+        fresh all-ones tensor (writing to it changes nothing)."""
+        p = masked_parametrization(self.module)
+        if p is None:
+            w = self.module.weight
+            return torch.ones_like(w.detach())
+        return p.mask
 
     @property
     def weight_shape(self) -> torch.Size:
@@ -74,13 +96,16 @@ class PrunableTensor:
         return self.param.numel()
 
     def num_kept(self) -> int:
-        return int(self.mask.sum().item())
+        if not self.is_masked:
+            return self.numel()
+        return int(self.mask.count_nonzero())
 
     @torch.no_grad()
     def set_mask(self, mask: Mask | torch.Tensor) -> None:
         """Install ``mask`` and zero the pruned entries of the parameter."""
         m = Mask(mask)
-        m.check_shape(self.param.shape, f"{self.name} ({self.kind})")
+        p = self.parametrization  # refuses a dense entry
+        m.check_shape(self.param.shape, f"{self.name} ({p.kind})")
         self.mask.copy_(m.tensor.to(self.mask.dtype))
         self.param.mul_(self.mask)
 
@@ -92,7 +117,11 @@ class PrunableTensor:
 
 
 def attach_masks(model: nn.Module) -> nn.Module:
-    """Give every ``Conv2d``/``Linear`` without one an all-ones SP mask (idempotent)."""
+    """Give every ``Conv2d``/``Linear`` without one an all-ones SP mask (idempotent).
+
+    This is what ``ip.prepare(model, "sp")`` does; :func:`~interspace_pruning.prune` and the
+    pruners call it too, so a plain model is pruned in SP. Queries never call it.
+    """
     for module in model.modules():
         if isinstance(module, PRUNABLE_TYPES) and masked_parametrization(module) is None:
             parametrize.register_parametrization(module, "weight", MaskedWeight(module.weight))
@@ -100,12 +129,12 @@ def attach_masks(model: nn.Module) -> nn.Module:
 
 
 def prunable(model: nn.Module) -> list[PrunableTensor]:
-    """List the model's prunable tensors in module order.
+    """List the model's prunable tensors in module order (a pure query).
 
-    Layers not yet under the library's control get an all-ones spatial mask first, so a
-    plain model is pruned in SP by the same code that prunes IP coefficients.
+    Each entry has ``.name``, ``.kind``, ``.param`` (the stored tensor that is scored and
+    masked) and ``.mask``. Layers not under a mask (a model never given to
+    :func:`~interspace_pruning.prepare`) are listed as dense entries; nothing is attached.
     """
-    attach_masks(model)
     entries = [
         PrunableTensor(name, module)
         for name, module in model.named_modules()
@@ -135,7 +164,7 @@ def keep_masked(optimizer: torch.optim.Optimizer, model: nn.Module):
 
 
 def has_masks(model: nn.Module) -> bool:
-    """Whether any layer of ``model`` is under the library's masks (never attaches any)."""
+    """Whether any layer of ``model`` is under the library's masks."""
     return any(True for _ in _existing_entries(model))
 
 

@@ -13,7 +13,7 @@ from .prunable import PrunableTensor, prunable
 @dataclass(frozen=True)
 class LayerSparsity:
     name: str
-    kind: str  # "ip" or "sp"
+    kind: str  # "ip", "sp" or "dense" (a layer not under a mask)
     shape: tuple[int, ...]  # shape of the prunable tensor (coefficients for IP)
     total: int
     nonzero: int  # entries kept by the mask
@@ -91,7 +91,11 @@ def dense_parameter_count(model: nn.Module, entries: list[PrunableTensor]) -> in
 
 
 def sparsity_report(model: nn.Module) -> SparsityReport:
-    """Per-layer and global sparsity, nonzero counts and FB overhead of ``model``."""
+    """Per-layer and global sparsity, nonzero counts and FB overhead of ``model``.
+
+    A pure query: a model never given to :func:`~interspace_pruning.prepare` reads as dense
+    (sparsity 0) and is left unchanged.
+    """
     entries = prunable(model)
     layers = [
         LayerSparsity(e.name, e.kind, tuple(e.param.shape), e.numel(), e.num_kept())

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..masks import SparsityReport, prunable, sparsity_report
+from ..masks import SparsityReport, attach_masks, prunable, sparsity_report
 from .allocation import allocate, check_allocation, check_sparsity, dense_layers
 from .registry import Batch, LossFn, ScoringContext, get_method, score_entries
 
@@ -61,8 +61,9 @@ def prune(
     """Prune ``model`` in place to ``sparsity`` with criterion ``method``.
 
     Works on whatever :func:`~interspace_pruning.prunable` lists: IP coefficients for layers
-    converted with :func:`~interspace_pruning.to_interspace`, spatial weights otherwise.
-    Entries pruned before stay pruned.
+    converted with :func:`~interspace_pruning.prepare` (``"ip"``), spatial weights otherwise.
+    Layers not yet under a mask (a plain model) are prepared in SP first: unlike the
+    queries, ``prune`` changes the model. Entries pruned before stay pruned.
 
     Args:
         method: a registered criterion: ``random``, ``magnitude``, ``snip``, ``grasp``,
@@ -89,7 +90,7 @@ def prune(
     if n_rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds!r}")
     data = _materialise(data)
-    entries = prunable(model)
+    entries = prunable(attach_masks(model))
     dense = dense_layers(entries, keep_first_dense, keep_last_dense)
     shape = _input_shape(data, input_shape)
 

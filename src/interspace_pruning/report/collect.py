@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from torch import nn
 
 from .. import models
+from ..experiments.build import representation
 from ..experiments.config import RunConfig, config_from_dict  # noqa: F401 (re-exported)
 from ..experiments.runfiles import (
     DIVERGED,
@@ -19,8 +20,7 @@ from ..experiments.runfiles import (
 )
 from ..foundations.checkpoint import load_tensors
 from ..foundations.io import CorruptFileError, read_json
-from ..interspace import to_interspace
-from ..masks import prunable
+from ..interspace import prepare
 
 #: (num_classes, in_channels) of the built-in datasets.
 DATASET_SHAPES = {
@@ -95,12 +95,8 @@ def load_model(record: RunRecord) -> nn.Module:
         num_classes, in_channels = DATASET_SHAPES[cfg.data.dataset]
     model = models.get(cfg.model.model, num_classes, in_channels)
     p = cfg.prune
-    if p.representation == "ip":
-        # the basis init is irrelevant: the state dict overwrites it (pca needs no data here)
-        basis = "dct" if p.basis == "pca" else p.basis
-        to_interspace(model, basis, p.share, p.trainable_basis, p.normalize_basis)
-    if p.representation != "dense":
-        prunable(model)
+    # the basis init is irrelevant: the state dict overwrites it (pca needs no data here)
+    prepare(model, representation(replace(p, basis="dct") if p.basis == "pca" else p))
     model.load_state_dict(
         load_tensors(
             record.path / "model.pt",

@@ -1,16 +1,34 @@
-"""Pruning schedules: when masks change during training (callbacks of the training loop).
+"""Pruning schedules: when masks change during training, as pruner objects.
 
 Scoring lives in :mod:`interspace_pruning.pruning` and allocation in its ``allocation``
-module; a schedule only decides *when* to call them: gradual magnitude pruning (GMP),
-dynamic sparse training (SET, RigL) and the rewinding pieces of lottery tickets (IMP).
+module; a pruning schedule only decides *when* to call them: gradual magnitude pruning
+(GMP), dynamic sparse training (SET, RigL), one-shot criteria, and the rewinding pieces of
+lottery tickets (IMP). Build any of them with :func:`pruner` (``ip.pruner``) and call
+``step()`` after every ``optimizer.step()``.
 """
 
-from .base import MaskSchedule, settle_after_mask_change, snapshot_masks
+from .base import (
+    MaskSchedule,
+    Pruner,
+    no_gradient_capture,
+    settle_after_mask_change,
+    snapshot_masks,
+)
 from .dst import DynamicSparseTraining
 from .gmp import GradualMagnitudePruning
-from .imp import RewindPoint, imp_levels, rewind, state_copy
-
-SCHEDULED_METHODS = ("imp", "gmp", "rigl", "set")
+from .imp import RewindPoint, TicketRound, imp_levels, lottery_ticket, rewind, state_copy
+from .oneshot import OneShot
+from .registry import (
+    AllocationOptions,
+    DstOptions,
+    GmpOptions,
+    OneShotOptions,
+    make_options,
+    pruner,
+    pruner_names,
+    register_schedule,
+    schedule_names,
+)
 
 
 def RigL(**kwargs) -> DynamicSparseTraining:  # noqa: N802 - reads like a class
@@ -24,15 +42,28 @@ def SET(**kwargs) -> DynamicSparseTraining:  # noqa: N802
 
 
 __all__ = [
-    "SCHEDULED_METHODS",
     "SET",
+    "AllocationOptions",
+    "DstOptions",
     "DynamicSparseTraining",
+    "GmpOptions",
     "GradualMagnitudePruning",
     "MaskSchedule",
+    "OneShot",
+    "OneShotOptions",
+    "Pruner",
     "RewindPoint",
     "RigL",
+    "TicketRound",
     "imp_levels",
+    "lottery_ticket",
+    "make_options",
+    "no_gradient_capture",
+    "pruner",
+    "pruner_names",
+    "register_schedule",
     "rewind",
+    "schedule_names",
     "settle_after_mask_change",
     "snapshot_masks",
     "state_copy",

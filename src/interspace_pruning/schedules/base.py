@@ -1,13 +1,38 @@
-"""Shared machinery of schedules that change masks while the model trains."""
+"""Pruners: objects that change masks while a model trains, called from any training loop.
+
+A pruner is bound to a model and its optimiser. Call :meth:`Pruner.step` once per training
+step, right after ``optimizer.step()``::
+
+    pruner = ip.pruner("rigl", model, optimizer, sparsity=0.9, total_steps=T)
+    for x, y in batches:
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+        pruner.step()
+
+It keeps the optimiser consistent with the masks: pruned entries are exactly zero in the
+parameter and in the optimiser state (momentum, Adam moments), regrown entries start at zero
+without history, and after every step the pruned entries are re-zeroed (so decoupled weight
+decay or stale state cannot move them). ``state_dict``/``load_state_dict`` hold what a
+resumed run needs beyond the model's and optimiser's own state dicts (which carry the masks).
+A pruner is also a training :class:`~interspace_pruning.training.Callback`, which is how
+``interspace train`` runs the very same objects.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
+from torch import nn
 
-from ..masks import PrunableTensor
+from ..interspace import basis_parameters
+from ..masks import PrunableTensor, attach_masks, no_gradient_capture, prunable
 from ..training import Callback, TrainState, distributed, reset_state_entries
+
+__all__ = ["Pruner", "no_gradient_capture", "settle_after_mask_change", "snapshot_masks"]
 
 
 def snapshot_masks(entries: Sequence[PrunableTensor]) -> list[torch.Tensor]:
@@ -16,7 +41,10 @@ def snapshot_masks(entries: Sequence[PrunableTensor]) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def settle_after_mask_change(
-    state: TrainState, entries: Sequence[PrunableTensor], before: Sequence[torch.Tensor]
+    optimizer: torch.optim.Optimizer | None,
+    model: nn.Module,
+    entries: Sequence[PrunableTensor],
+    before: Sequence[torch.Tensor],
 ) -> int:
     """Keep the optimiser consistent with new masks; returns how many entries changed.
 
@@ -33,14 +61,22 @@ def settle_after_mask_change(
         changed_total += n
         if e.param.grad is not None:
             e.param.grad.mul_(e.mask)
-        reset_state_entries(state.optimizer, e.param, changed)
-    # Under torchrun every rank decided alike; rank 0's copy is the reference all the same.
-    distributed.broadcast_module(state.model)
+        if optimizer is not None:
+            reset_state_entries(optimizer, e.param, changed)
+    # Under DDP every rank decided alike; rank 0's copy is the reference all the same.
+    distributed.broadcast_module(model)
     return changed_total
 
 
-class MaskSchedule(Callback):
-    """Base of the pruning schedules: common allocation options."""
+class Pruner(Callback):
+    """Base class of the pruners: binding, allocation options, the step counter, state.
+
+    Subclasses implement :meth:`initialize` (the mask before training) and :meth:`update`
+    (what happens after optimiser step ``t``; ``t`` counts from 0).
+    """
+
+    #: Registry name, set by :func:`~interspace_pruning.schedules.register_schedule`.
+    name: str = ""
 
     def __init__(
         self,
@@ -55,6 +91,62 @@ class MaskSchedule(Callback):
         self.min_density = min_density
         #: ``(step, sparsity, entries changed)`` of every mask update, for logs and tests.
         self.events: list[tuple[int, float, int]] = []
+        #: Optimiser steps seen so far (the index of the next step).
+        self.step_count = 0
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.total_steps = 0
+        self.entries: list[PrunableTensor] = []
+
+    # -- binding -------------------------------------------------------------------------
+    def bind(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        total_steps: int,
+        initialize: bool = True,
+    ) -> Pruner:
+        """Attach to ``model`` (prepared in SP first if it has no masks) and ``optimizer``.
+
+        With ``initialize`` the starting mask is set now (RigL/SET: random at the target
+        sparsity unless the model already is that sparse; a one-shot criterion: prunes).
+        """
+        if total_steps < 0:
+            raise ValueError(f"total_steps must be >= 0, got {total_steps}")
+        if self.model is not None and self.model is not model:
+            raise ValueError("this pruner is already bound to another model")
+        self.model = model
+        self.optimizer = optimizer
+        self.total_steps = int(total_steps)
+        self.entries = prunable(attach_masks(model))
+        self._check_optimizer()
+        self.on_bind()
+        if initialize:
+            self.initialize()
+        return self
+
+    def _check_optimizer(self) -> None:
+        if self.optimizer is None:
+            return
+        held = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+        for e in self.entries:
+            if e.param.requires_grad and id(e.param) not in held:
+                raise ValueError(
+                    f"the optimiser does not hold the prunable tensor of {e.name!r}; pass the "
+                    "optimiser that trains this model"
+                )
+        if any(p.requires_grad and id(p) not in held for p in basis_parameters(self.model)):
+            warnings.warn(
+                "the optimiser does not train the filter bases; build it after "
+                "ip.prepare(model, 'ip') (or prepare with trainable_basis=False)",
+                stacklevel=3,
+            )
+
+    def on_bind(self) -> None:
+        """Resolve defaults that depend on ``total_steps``; install hooks."""
+
+    def initialize(self) -> None:
+        """The mask before training (default: leave the model as it is)."""
 
     def prune_kwargs(self) -> dict:
         return {
@@ -64,12 +156,63 @@ class MaskSchedule(Callback):
             "min_density": self.min_density,
         }
 
-    def state_dict(self) -> dict:
-        return {"events": [list(e) for e in self.events]}
+    # -- stepping ------------------------------------------------------------------------
+    def step(self) -> None:
+        """Call once per training step, right after ``optimizer.step()``."""
+        if self.model is None:
+            raise ValueError("the pruner is not bound; build it with ip.pruner(...)")
+        t = self.step_count
+        self.update(t)
+        self.enforce()
+        self.step_count = t + 1
 
-    def load_state_dict(self, state: dict) -> None:
+    def update(self, t: int) -> None:
+        """Change masks after optimiser step ``t`` if the schedule says so."""
+
+    @torch.no_grad()
+    def enforce(self) -> None:
+        """Re-zero every pruned entry (a no-op unless something moved one)."""
+        for e in self.entries:
+            e.param.mul_(e.mask)
+
+    def sparsity(self) -> float:
+        total = sum(e.numel() for e in self.entries)
+        return 1.0 - sum(e.num_kept() for e in self.entries) / total
+
+    def change_masks(self, t: int, target: float, change) -> None:
+        """Run ``change()`` (which sets masks), then settle the optimiser and log."""
+        before = snapshot_masks(self.entries)
+        change()
+        changed = settle_after_mask_change(self.optimizer, self.model, self.entries, before)
+        self.events.append((t, target, changed))
+
+    # -- state ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The pruner's own state (masks live in the model's state dict)."""
+        return {"step": self.step_count, "events": [list(e) for e in self.events]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_count = int(state.get("step", 0))
         self.events = [tuple(e) for e in state["events"]]
+
+    # -- as a callback of the training loop ----------------------------------------------
+    def setup(self, state: TrainState) -> None:
+        if self.model is None:
+            self.bind(state.model, state.optimizer, state.total_steps)
+        else:  # built before the loop made its optimiser (interspace train)
+            self.optimizer = state.optimizer
+            self.total_steps = state.total_steps
+            self._check_optimizer()
+            self.on_bind()
+
+    def on_step_end(self, state: TrainState) -> None:
+        self.step_count = state.step  # the loop's count is authoritative (old checkpoints)
+        self.step()
 
     def on_epoch_end(self, state: TrainState, metrics: dict) -> None:
         epoch_of = [step // state.steps_per_epoch for step, _, _ in self.events]
         metrics["mask_updates"] = epoch_of.count(state.epoch)
+
+
+#: Kept for code written against the callback-only schedules.
+MaskSchedule = Pruner

@@ -8,13 +8,11 @@ stay pruned; for IP the coefficients are ranked, the basis keeps training.
 
 from __future__ import annotations
 
-from ..masks import prunable
 from ..pruning import prune
-from ..training import TrainState
-from .base import MaskSchedule, settle_after_mask_change, snapshot_masks
+from .base import Pruner
 
 
-class GradualMagnitudePruning(MaskSchedule):
+class GradualMagnitudePruning(Pruner):
     def __init__(
         self,
         final_sparsity: float,
@@ -51,12 +49,10 @@ class GradualMagnitudePruning(MaskSchedule):
         frac = (step - self.start) / (self.end - self.start)
         return self.final + (self.initial - self.final) * (1.0 - frac) ** 3
 
-    def on_step_end(self, state: TrainState) -> None:
-        target = self.sparsity_at(state.step)
+    def update(self, t: int) -> None:
+        target = self.sparsity_at(t)
         if target is None:
             return
-        entries = prunable(state.model)
-        before = snapshot_masks(entries)
-        prune(state.model, self.criterion, target, **self.prune_kwargs())
-        changed = settle_after_mask_change(state, entries, before)
-        self.events.append((state.step, target, changed))
+        self.change_masks(
+            t, target, lambda: prune(self.model, self.criterion, target, **self.prune_kwargs())
+        )

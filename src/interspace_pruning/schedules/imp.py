@@ -3,19 +3,25 @@ Frankle et al. 2020).
 
 Train; prune a fraction of the remaining entries by magnitude; rewind the unpruned entries
 (and, for IP, the filter bases; and BN) to their values after ``rewind_step`` steps of the
-first training (0 = initialisation); retrain with the new mask; repeat. The outer loop lives
-in :func:`interspace_pruning.experiments.imp.run_imp`; this module holds its pieces.
+first training (0 = initialisation); retrain with the new mask; repeat.
+
+:func:`lottery_ticket` is the outer loop around a training function of your own;
+``interspace train --method imp`` (:func:`interspace_pruning.experiments.imp.run_imp`) runs
+the same pieces with resumable rounds.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from ..masks import prunable
+from ..masks import SparsityReport, attach_masks, prunable, sparsity_report
+from ..pruning import prune
 from ..training import Callback, TrainState
+from .base import Pruner
 
 
 def imp_levels(target: float, rounds: int | None = None, rate: float = 0.2) -> list[float]:
@@ -78,3 +84,66 @@ def rewind(model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
     model.load_state_dict(saved)
     for e, m in zip(entries, masks, strict=True):
         e.set_mask(m)
+
+
+class TicketRound(Pruner):
+    """What :func:`lottery_ticket` hands your ``train`` function each round.
+
+    Call ``step()`` after every ``optimizer.step()``: it keeps pruned entries at zero and,
+    in round 0, records the rewind state after ``rewind_step`` steps (``rewind_step > 0``
+    needs these calls).
+    """
+
+    def __init__(self, round: int, level: float, rewind_step: int) -> None:
+        super().__init__()
+        self.round, self.level, self.rewind_step = round, level, rewind_step
+        self.saved: dict[str, torch.Tensor] | None = None
+
+    def update(self, t: int) -> None:
+        if self.round == 0 and t + 1 == self.rewind_step:
+            self.saved = state_copy(self.model)
+
+
+def lottery_ticket(
+    model: nn.Module,
+    train: Callable[[nn.Module, TicketRound], object],
+    sparsity: float,
+    *,
+    rounds: int | None = None,
+    rate: float = 0.2,
+    rewind_step: int = 0,
+    criterion: str = "magnitude",
+    **allocation_kwargs,
+) -> list[SparsityReport]:
+    """Iterative magnitude pruning with rewinding around your own ``train(model, round)``.
+
+    Round 0 trains the unpruned model; round ``r`` prunes to level ``r`` of
+    :func:`imp_levels` (by ``criterion``, default magnitude), rewinds the unpruned entries,
+    filter bases and BN to their state after ``rewind_step`` steps of round 0 (0: the state
+    when this function was called, i.e. a lottery ticket at initialisation) and trains
+    again. ``train`` builds its own optimiser each round and calls ``round.step()`` after
+    each ``optimizer.step()`` (required for ``rewind_step > 0``). A plain model is prepared
+    in SP. Returns the sparsity report after each round (round 0 included); the model ends
+    trained at the target sparsity.
+    """
+    levels = imp_levels(sparsity, rounds, rate)
+    if rewind_step < 0:
+        raise ValueError(f"rewind step must be >= 0, got {rewind_step}")
+    attach_masks(model)
+    saved = state_copy(model) if rewind_step == 0 else None
+    reports = []
+    for r, level in enumerate([0.0, *levels]):
+        if r > 0:
+            prune(model, criterion, level, **allocation_kwargs)
+            rewind(model, saved)
+        handle = TicketRound(r, level, rewind_step).bind(model, None, 0)
+        train(model, handle)
+        if r == 0 and saved is None:
+            if handle.saved is None:
+                raise ValueError(
+                    f"rewind_step={rewind_step} needs train() to call round.step() after each "
+                    f"optimizer step, and to take at least {rewind_step} steps"
+                )
+            saved = handle.saved
+        reports.append(sparsity_report(model))
+    return reports

@@ -1,8 +1,8 @@
-"""Training: configuration, optimiser and schedules, the loop and its callbacks."""
+"""Training: configuration, optimiser and learning-rate schedules, the loop and its callbacks."""
 
 from . import distributed
 from .callbacks import Callback, TrainState
-from .config import OPTIMIZERS, SCHEDULES, TrainConfig
+from .config import LR_SCHEDULES, OPTIMIZERS, SCHEDULES, TrainConfig
 from .loop import TrainingError, TrainingStopped, evaluate, train
 from .optim import (
     build_optimizer,
@@ -13,6 +13,7 @@ from .optim import (
 )
 
 __all__ = [
+    "LR_SCHEDULES",
     "OPTIMIZERS",
     "SCHEDULES",
     "Callback",

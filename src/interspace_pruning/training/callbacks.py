@@ -1,4 +1,4 @@
-"""The training loop's extension points (pruning schedules, diagnostics, ...)."""
+"""The training loop's extension points (pruners, diagnostics, ...)."""
 
 from __future__ import annotations
 
@@ -31,13 +31,17 @@ class TrainState:
     #: The current training batch ``(inputs, targets)`` and the loss used on it.
     batch: tuple[torch.Tensor, torch.Tensor] | None = None
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Callback:
     """Override any hook; all default to doing nothing."""
 
-    def on_train_start(self, state: TrainState) -> None: ...
+    def setup(self, state: TrainState) -> None:
+        """The loop's optimiser exists; called on a fresh start and on a resume alike,
+        before a checkpoint's state is loaded (pruners bind to the optimiser here)."""
+
+    def on_train_start(self, state: TrainState) -> None:
+        """A fresh start (not called on a resume)."""
 
     def on_after_backward(self, state: TrainState) -> None:
         """Gradients are populated, the optimiser has not stepped yet."""

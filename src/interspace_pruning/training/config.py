@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from ..foundations.hparams import hp
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "step", "onecycle", "constant")
+#: Learning-rate schedules (``--schedule``). Not to be confused with pruning schedules
+#: (:mod:`interspace_pruning.schedules`), which decide when masks change.
+LR_SCHEDULES = ("cosine", "step", "onecycle", "constant")
+SCHEDULES = LR_SCHEDULES  # the older name
 
 
 @dataclass
@@ -21,7 +24,7 @@ class TrainConfig:
     weight_decay: float = hp(5e-4, "weight decay of weights, coefficients, BN and biases")
     basis_weight_decay: float = hp(0.0, "weight decay of the filter bases (off by default)")
     basis_lr_mult: float = hp(1.0, "learning-rate multiplier of the filter bases")
-    schedule: str = hp("cosine", "learning-rate schedule", SCHEDULES)
+    schedule: str = hp("cosine", "learning-rate schedule", LR_SCHEDULES)
     step_gamma: float = hp(0.1, "step schedule: decay factor")
     step_milestones: str = hp("0.5,0.75", "step schedule: epochs (as fractions) to decay at")
     label_smoothing: float = hp(0.0, "label smoothing of the cross-entropy loss")
@@ -36,8 +39,11 @@ class TrainConfig:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
+        if self.schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"unknown schedule {self.schedule!r} (the learning-rate schedule); choose one "
+                f"of {LR_SCHEDULES}"
+            )
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.weight_decay < 0 or self.basis_weight_decay < 0 or self.basis_lr_mult < 0:

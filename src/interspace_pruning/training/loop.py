@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..data import ImageDataset
 from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.io import remove_stale_temps, write_jsonl
-from ..masks import has_masks, sparsity_report
+from ..masks import sparsity_report
 from . import distributed
 from .callbacks import Callback, TrainState
 from .config import TrainConfig
@@ -65,12 +65,8 @@ def evaluate(
 
 
 def _sparsity(model: nn.Module) -> float:
-    """Global sparsity; 0 for a model without masks (which must stay a plain model)."""
-    return sparsity_report(model).sparsity if has_masks(model) else 0.0
-
-
-def _callback_states(callbacks) -> list[list]:
-    return [[type(cb).__name__, cb.state_dict()] for cb in callbacks]
+    """Global sparsity (a pure query: a plain model reads as dense and stays plain)."""
+    return sparsity_report(model).sparsity
 
 
 @dataclass
@@ -268,6 +264,8 @@ def train(
     pos = _Position()
     if writes:
         remove_stale_temps(out)  # left by writes a kill interrupted
+    for cb in callbacks:
+        cb.setup(state)  # pruners bind to the optimiser (fresh start and resume alike)
     # a kill between the two renames of a checkpoint write leaves only the previous one
     found = [p for p in _checkpoints(ckpt_path) if p.is_file()] if ckpt_path else []
     if resume and found:

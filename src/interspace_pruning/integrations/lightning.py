@@ -1,0 +1,79 @@
+"""A PyTorch Lightning callback around the library's pruners (``pip install lightning``).
+
+::
+
+    import lightning as L
+    import interspace_pruning as ip
+    from interspace_pruning.integrations.lightning import PruningCallback
+
+    module = MyLightningModule()
+    ip.prepare(module.model, "ip")            # or "sp"; before the optimiser is built
+    trainer = L.Trainer(max_epochs=10, callbacks=[PruningCallback("rigl", sparsity=0.9)])
+    trainer.fit(module, train_loader)
+
+The callback builds ``ip.pruner(name, pl_module, optimizer, sparsity=..., total_steps=...)``
+when fitting starts (``total_steps`` defaults to the trainer's estimate) and calls
+``pruner.step()`` after every optimiser step: the same object and the same calls as a plain
+loop. Its state goes into Lightning checkpoints, so ``trainer.fit(ckpt_path=...)`` resumes
+it. One optimiser is supported; gradient accumulation works (RigL sums the gradients).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    import lightning.pytorch as pl
+except ImportError as e:  # pragma: no cover - exercised only without lightning
+    raise ImportError(
+        "interspace_pruning.integrations.lightning needs PyTorch Lightning: pip install lightning"
+    ) from e
+
+from ..schedules import Pruner, pruner
+
+
+class PruningCallback(pl.Callback):
+    """Runs the pruner ``name`` (any of ``ip.pruner_names()``) during ``trainer.fit``."""
+
+    def __init__(
+        self, name: str, sparsity: float, total_steps: int | None = None, **options: Any
+    ) -> None:
+        self.name, self.sparsity, self.total_steps = name, sparsity, total_steps
+        self.options = options
+        self.pruner: Pruner | None = None
+        self._pending_state: dict | None = None
+        self._done = 0  # optimiser steps the pruner has seen
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        optimizers = trainer.optimizers
+        if len(optimizers) != 1:
+            raise ValueError(f"PruningCallback supports one optimiser, got {len(optimizers)}")
+        total = (
+            self.total_steps if self.total_steps is not None else trainer.estimated_stepping_batches
+        )
+        if total is None or total == float("inf"):
+            raise ValueError("cannot tell the number of training steps; pass total_steps=")
+        self.pruner = pruner(
+            self.name, pl_module, optimizers[0], self.sparsity, int(total), **self.options
+        )
+        if self._pending_state is not None:
+            self.pruner.load_state_dict(self._pending_state)
+            self._pending_state = None
+        self._done = self.pruner.step_count
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # global_step counts optimiser steps; with accumulation it moves every k batches
+        while self.pruner is not None and self._done < trainer.global_step:
+            self.pruner.step()
+            self._done += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.pruner is None else self.pruner.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        if self.pruner is None:
+            self._pending_state = state_dict  # applied when fitting starts
+        else:
+            self.pruner.load_state_dict(state_dict)

@@ -1,0 +1,123 @@
+"""Which representation a model is pruned in, as a value: dense, spatial (SP) or interspace (IP).
+
+``prepare(model, representation)`` installs the matching parametrisations; everything
+afterwards (queries, pruning, pruners, export) reads the representation off the model's
+parametrisation classes instead of a string passed around.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import nn
+
+from ..bases import basis_names
+from ..masks.prunable import attach_masks, has_masks
+from .convert import SHARE_MODES, is_interspace, to_interspace
+
+KINDS = ("dense", "sp", "ip")
+Kind = Literal["dense", "sp", "ip"]
+
+
+@dataclass(frozen=True)
+class Representation:
+    """A representation: ``kind`` plus, for IP, the filter-basis options.
+
+    Build one with :meth:`dense`, :meth:`spatial`, :meth:`interspace`, or :meth:`parse` a
+    name (``"dense"``, ``"sp"``, ``"ip"`` give the defaults).
+    """
+
+    kind: Kind = "ip"
+    #: IP: filter-basis initialisation (``dct``, ``standard``, ``random``, ``pca``, ...).
+    basis: str = "dct"
+    #: IP: ``"layer"`` (one FB per layer) or ``"network"`` (one per kernel shape).
+    share: str = "layer"
+    #: IP: train the filter bases jointly with the coefficients.
+    trainable_basis: bool = True
+    #: IP: unit-norm basis filters in the forward pass.
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown representation {self.kind!r}; choose one of {KINDS}")
+        if self.basis not in basis_names():
+            raise ValueError(f"unknown basis {self.basis!r}; choose one of {basis_names()}")
+        if self.share not in SHARE_MODES:
+            raise ValueError(f"unknown share mode {self.share!r}; choose one of {SHARE_MODES}")
+
+    @classmethod
+    def dense(cls) -> Representation:
+        return cls("dense")
+
+    @classmethod
+    def spatial(cls) -> Representation:
+        return cls("sp")
+
+    @classmethod
+    def interspace(
+        cls,
+        basis: str = "dct",
+        share: str = "layer",
+        trainable_basis: bool = True,
+        normalize: bool = True,
+    ) -> Representation:
+        return cls("ip", basis, share, trainable_basis, normalize)
+
+    @classmethod
+    def parse(cls, value: str | Representation) -> Representation:
+        """A :class:`Representation`, or the default one of a name."""
+        if isinstance(value, Representation):
+            return value
+        if not isinstance(value, str) or value not in KINDS:
+            raise ValueError(
+                f"unknown representation {value!r}; pass one of {KINDS} or a Representation"
+            )
+        return cls(value)
+
+    @property
+    def is_dense(self) -> bool:
+        return self.kind == "dense"
+
+    @property
+    def is_interspace(self) -> bool:
+        return self.kind == "ip"
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        """Install this representation's parametrisations on ``model`` (in place)."""
+        if self.kind == "dense":
+            if has_masks(model):
+                raise ValueError(
+                    "the model is already prepared for pruning; use ip.fold(model) to get a "
+                    "dense copy"
+                )
+            return model
+        if self.kind == "sp":
+            if any(is_interspace(m) for m in model.modules()):
+                raise ValueError(
+                    "the model is in the interspace representation (IP); prepare a fresh "
+                    "model for SP"
+                )
+            return attach_masks(model)
+        return to_interspace(model, self.basis, self.share, self.trainable_basis, self.normalize)
+
+    def __str__(self) -> str:
+        if self.kind != "ip":
+            return self.kind
+        return (
+            f"ip(basis={self.basis}, share={self.share}, trainable={self.trainable_basis}, "
+            f"normalize={self.normalize})"
+        )
+
+
+def prepare(model: nn.Module, representation: str | Representation = "ip") -> nn.Module:
+    """Put ``model`` into ``representation`` for pruning; returns the same model.
+
+    ``"sp"`` gives every ``nn.Conv2d``/``nn.Linear`` an all-ones mask over its spatial
+    weight; ``"ip"`` (or a :class:`Representation` with basis options) converts every conv
+    larger than 1x1 to filter-basis coefficients (see
+    :func:`~interspace_pruning.to_interspace`) and masks the rest in SP; ``"dense"`` leaves
+    the model as it is. The model computes the same function afterwards and keeps its module
+    types. IP adds new parameters (the filter bases): build the optimiser after ``prepare``.
+    """
+    return Representation.parse(representation).apply(model)

@@ -1,0 +1,63 @@
+"""The Lightning callback runs the same pruner objects as a plain loop."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import interspace_pruning as ip
+
+pl = pytest.importorskip("lightning.pytorch")
+from interspace_pruning.integrations.lightning import PruningCallback  # noqa: E402
+
+
+class Module(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()
+        )
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.net(x).mean(dim=(2, 3)))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=0.01, weight_decay=0.1)
+
+
+def loader():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 1, 6, 6, generator=g), torch.randint(0, 3, (96,), generator=g)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+
+
+def trainer(**kw):
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("rep", ["sp", "ip"])
+def test_rigl_through_lightning(rep):
+    torch.manual_seed(0)
+    module = Module()
+    ip.prepare(module, rep)
+    cb = PruningCallback("rigl", sparsity=0.75, interval=2)
+    trainer(max_epochs=2, callbacks=[cb]).fit(module, loader())
+    assert cb.pruner.step_count == 24 and len(cb.pruner.events) > 0
+    entries = ip.prunable(module)
+    total = sum(e.numel() for e in entries)
+    assert sum(e.num_kept() for e in entries) == round(0.25 * total)
+    for e in entries:
+        assert bool((e.param.detach()[e.mask == 0] == 0).all())
+    assert any(changed > 0 for _, _, changed in cb.pruner.events)
