@@ -8,7 +8,6 @@ from pathlib import Path
 
 from torch import nn
 
-from .. import models
 from ..experiments.config import RunConfig, config_from_dict
 from ..foundations.checkpoint import load_tensors
 from ..foundations.io import read_jsonl
@@ -64,7 +63,7 @@ def load_model(record: RunRecord) -> nn.Module:
     num_classes, in_channels = record.summary.get("num_classes"), record.summary.get("in_channels")
     if num_classes is None:
         num_classes, in_channels = DATASET_SHAPES[cfg.data.dataset]
-    model = models.get(cfg.model.model, num_classes, in_channels)
+    model = cfg.model.build(num_classes, in_channels)
     p = cfg.prune
     if p.representation == "ip":
         # the basis init is irrelevant: the state dict overwrites it (pca needs no data here)

@@ -48,8 +48,10 @@ class MaskSchedule(Callback):
         keep_first_dense: bool = False,
         keep_last_dense: bool = False,
         min_density: float | None = None,
+        pattern: str | None = None,
     ) -> None:
         self.allocation = allocation
+        self.pattern = pattern  # N:M, e.g. "2:4" (see pruning.allocation)
         self.keep_first_dense = keep_first_dense
         self.keep_last_dense = keep_last_dense
         self.min_density = min_density
@@ -62,6 +64,7 @@ class MaskSchedule(Callback):
             "keep_first_dense": self.keep_first_dense,
             "keep_last_dense": self.keep_last_dense,
             "min_density": self.min_density,
+            "pattern": self.pattern,
         }
 
     def state_dict(self) -> dict:

@@ -17,6 +17,7 @@ import torch
 
 from ..foundations.batchnorm import frozen_batchnorm_stats
 from ..masks import dense_gradients, prunable
+from ..pruning.allocation import nm_mask, parse_pattern, satisfies_pattern
 from ..training import TrainState, distributed, reset_state_entries
 from .base import MaskSchedule, settle_after_mask_change, snapshot_masks
 
@@ -31,8 +32,10 @@ class DynamicSparseTraining(MaskSchedule):
         drop_fraction: float = 0.3,
         stop_fraction: float = 0.75,
         seed: int = 0,
+        pattern: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(pattern=pattern)
+        self.nm = parse_pattern(pattern)
         if growth not in GROWTH:
             raise ValueError(f"unknown growth {growth!r}; choose one of {GROWTH}")
         if interval < 1:
@@ -98,6 +101,15 @@ class DynamicSparseTraining(MaskSchedule):
             after_drop[drop] = False
             grow_score = score.flatten().clone().double()
             grow_score[after_drop] = -math.inf
+            if self.nm is not None:  # grow only where a group has room under N:M
+                if not satisfies_pattern(old, *self.nm):
+                    raise ValueError(
+                        f"layer {e.name!r} breaks the {self.pattern} pattern before a "
+                        f"{self.growth} update; prune with pattern={self.pattern!r} first"
+                    )
+                taken = after_drop.reshape(old.shape)
+                room = nm_mask(grow_score.reshape(old.shape), *self.nm, taken=taken)
+                grow_score[~room.flatten()] = -math.inf
             grow = torch.topk(grow_score, k).indices
             new = after_drop.clone()
             new[grow] = True

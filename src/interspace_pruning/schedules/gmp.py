@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..masks import prunable
 from ..pruning import prune
+from ..pruning.allocation import dense_layers, pattern_min_sparsity
 from ..training import TrainState
 from .base import MaskSchedule, settle_after_mask_change, snapshot_masks
 
@@ -56,6 +57,9 @@ class GradualMagnitudePruning(MaskSchedule):
         if target is None:
             return
         entries = prunable(state.model)
+        if self.pattern is not None:  # N:M can only jump to its density, not ramp up to it
+            dense = dense_layers(entries, self.keep_first_dense, self.keep_last_dense)
+            target = max(target, pattern_min_sparsity(entries, self.pattern, dense))
         before = snapshot_masks(entries)
         prune(state.model, self.criterion, target, **self.prune_kwargs())
         changed = settle_after_mask_change(state, entries, before)
