@@ -88,8 +88,9 @@ def to_torch_prune(model: nn.Module) -> nn.Module:
 
     Every layer with an SP mask gets ``weight_orig`` (the stored weight) and ``weight_mask``
     through ``torch.nn.utils.prune.custom_from_mask`` (an all-ones mask too, as
-    ``torch.nn.utils.prune`` itself does for a layer it pruned by 0%). ``IP`` layers raise a ``ValueError``: their prunable tensor is
-    the coefficients, not the spatial weight. Returns ``model``.
+    ``torch.nn.utils.prune`` itself does for a layer it pruned by 0%). IP layers raise a
+    ``ValueError``: their prunable tensor is the coefficients, not the spatial weight.
+    Returns ``model``.
     """
     layers = []
     for name, module in model.named_modules():

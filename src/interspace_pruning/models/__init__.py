@@ -245,6 +245,12 @@ def from_spec(
 ) -> nn.Module:
     """Build from a config: ``model_args`` are ``--model-arg`` strings."""
     args, kwargs = parse_model_args(model_args)
+    if name not in _MODELS and is_import_path(name):  # kwargs may hold name=, num_classes=
+        if num_classes < 1 or in_channels < 1:
+            raise ValueError(
+                f"num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}"
+            )
+        return build_from_path(name, num_classes, in_channels, args, kwargs)
     return get(name, num_classes, in_channels, *args, **kwargs)
 
 
