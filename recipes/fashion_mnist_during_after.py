@@ -1,6 +1,6 @@
 """Fashion-MNIST, pruning during and after training: IP vs SP.
 
-The protocol of recipes/fashion_mnist_pai.py (convnet width 32, a fixed class-balanced
+The protocol of recipes/fashion_mnist_pai.yaml (convnet width 32, a fixed class-balanced
 subset of 10,000 training images, the full test set, 3 epochs of SGD with lr 0.05,
 momentum 0.9, weight decay 5e-4, cosine schedule, batch 64), at 90/95/98% sparsity, seeds
 0 and 1, SP and IP (per-layer trainable DCT bases unless said otherwise):
