@@ -116,8 +116,8 @@ def prune(
         lowest = pattern_min_sparsity(entries, pattern, dense)
         if sparsity < lowest - 0.5 / total:
             raise ValueError(
-                f"cannot reach sparsity {sparsity:.4g} with pattern {pattern}: it prunes at "
-                f"least {lowest:.4g} of this model; raise the sparsity"
+                f"cannot reach sparsity {sparsity:.4g} with pattern {pattern}: the pattern "
+                f"prunes at least {lowest:.2%} of this model; raise the sparsity"
             )
     targets = round_sparsities(start_density, sparsity, n_rounds)
     for r, target in enumerate(targets):
