@@ -20,8 +20,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The main job on the embedded digits data: SP vs IP vs dense, SNIP at 98% sparsity.
+# --resume: a second `make demo` shows the finished runs (and finishes interrupted ones)
+# instead of refusing the existing runs/demo; `rm -rf runs/demo` to train again.
 demo: $(STAMP)
-	$(BIN)/interspace compare --out runs/demo
+	$(BIN)/interspace compare --out runs/demo --resume
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

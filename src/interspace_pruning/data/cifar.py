@@ -43,9 +43,8 @@ LAYOUT = {
     },
 }
 HOW_TO_GET = (
-    "pass --root DIR containing {folder}/ (the official python archive, extracted), or add "
-    "--download; in this project's environment run "
-    "`python3 ../shared/data/cifar10_from_jpeg.py DIR` for CIFAR-10"
+    "add --download to fetch it, or download the python version ({url}), extract it so that "
+    "DIR/{folder}/ holds its files, and pass --root DIR"
 )
 
 
@@ -102,7 +101,7 @@ def load_cifar_dataset(name: str, root: Path, download: bool = False) -> ImageDa
         if not (folder / f).is_file():
             raise DataError(
                 f"{name} not found: {folder / f} is missing; "
-                + HOW_TO_GET.format(folder=spec["folder"])
+                + HOW_TO_GET.format(folder=spec["folder"], url=spec["url"])
             )
     parts = {
         split: [_read_batch(folder / f, spec["labels"]) for f in spec[split]]

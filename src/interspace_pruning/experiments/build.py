@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from .. import data as data_mod
-from .. import models
 from ..bases import filter_bases
 from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.io import atomic_write_json
@@ -46,7 +45,7 @@ def load_data(cfg: DataConfig) -> data_mod.ImageDataset:
 def initial_model(cfg: RunConfig, dataset: data_mod.ImageDataset) -> nn.Module:
     """The dense model at initialisation; the same weights for every representation."""
     torch.manual_seed(cfg.train.seed)
-    return models.get(cfg.model.model, dataset.num_classes, dataset.in_channels)
+    return cfg.model.build(dataset.num_classes, dataset.in_channels)
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> None:

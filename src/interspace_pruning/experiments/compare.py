@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..foundations.hparams import to_dict
 from ..foundations.io import atomic_write_json, atomic_write_text
 from .config import RunConfig
-from .run import load_data, run, with_representation
+from .run import claim_run_dir, load_data, run, with_representation
 
 COLUMNS = [
     ("representation", "repr", "{}"),
@@ -78,8 +79,13 @@ def compare(
     rows = []
     for rep in reps:
         sub = out / rep if out is not None else None
+        sub_cfg = with_representation(cfg, rep)
+        if resume and not overwrite and sub is not None and (sub / "summary.json").is_file():
+            claim_run_dir(sub, sub_cfg, resume=True, overwrite=False)  # same config, or refuse
+            rows.append(json.loads((sub / "summary.json").read_text()))  # finished: show it
+            continue
         result = run(
-            with_representation(cfg, rep),
+            sub_cfg,
             sub,
             dataset=dataset,
             progress=progress,

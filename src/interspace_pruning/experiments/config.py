@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from torch import nn
+
 from .. import data as data_mod
 from .. import models
 from ..bases import basis_names
 from ..foundations.hparams import hp
 from ..interspace.convert import SHARE_MODES
 from ..pruning import ALLOCATIONS, method_names
-from ..pruning.allocation import check_sparsity
+from ..pruning.allocation import check_sparsity, parse_pattern
 from ..schedules import pruner_names
 from ..training import TrainConfig
 
@@ -38,14 +40,43 @@ def all_methods() -> list[str]:
 
 @dataclass
 class ModelConfig:
-    model: str = hp("convnet", "architecture", tuple(models.names()))
+    model: str = hp(
+        "convnet",
+        f"architecture: one of {', '.join(models.names())}, or package.module:callable "
+        "(e.g. torchvision.models:resnet18, timm:create_model, mypkg.nets:build)",
+    )
+    model_args: tuple[str, ...] = hp(
+        (),
+        "argument for a package.module:callable model: key=value (int/float/bool/none/str "
+        "parsed; quote to force a string), e.g. --model-arg name=resnet50",
+        flag="--model-arg",
+    )
     init_from: str | None = hp(
         None, "start from a trained dense checkpoint (a model.pt or its run directory)"
     )
 
     def __post_init__(self) -> None:
-        if self.model not in models.names():
-            raise ValueError(f"unknown model {self.model!r}; choose one of {models.names()}")
+        models.check_name(self.model)
+        args = self.model_args
+        if args is None:
+            args = ()
+        elif isinstance(args, str):
+            args = (args,)
+        elif isinstance(args, dict):  # YAML: model_args: {name: resnet50, pretrained: false}
+            args = tuple(f"{k}={_arg_text(v)}" for k, v in args.items())
+        self.model_args = tuple(str(a) for a in args)
+        models.parse_model_args(self.model_args)  # one-line error now, not at build time
+
+    def build(self, num_classes: int, in_channels: int) -> nn.Module:
+        """The model, freshly initialised (seed first for reproducible weights)."""
+        return models.from_spec(self.model, num_classes, in_channels, self.model_args)
+
+
+def _arg_text(value: object) -> str:
+    """A YAML value as ``--model-arg`` text that parses back to the same value."""
+    if isinstance(value, str) and models.parse_value(value) != value:
+        return repr(value)  # a string that looks like a number or bool stays a string
+    return "none" if value is None else str(value)
 
 
 @dataclass
@@ -75,6 +106,9 @@ class PruneConfig:
     min_density: float | None = hp(None, "every layer keeps at least this fraction")
     prune_batches: int = hp(10, "training batches given to data-driven criteria")
     rounds: int | None = hp(None, "prune-score rounds (default: per method, synflow 100)")
+    pattern: str | None = hp(
+        None, "N:M sparsity, e.g. 2:4: at most N of every M consecutive input entries per layer"
+    )
 
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
@@ -96,6 +130,7 @@ class PruneConfig:
         if self.share not in SHARE_MODES:
             raise ValueError(f"unknown share mode {self.share!r}; choose one of {SHARE_MODES}")
         check_sparsity(self.sparsity)
+        parse_pattern(self.pattern)
         if self.prune_batches < 1:
             raise ValueError(f"--prune-batches must be >= 1, got {self.prune_batches}")
 
@@ -110,6 +145,7 @@ class PruneConfig:
             "keep_first_dense": self.keep_first_dense,
             "keep_last_dense": self.keep_last_dense,
             "min_density": self.min_density,
+            "pattern": self.pattern,
         }
 
 

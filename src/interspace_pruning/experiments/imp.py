@@ -15,6 +15,7 @@ from ..foundations.hparams import config_hash
 from ..foundations.io import atomic_write_bytes, read_jsonl
 from ..masks import prunable
 from ..pruning import prune
+from ..pruning.allocation import dense_layers, pattern_min_sparsity
 from ..schedules import RewindPoint, imp_levels, rewind
 from ..training import Callback, distributed, train
 from .build import RunResult, finish, prepare_representation, save_initial_bases, summarise
@@ -57,6 +58,10 @@ def run_imp(
             rewind_point.state = load_tensors(out / "rewind.pt")
         restored = True
         if r > 0:
+            if p.pattern is not None:  # N:M: the first rounds jump to the pattern's density
+                entries = prunable(model)
+                dense = dense_layers(entries, p.keep_first_dense, p.keep_last_dense)
+                level = max(level, pattern_min_sparsity(entries, p.pattern, dense))
             prune(model, p.criterion, level, **p.allocation_kwargs())
             rewind(model, rewind_point.state)
         cbs = ([rewind_point] if r == 0 else []) + [Diagnostics(), *(callbacks or [])]

@@ -21,10 +21,16 @@ def hp(
     default: Any,
     help: str,
     choices: typing.Sequence[Any] | typing.Callable[[], typing.Sequence[Any]] | None = None,
+    flag: str | None = None,
 ) -> Any:
-    """A dataclass field with CLI help text and optional choices (a sequence, or a function
-    returning one, read when the parser is built: e.g. a registry that users extend)."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+    """A dataclass field with CLI help text, optional choices and optional flag name.
+
+    ``choices`` is a sequence, or a function returning one, read when the parser is built
+    (e.g. a registry that users extend). A ``tuple[str, ...]`` field becomes a repeatable
+    flag (each use appends one value).
+    """
+    meta = {"help": help, "choices": choices, "flag": flag}
+    return dataclasses.field(default=default, metadata=meta)
 
 
 def _base_type(tp: Any) -> tuple[type, bool]:
@@ -48,6 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
         tp, optional = _base_type(hints[f.name])
         meta = f.metadata
         help_text = meta.get("help", "")
+        if typing.get_origin(tp) is tuple:
+            group.add_argument(
+                meta.get("flag") or flag(f.name),
+                dest=f.name,
+                action="append",
+                default=None,
+                metavar="VALUE",
+                help=f"{help_text} (repeatable)",
+            )
+            continue
         if tp is bool:
             group.add_argument(
                 flag(f.name),
@@ -100,6 +116,10 @@ def coerce(cls: type, name: str, value: Any, where: str = "") -> Any:
         if optional:
             return None
         raise ValueError(f"{where or name} may not be empty")
+    if typing.get_origin(tp) is tuple:  # the dataclass normalises lists, tuples, mappings
+        if not isinstance(value, list | tuple | dict | str):
+            raise ValueError(f"{where or name} must be a list, got {value!r}")
+        return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is bool and not isinstance(value, bool):

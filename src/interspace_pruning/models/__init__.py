@@ -1,9 +1,33 @@
-"""Model zoo: ``models.get(name, num_classes, in_channels)``."""
+"""Model zoo: ``models.get(name, num_classes, in_channels)``.
+
+``name`` is a built-in architecture (:func:`names`) or an import path
+``package.module:callable`` naming any function or class that returns an ``nn.Module``, such
+as ``torchvision.models:resnet18``, ``timm:create_model`` or a builder of your own. For an
+import path:
+
+- ``num_classes`` is passed as ``num_classes=`` when the callable has that parameter or
+  takes ``**kwargs`` (torchvision and timm builders do);
+- ``in_channels`` is passed as ``in_channels=`` (or ``in_chans=``) only when the callable
+  names that parameter: passing it blindly through ``**kwargs`` breaks builders that do not
+  expect it. Give it yourself otherwise (timm: ``in_chans=1``); a model whose first conv does
+  not take the data's channel count is refused with a one-line error that says so;
+- arguments you give win over both;
+- ``name=...`` fills the callable's first required parameter when the callable has no
+  parameter called ``name`` (so ``timm:create_model`` with ``name=resnet50`` calls
+  ``timm.create_model("resnet50", ...)``).
+
+On the command line the arguments are repeated ``--model-arg key=value`` strings (see
+:func:`parse_model_args`); a bare ``--model-arg value`` is a positional argument.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import inspect
+import re
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
+from typing import Any
 
 from torch import nn
 
@@ -22,9 +46,12 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {
     "convnet": ConvNet,
 }
 
+_IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_KEY = re.compile(r"^[A-Za-z_]\w*$")
+
 
 def names() -> list[str]:
-    """The model names ``get`` accepts."""
+    """The built-in model names ``get`` accepts (besides ``package.module:callable``)."""
     return sorted(_MODELS)
 
 
@@ -33,15 +60,212 @@ def register(name: str, factory: Callable[..., nn.Module]) -> None:
     _MODELS[name] = factory
 
 
-def get(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs) -> nn.Module:
-    """Build model ``name`` (freshly initialised)."""
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {names()}")
+def is_import_path(name: str) -> bool:
+    """Whether ``name`` looks like ``package.module:callable``."""
+    return ":" in name
+
+
+def check_name(name: str) -> str:
+    """Validate a model name without importing anything (for configs)."""
+    if name in _MODELS:
+        return name
+    if is_import_path(name):
+        if not _IMPORT_PATH.match(name):
+            raise ValueError(
+                f"bad model import path {name!r}: write package.module:callable "
+                "(e.g. torchvision.models:resnet18)"
+            )
+        return name
+    raise ValueError(
+        f"unknown model {name!r}; choose one of {names()} or give package.module:callable"
+    )
+
+
+def parse_value(text: str) -> Any:
+    """A ``--model-arg`` value: int, float, bool (true/false), none, or str.
+
+    Quotes force a string: ``name='123'`` passes the string ``"123"``.
+    """
+    t = text.strip()
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
+        return t[1:-1]
+    low = t.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for convert in (int, float):
+        try:
+            return convert(t)
+        except ValueError:
+            pass
+    return t
+
+
+def parse_model_args(items: Sequence[str]) -> tuple[list[Any], dict[str, Any]]:
+    """``["name=resnet50", "drop_rate=0.1", "7"]`` -> ``([7], {"name": ..., ...})``."""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep:
+            if kwargs:
+                raise ValueError(
+                    f"--model-arg {item!r}: a positional value must come before key=value ones"
+                )
+            args.append(parse_value(item))
+            continue
+        key = key.strip()
+        if not _KEY.match(key):
+            raise ValueError(f"--model-arg {item!r}: expected key=value with a Python name as key")
+        if key in kwargs:
+            raise ValueError(f"--model-arg {key!r} is given twice")
+        kwargs[key] = parse_value(value)
+    return args, kwargs
+
+
+def _resolve(path: str) -> Callable[..., Any]:
+    check_name(path)
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(
+            f"--model {path}: cannot import {module_name!r} ({e}); install it or add its "
+            "folder to PYTHONPATH"
+        ) from None
+    except Exception as e:  # the module itself failed while importing
+        raise ValueError(
+            f"--model {path}: importing {module_name!r} failed: {type(e).__name__}: {e}"
+        ) from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"--model {path}: {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(
+            f"--model {path}: {attr!r} is a {type(obj).__name__}, not a function or class "
+            "that builds a model"
+        )
+    return obj
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins and C extensions have none
+        return None
+
+
+def _named(sig: inspect.Signature | None, name: str) -> bool:
+    if sig is None or name not in sig.parameters:
+        return False
+    return sig.parameters[name].kind is not inspect.Parameter.POSITIONAL_ONLY
+
+
+def _takes_kwargs(sig: inspect.Signature | None) -> bool:
+    return sig is None or any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def build_from_path(
+    path: str,
+    num_classes: int,
+    in_channels: int,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Call ``package.module:callable`` (rules in the module docstring); check the result."""
+    fn = _resolve(path)
+    sig = _signature(fn)
+    args, kwargs = list(args), dict(kwargs or {})
+    if "name" in kwargs and sig is not None and not _named(sig, "name") and not args:
+        required = [
+            p
+            for p in sig.parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+        if required and required[0].name not in kwargs:
+            args.append(kwargs.pop("name"))
+    if "num_classes" not in kwargs and (_named(sig, "num_classes") or _takes_kwargs(sig)):
+        kwargs["num_classes"] = num_classes
+    if not {"in_channels", "in_chans"} & set(kwargs):
+        for key in ("in_channels", "in_chans"):
+            if _named(sig, key):
+                kwargs[key] = in_channels
+                break
+    if sig is not None:
+        try:
+            sig.bind(*args, **kwargs)
+        except TypeError as e:
+            raise ValueError(
+                f"--model {path}: {e} (its parameters: {sig}); set them with --model-arg key=value"
+            ) from None
+    model = fn(*args, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"--model {path} returned a {type(model).__name__}, not a torch.nn.Module")
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)), None)
+    if first is None:
+        raise ValueError(f"--model {path} built a model with no nn.Conv2d or nn.Linear layer")
+    takes = first.in_channels if isinstance(first, nn.Conv2d) else None
+    if takes is not None and takes != in_channels:
+        raise ValueError(
+            f"--model {path}: its first conv takes {takes} input channels but the data has "
+            f"{in_channels}; pass the builder's own argument, e.g. --model-arg "
+            f"in_chans={in_channels} (timm)"
+        )
+    return model
+
+
+def get(
+    name: str,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    *args: Any,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build model ``name`` (freshly initialised): a built-in one or ``package.module:callable``.
+
+    Extra ``args``/``kwargs`` go to the builder (built-in models take keyword options such
+    as ``width=`` or ``shortcut=``).
+    """
     if num_classes < 1 or in_channels < 1:
         raise ValueError(
             f"num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}"
         )
+    if name not in _MODELS and is_import_path(name):
+        return build_from_path(name, num_classes, in_channels, args, kwargs)
+    check_name(name)
+    if args:
+        raise ValueError(f"built-in model {name!r} takes only key=value options")
     return _MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
-__all__ = ["CifarResNet", "ConvNet", "ImageNetResNet", "VGG", "get", "names", "register"]
+def from_spec(
+    name: str, num_classes: int, in_channels: int, model_args: Sequence[str] = ()
+) -> nn.Module:
+    """Build from a config: ``model_args`` are ``--model-arg`` strings."""
+    args, kwargs = parse_model_args(model_args)
+    if name not in _MODELS and is_import_path(name):  # kwargs may hold name=, num_classes=
+        if num_classes < 1 or in_channels < 1:
+            raise ValueError(
+                f"num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}"
+            )
+        return build_from_path(name, num_classes, in_channels, args, kwargs)
+    return get(name, num_classes, in_channels, *args, **kwargs)
+
+
+__all__ = [
+    "CifarResNet",
+    "ConvNet",
+    "ImageNetResNet",
+    "VGG",
+    "build_from_path",
+    "check_name",
+    "from_spec",
+    "get",
+    "is_import_path",
+    "names",
+    "parse_model_args",
+    "parse_value",
+    "register",
+]

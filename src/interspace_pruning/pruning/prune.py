@@ -10,7 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..masks import SparsityReport, attach_masks, prunable, sparsity_report
-from .allocation import allocate, check_allocation, check_sparsity, dense_layers
+from .allocation import (
+    allocate,
+    check_allocation,
+    check_sparsity,
+    dense_layers,
+    parse_pattern,
+    pattern_min_sparsity,
+)
 from .registry import Batch, LossFn, ScoringContext, get_method, score_entries
 
 
@@ -57,6 +64,7 @@ def prune(
     rounds: int | None = None,
     loss_fn: LossFn | None = None,
     input_shape: Sequence[int] | None = None,
+    pattern: str | None = None,
 ) -> SparsityReport:
     """Prune ``model`` in place to ``sparsity`` with criterion ``method``.
 
@@ -77,6 +85,9 @@ def prune(
         loss_fn: loss for data-driven criteria (default: cross-entropy).
         input_shape: per-sample input shape for data-free criteria that need one (synflow),
             if no ``data`` is given.
+        pattern: ``"N:M"`` (e.g. ``"2:4"``): keep at most N of every M consecutive entries
+            along each layer's input dimension (see :mod:`.allocation`); needs
+            ``sparsity >= 1 - N/M``. Intermediate rounds are raised to the pattern's density.
 
     Returns:
         The :class:`SparsityReport` after pruning.
@@ -84,6 +95,7 @@ def prune(
     spec = get_method(method)
     sparsity = check_sparsity(sparsity)
     check_allocation(allocation)
+    parse_pattern(pattern)
     if spec.needs_data and data is None:
         raise ValueError(f"method {method!r} is data-driven: pass data=[(inputs, targets), ...]")
     n_rounds = spec.rounds if rounds is None else int(rounds)
@@ -101,13 +113,23 @@ def prune(
             f"model is already at sparsity {1 - start_density:.4g}, above the target "
             f"{sparsity:.4g}; pruning never revives entries"
         )
-    for target in round_sparsities(start_density, sparsity, n_rounds):
+    if pattern is not None:
+        lowest = pattern_min_sparsity(entries, pattern, dense)
+        if sparsity < lowest - 0.5 / total:
+            raise ValueError(
+                f"cannot reach sparsity {sparsity:.4g} with pattern {pattern}: the pattern "
+                f"prunes at least {lowest:.2%} of this model; raise the sparsity"
+            )
+    targets = round_sparsities(start_density, sparsity, n_rounds)
+    for r, target in enumerate(targets):
+        if pattern is not None and r < len(targets) - 1:
+            target = max(target, pattern_min_sparsity(entries, pattern, dense))
         scorer = copy.deepcopy(model)
         scorer.train(spec.mode == "train")
         ctx = ScoringContext(scorer, prunable(scorer), data, loss_fn or F.cross_entropy, shape)
         with torch.enable_grad():
             scores = score_entries(spec, ctx)
-        masks = allocate(scores, entries, target, allocation, dense, min_density)
+        masks = allocate(scores, entries, target, allocation, dense, min_density, pattern)
         for entry, mask in zip(entries, masks, strict=True):
             entry.set_mask(mask)
     return sparsity_report(model)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from torch import nn
 
-from .. import models
 from ..experiments.build import representation
 from ..experiments.config import RunConfig, config_from_dict  # noqa: F401 (re-exported)
 from ..experiments.runfiles import (
@@ -93,7 +92,7 @@ def load_model(record: RunRecord) -> nn.Module:
     num_classes, in_channels = record.summary.get("num_classes"), record.summary.get("in_channels")
     if num_classes is None:
         num_classes, in_channels = DATASET_SHAPES[cfg.data.dataset]
-    model = models.get(cfg.model.model, num_classes, in_channels)
+    model = cfg.model.build(num_classes, in_channels)
     p = cfg.prune
     # the basis init is irrelevant: the state dict overwrites it (pca needs no data here)
     prepare(model, representation(replace(p, basis="dct") if p.basis == "pca" else p))

@@ -84,8 +84,10 @@ class Pruner(Callback):
         keep_first_dense: bool = False,
         keep_last_dense: bool = False,
         min_density: float | None = None,
+        pattern: str | None = None,
     ) -> None:
         self.allocation = allocation
+        self.pattern = pattern  # N:M, e.g. "2:4" (see pruning.allocation)
         self.keep_first_dense = keep_first_dense
         self.keep_last_dense = keep_last_dense
         self.min_density = min_density
@@ -154,6 +156,7 @@ class Pruner(Callback):
             "keep_first_dense": self.keep_first_dense,
             "keep_last_dense": self.keep_last_dense,
             "min_density": self.min_density,
+            "pattern": self.pattern,
         }
 
     # -- stepping ------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import torch
 
 from ..masks import capture_enabled
 from ..pruning import prune
+from ..pruning.allocation import nm_mask, parse_pattern, satisfies_pattern
 from ..training import distributed, reset_state_entries
 from .base import Pruner
 
@@ -44,6 +45,7 @@ class DynamicSparseTraining(Pruner):
         **allocation_kwargs,
     ) -> None:
         super().__init__(**allocation_kwargs)
+        self.nm = parse_pattern(self.pattern)
         if growth not in GROWTH:
             raise ValueError(f"unknown growth {growth!r}; choose one of {GROWTH}")
         if interval is not None and interval < 1:
@@ -172,6 +174,15 @@ class DynamicSparseTraining(Pruner):
             exact = torch.float64 if score.device.type in ("cpu", "cuda") else score.dtype
             grow_score = score.flatten().to(exact)
             grow_score[after_drop] = -math.inf
+            if self.nm is not None:  # grow only where a group has room under N:M
+                if not satisfies_pattern(e.mask.detach().bool(), *self.nm):
+                    raise ValueError(
+                        f"layer {e.name!r} breaks the {self.pattern} pattern before a "
+                        f"{self.growth} update; prune with pattern={self.pattern!r} first"
+                    )
+                taken = after_drop.reshape(e.param.shape)
+                room = nm_mask(grow_score.reshape(e.param.shape), *self.nm, taken=taken)
+                grow_score[~room.flatten()] = -math.inf
             grow = torch.topk(grow_score, k).indices
             new = after_drop.clone()
             new[grow] = True

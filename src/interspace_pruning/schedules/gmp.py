@@ -9,6 +9,7 @@ stay pruned; for IP the coefficients are ranked, the basis keeps training.
 from __future__ import annotations
 
 from ..pruning import prune
+from ..pruning.allocation import dense_layers, pattern_min_sparsity
 from .base import Pruner
 
 
@@ -53,6 +54,9 @@ class GradualMagnitudePruning(Pruner):
         target = self.sparsity_at(t)
         if target is None:
             return
+        if self.pattern is not None:  # N:M can only jump to its density, not ramp up to it
+            dense = dense_layers(self.entries, self.keep_first_dense, self.keep_last_dense)
+            target = max(target, pattern_min_sparsity(self.entries, self.pattern, dense))
         self.change_masks(
             t, target, lambda: prune(self.model, self.criterion, target, **self.prune_kwargs())
         )

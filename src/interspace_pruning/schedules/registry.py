@@ -30,7 +30,7 @@ from torch import nn
 
 from ..foundations.hparams import coerce
 from ..pruning import ALLOCATIONS, method_names
-from ..pruning.allocation import check_sparsity
+from ..pruning.allocation import check_sparsity, parse_pattern
 from ..pruning.registry import Batch, LossFn
 from .base import Pruner
 from .dst import DynamicSparseTraining
@@ -46,10 +46,13 @@ class AllocationOptions:
     keep_first_dense: bool = False
     keep_last_dense: bool = False
     min_density: float | None = None
+    #: N:M pattern such as ``"2:4"`` (see :mod:`..pruning.allocation`); ``None``: unstructured.
+    pattern: str | None = None
 
     def __post_init__(self) -> None:
         if self.allocation not in ALLOCATIONS:
             raise ValueError(f"unknown allocation {self.allocation!r}; choose one of {ALLOCATIONS}")
+        parse_pattern(self.pattern)
 
     def allocation_kwargs(self) -> dict:
         return {
@@ -57,6 +60,7 @@ class AllocationOptions:
             "keep_first_dense": self.keep_first_dense,
             "keep_last_dense": self.keep_last_dense,
             "min_density": self.min_density,
+            "pattern": self.pattern,
         }
 
 
