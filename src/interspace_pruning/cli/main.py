@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(ns, "threads", None):
         torch.set_num_threads(ns.threads)
     try:
-        distributed.init_from_env()  # under torchrun: join the process group
+        distributed.init_from_env(getattr(ns, "device", "auto"))  # under torchrun: join
         COMMANDS[ns.command](ns)
     except ValueError as e:  # includes DataError and TrainingError: one line, no traceback
         print(f"interspace {ns.command}: error: {e}", file=sys.stderr)

@@ -25,6 +25,7 @@ from ..masks import prunable, sparsity_report
 from ..pruning import method_names, prune
 from ..schedules import DynamicSparseTraining, GradualMagnitudePruning
 from ..training import Callback, distributed, evaluate, train
+from ..training.device import resolve_device
 from ..training.loop import CHECKPOINT
 from .config import DataConfig, RunConfig, config_from_dict
 
@@ -112,6 +113,9 @@ def prepare(
     """
     p = cfg.prune
     model = prepare_representation(cfg, dataset, model)
+    device = resolve_device(cfg.train.device)
+    model.to(device)  # prune where training runs (initial weights come from the CPU RNG)
+    dataset = dataset.to(device)
     if p.representation == "dense":
         return model, []
     steps = dataset.steps_per_epoch(cfg.train.batch_size) * cfg.train.epochs
@@ -232,6 +236,7 @@ def run(
     if out is not None:
         claim_run_dir(out, cfg, resume, overwrite)
     dataset = load_data(cfg.data) if dataset is None else dataset
+    dataset = dataset.to(resolve_device(cfg.train.device))
     writes = out is not None and distributed.info().is_main
     if writes:
         out.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import signal
 import threading
 import time
@@ -19,16 +18,38 @@ from ..data import ImageDataset
 from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.io import write_jsonl
 from ..masks import has_masks, sparsity_report
+from . import device as dev
 from . import distributed
 from .callbacks import Callback, TrainState
 from .config import TrainConfig
 from .optim import build_optimizer, build_scheduler
 
 CHECKPOINT = "checkpoint.pt"
+#: On accelerators the non-finite-loss and stop-request checks run every this many steps
+#: (and at each epoch's end), not every step: each check waits for the device to finish.
+#: On the CPU they run every step, where waiting costs nothing.
+SYNC_EVERY = 50
 
 
 class TrainingError(ValueError):
     """Training cannot go on (e.g. the loss diverged)."""
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def to_device(
+    x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch on ``device`` (asynchronously from pinned memory), in the model's layout."""
+    if x.device != device:
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
 
 
 @torch.no_grad()
@@ -38,23 +59,31 @@ def evaluate(
     batch_size: int = 1000,
     split: str = "test",
     limit: int | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> dict[str, float]:
     """Loss and accuracy on ``split`` ("test" or "train", at most ``limit`` images), in
-    eval mode without augmentation; restores the previous mode."""
+    eval mode without augmentation, on the model's device (``precision``: autocast as in
+    training); restores the previous mode. Sums stay on the device until the end."""
     was_training = model.training
     model.eval()
+    device = _model_device(model)
     if split == "test":
         batches = dataset.test_batches(batch_size)
     else:
         batches = dataset.train_eval_batches(batch_size, limit)
-    loss_sum, correct, count = 0.0, 0, 0
-    for x, y in batches:
-        out = model(x)
-        loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
-        correct += int((out.argmax(1) == y).sum())
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    count = 0
+    for batch in batches:
+        x, y = to_device(*batch, device, channels_last)
+        with dev.autocast(device, precision):
+            out = model(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
+        correct += (out.argmax(1) == y).sum()
         count += len(y)
     model.train(was_training)
-    return {f"{split}_loss": loss_sum / count, f"{split}_acc": correct / count}
+    return {f"{split}_loss": float(loss_sum) / count, f"{split}_acc": int(correct) / count}
 
 
 def _sparsity(model: nn.Module) -> float:
@@ -79,7 +108,10 @@ class _Position:
     epoch_time: float = 0.0
 
 
-def _save_checkpoint(path: Path, state: TrainState, pos: _Position, callbacks, tag: str) -> None:
+def _save_checkpoint(
+    path: Path, state: TrainState, pos: _Position, callbacks, tag: str, scaler=None
+) -> None:
+    extra = {"scaler": scaler.state_dict()} if scaler is not None and scaler.is_enabled() else {}
     save_tensors(
         path,
         {
@@ -100,12 +132,17 @@ def _save_checkpoint(path: Path, state: TrainState, pos: _Position, callbacks, t
             "torch_rng": torch.get_rng_state(),
             "history": state.history,
             "callbacks": [[type(cb).__name__, cb.state_dict()] for cb in callbacks],
+            **extra,
         },
     )
 
 
-def _load_checkpoint(path: Path, state: TrainState, callbacks, tag: str) -> _Position:
-    """Restore a checkpoint into ``state``; returns where to continue."""
+def _load_checkpoint(path: Path, state: TrainState, callbacks, tag: str, scaler=None) -> _Position:
+    """Restore a checkpoint into ``state``; returns where to continue.
+
+    The file is read onto the CPU and copied into the model's and optimiser's tensors
+    wherever they live, so a run checkpointed on a GPU resumes on a CPU and vice versa.
+    """
     ckpt = load_tensors(path)
     if ckpt.get("tag", "") != tag:
         raise ValueError(
@@ -119,6 +156,8 @@ def _load_checkpoint(path: Path, state: TrainState, callbacks, tag: str) -> _Pos
         first = str(e).strip().splitlines()[0]
         raise ValueError(f"checkpoint {path} does not match this run: {first}") from None
     state.scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and scaler.is_enabled() and "scaler" in ckpt:
+        scaler.load_state_dict(ckpt["scaler"])
     torch.set_rng_state(ckpt["torch_rng"])
     state.step = int(ckpt["step"])
     state.history = list(ckpt["history"])
@@ -159,6 +198,21 @@ class _StopRequests:
             signal.signal(sig, handler)
 
 
+def compile_model(net: nn.Module) -> nn.Module:
+    """``torch.compile`` a model (or its DDP wrapper) with parametrisations.
+
+    Masks are buffers changed in place, which compiled graphs read as inputs: a mask
+    update (RigL, GMP, IMP) neither recompiles nor leaves a stale mask. Under DDP, dynamo's
+    bucket-splitting optimiser fails on parametrised modules (pytorch#113415), so it is
+    switched off: gradients are then all-reduced after the backward instead of overlapped.
+    """
+    if isinstance(net, nn.parallel.DistributedDataParallel):
+        import torch._dynamo
+
+        torch._dynamo.config.optimize_ddp = False
+    return torch.compile(net)
+
+
 class TrainingStopped(KeyboardInterrupt):
     """Training stopped on request (SIGTERM/SIGINT) after writing a checkpoint."""
 
@@ -194,9 +248,20 @@ def train(
             f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the "
             f"{d.world_size} processes"
         )
+    device = dev.resolve_device(cfg.device)
+    precision = dev.resolve_precision(cfg.precision, device)
+    channels_last = dev.resolve_channels_last(cfg.channels_last, device)
+    dev.configure_backends(device)
+    model.to(device)  # before the optimiser is built: its state follows the parameters
+    if channels_last:
+        dev.set_channels_last(model, True)
+    if cfg.sync_bn and d.enabled:
+        distributed.convert_sync_batchnorm(model, device)
+    dataset = dataset.to(device)
     steps = dataset.steps_per_epoch(cfg.batch_size)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, steps * cfg.epochs)
+    scaler = dev.grad_scaler(device, precision)
     state = TrainState(model, optimizer, scheduler, dataset, cfg, steps, steps * cfg.epochs)
 
     def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -209,11 +274,14 @@ def train(
     ckpt_path = out / CHECKPOINT if out is not None else None
     pos = _Position()
     if resume and ckpt_path is not None and ckpt_path.is_file():
-        pos = _load_checkpoint(ckpt_path, state, callbacks, tag)
+        pos = _load_checkpoint(ckpt_path, state, callbacks, tag, scaler)
     else:
         for cb in callbacks:
             cb.on_train_start(state)
-    net = distributed.wrap(model)
+    net = distributed.wrap(model, device)
+    if cfg.compile:
+        net = compile_model(net)
+    sync_every = 1 if device.type == "cpu" else SYNC_EVERY
     elapsed0 = state.history[-1]["elapsed"] if state.history else 0.0
     start = time.perf_counter() - elapsed0
     # disable=None: bars only on a terminal, so logs and CI output stay clean
@@ -234,45 +302,60 @@ def train(
                 pos = _Position(epoch=epoch, epoch_generator=generator.get_state())
             model.train()
             t0 = time.perf_counter() - pos.epoch_time
+            # Per-step sums stay on the device (no host sync per step): loss, correct, and
+            # whether any loss was non-finite since the last check.
+            sums = torch.tensor([pos.loss_sum, pos.correct], dtype=torch.float64, device=device)
+            nonfinite = torch.zeros((), dtype=torch.bool, device=device)
             batches = dataset.train_batches(cfg.batch_size, generator)
             for i, batch in enumerate(batches):
                 if i < pos.batches_done:
                     continue  # ...and skip what was done before the interruption
-                x, y = distributed.shard(batch, d)
+                x, y = to_device(*distributed.shard(batch, d), device, channels_last)
                 state.batch = (x, y)
                 optimizer.zero_grad(set_to_none=True)
-                logits = net(x)
-                loss = loss_fn(logits, y)
-                flags = [float(not math.isfinite(loss.item())), float(stop.requested is not None)]
-                bad, stopping = distributed.all_reduce_sum(flags) if d.enabled else flags
-                if bad:
-                    raise TrainingError(
-                        f"loss became {loss.item()} at epoch {epoch + 1}, step {state.step}; "
-                        f"lower the learning rate (--lr {cfg.lr}) or check the data"
-                        + (f" (last good checkpoint: {ckpt_path})" if writes else "")
-                    )
-                loss.backward()
+                with dev.autocast(device, precision):
+                    logits = net(x)
+                    loss = loss_fn(logits.float(), y)
+                nonfinite |= ~torch.isfinite(loss.detach())
+                stopping = False
+                if (i + 1) % sync_every == 0 or i + 1 == steps:
+                    flags = [float(nonfinite), float(stop.requested is not None)]
+                    bad, stopping = distributed.all_reduce_sum(flags, device)
+                    if bad:
+                        where = "" if sync_every == 1 else f" (within the last {sync_every} steps)"
+                        raise TrainingError(
+                            f"loss became {loss.item()} at epoch {epoch + 1}, step "
+                            f"{state.step}{where}; lower the learning rate (--lr {cfg.lr}) or "
+                            "check the data"
+                            + (f" (last good checkpoint: {ckpt_path})" if writes else "")
+                        )
+                scaler.scale(loss).backward()
+                if scaler.is_enabled():
+                    scaler.unscale_(optimizer)  # callbacks see true gradients
                 for cb in callbacks:
                     cb.on_after_backward(state)
-                optimizer.step()
+                scaler.step(optimizer)  # skipped (parameters untouched) on inf/NaN gradients
+                scaler.update()
                 scheduler.step()
                 for cb in callbacks:
                     cb.on_step_end(state)
                 state.step += 1
                 pos.batches_done = i + 1
-                pos.loss_sum += loss.item() * len(y)
-                pos.correct += int((logits.argmax(1) == y).sum())
+                sums[0] += loss.detach().double() * len(y)
+                sums[1] += (logits.detach().argmax(1) == y).sum()
                 pos.seen += len(y)
                 if stopping:
                     pos.epoch_time = time.perf_counter() - t0
+                    pos.loss_sum, pos.correct = float(sums[0]), int(sums[1])
                     if writes:
-                        _save_checkpoint(ckpt_path, state, pos, callbacks, tag)
+                        _save_checkpoint(ckpt_path, state, pos, callbacks, tag, scaler)
                     raise TrainingStopped(
                         f"stopped by signal {stop.requested} at epoch {epoch + 1}, step "
                         f"{state.step}" + (f"; resume from {ckpt_path}" if writes else "")
                     )
+            pos.loss_sum, pos.correct = float(sums[0]), int(sums[1])
             loss_sum, correct, seen = distributed.all_reduce_sum(
-                [pos.loss_sum, float(pos.correct), float(pos.seen)]
+                [pos.loss_sum, float(pos.correct), float(pos.seen)], device
             )
             metrics = {
                 "epoch": epoch + 1,
@@ -280,7 +363,7 @@ def train(
                 "lr": optimizer.param_groups[0]["lr"],
                 "train_loss": loss_sum / max(seen, 1),
                 "train_acc": correct / max(seen, 1),
-                **evaluate(model, dataset),
+                **evaluate(model, dataset, precision=precision, channels_last=channels_last),
                 "sparsity": _sparsity(model),
                 "epoch_time": time.perf_counter() - t0,
                 "elapsed": time.perf_counter() - start,
@@ -291,7 +374,7 @@ def train(
             pos = _Position(epoch=epoch + 1, epoch_generator=generator.get_state())
             if writes:
                 write_jsonl(out / "metrics.jsonl", state.history)
-                _save_checkpoint(ckpt_path, state, pos, callbacks, tag)
+                _save_checkpoint(ckpt_path, state, pos, callbacks, tag, scaler)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", acc=f"{metrics['test_acc']:.3f}")
     bar.close()
