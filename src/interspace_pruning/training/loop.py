@@ -207,9 +207,9 @@ def compile_model(net: nn.Module) -> nn.Module:
     switched off: gradients are then all-reduced after the backward instead of overlapped.
     """
     if isinstance(net, nn.parallel.DistributedDataParallel):
-        import torch._dynamo
+        import torch._dynamo as dynamo
 
-        torch._dynamo.config.optimize_ddp = False
+        dynamo.config.optimize_ddp = False
     return torch.compile(net)
 
 
