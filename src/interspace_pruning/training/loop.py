@@ -322,9 +322,11 @@ def train(
                     flags = [float(nonfinite), float(stop.requested is not None)]
                     bad, stopping = distributed.all_reduce_sum(flags, device)
                     if bad:
-                        where = "" if sync_every == 1 else f" (within the last {sync_every} steps)"
+                        what, where = loss.item(), ""
+                        if sync_every > 1:  # the bad step may lie before this one
+                            what, where = "non-finite", f" (or up to {sync_every - 1} before)"
                         raise TrainingError(
-                            f"loss became {loss.item()} at epoch {epoch + 1}, step "
+                            f"loss became {what} at epoch {epoch + 1}, step "
                             f"{state.step}{where}; lower the learning rate (--lr {cfg.lr}) or "
                             "check the data"
                             + (f" (last good checkpoint: {ckpt_path})" if writes else "")
