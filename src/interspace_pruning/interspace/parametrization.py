@@ -8,12 +8,21 @@ from ..bases import FilterBasis
 from ..masks.parametrization import MaskedParametrization
 
 _AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu")
+_TORCH = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    if _TORCH >= (2, 4):
+        return torch.is_autocast_enabled(device_type)
+    if device_type == "cpu":  # torch < 2.4 had one query per device type
+        return torch.is_autocast_cpu_enabled()
+    return device_type == "cuda" and torch.is_autocast_enabled()
 
 
 def _matmul_no_autocast(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a @ b`` in the inputs' own dtype, even inside an autocast region."""
     dev = a.device.type
-    if dev in _AUTOCAST_DEVICES and torch.is_autocast_enabled(dev):
+    if dev in _AUTOCAST_DEVICES and _autocast_enabled(dev):
         with torch.autocast(dev, enabled=False):
             return torch.matmul(a, b)
     return torch.matmul(a, b)
