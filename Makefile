@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_step_time.py
+	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/export_size.py
 	$(BIN)/python benchmarks/inference_speed.py
 

@@ -7,6 +7,16 @@ import torch
 from torch import nn
 
 
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.cuda`` tests skip without a CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 class MixedNet(nn.Module):
     """Strided, dilated, grouped, depthwise, non-square and 1x1 convs, BN and Linear."""
 

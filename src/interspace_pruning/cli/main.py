@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"argument --threads: must be at least 1, got {threads}")
         torch.set_num_threads(threads)
     try:
-        distributed.init_from_env()  # under torchrun: join the process group
+        distributed.init_from_env(getattr(ns, "device", "auto"))  # under torchrun: join
         COMMANDS[ns.command](ns)
     except ValueError as e:  # includes DataError and TrainingError: one line, no traceback
         print(f"interspace {ns.command}: error: {e}", file=sys.stderr)

@@ -29,6 +29,9 @@ class Diagnostics(Callback):
 
     def _measure(self, state: TrainState) -> dict[str, float]:
         x, y = self._batch(state)
+        p = next(state.model.parameters(), None)
+        if p is not None and x.device != p.device:  # e.g. an image folder read on the CPU
+            x, y = x.to(p.device), y.to(p.device)
         return gradient_norms(state.model, x, y, state.loss_fn)
 
     def on_train_start(self, state: TrainState) -> None:

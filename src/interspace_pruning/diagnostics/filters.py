@@ -19,12 +19,13 @@ def filter_nnz_histogram(model: nn.Module) -> list[int]:
     An SP filter keeps only its unpruned positions; an IP filter with any unpruned
     coefficient is a combination of dense basis filters and so is spatially dense.
     """
-    hist = torch.zeros(10, dtype=torch.long)
+    hist = None  # counted on the layers' device, read back once
     for m in model.modules():
         if isinstance(m, nn.Conv2d) and tuple(m.kernel_size) == (3, 3):
             nnz = (spatial_filters(m) != 0).sum(dim=(1, 2))
-            hist += torch.bincount(nnz, minlength=10)
-    return hist.tolist()
+            counts = torch.bincount(nnz, minlength=10)
+            hist = counts if hist is None else hist + counts
+    return hist.tolist() if hist is not None else [0] * 10
 
 
 def dense_filter_fraction(hist: list[int]) -> float:

@@ -14,6 +14,7 @@ from ..masks import no_gradient_capture, prunable
 
 
 def _norm(tensors: list[torch.Tensor]) -> float:
+    """The L2 norm of all of ``tensors`` together (summed on their device, one sync)."""
     return float(torch.sqrt(sum((t.detach().double() ** 2).sum() for t in tensors)))
 
 
@@ -45,7 +46,7 @@ def gradient_norms(
         targets_ = [*weights, *params, *bases]
         grads = torch.autograd.grad(loss, targets_, allow_unused=True)
     n = len(modules)
-    fill = [g if g is not None else torch.zeros(1) for g in grads]
+    fill = [g if g is not None else loss.new_zeros(1) for g in grads]
     return {
         "spatial_grad_norm": _norm(fill[:n]),
         "grad_norm": _norm(fill[n : 2 * n]),

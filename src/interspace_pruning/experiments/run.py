@@ -19,6 +19,7 @@ from ..foundations.io import CorruptFileError, atomic_write_json, remove_stale_t
 from ..pruning import method_names
 from ..schedules import Pruner, pruner
 from ..training import Callback, distributed, train
+from ..training.device import resolve_device
 from ..training.loop import DivergedError
 from .build import (
     DIAGNOSTICS_FINAL,
@@ -103,6 +104,9 @@ def prepare(
     """
     p = cfg.prune
     model = prepare_representation(cfg, dataset, model)
+    device = resolve_device(cfg.train.device)
+    model.to(device)  # prune where training runs (initial weights come from the CPU RNG)
+    dataset = dataset.to(device)
     if p.representation == "dense":
         return model, []
     if p.method == "imp":
@@ -180,6 +184,7 @@ def _run(
     if out is not None:
         claim_run_dir(out, cfg, resume, overwrite)
     dataset = load_data(cfg.data) if dataset is None else dataset
+    dataset = dataset.to(resolve_device(cfg.train.device))
     writes = out is not None and distributed.info().is_main
     if writes:
         out.mkdir(parents=True, exist_ok=True)

@@ -17,19 +17,32 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+#: ``identity`` values of :func:`hp`.
+IDENTITY_MODES = (True, False, "non-default")
+
+
 def hp(
     default: Any,
     help: str,
     choices: typing.Sequence[Any] | typing.Callable[[], typing.Sequence[Any]] | None = None,
     flag: str | None = None,
+    identity: bool | str = True,
 ) -> Any:
     """A dataclass field with CLI help text, optional choices and optional flag name.
 
     ``choices`` is a sequence, or a function returning one, read when the parser is built
     (e.g. a registry that users extend). A ``tuple[str, ...]`` field becomes a repeatable
     flag (each use appends one value).
+
+    ``identity`` says whether the field is part of a run's identity (:func:`config_hash`):
+    ``True`` (results depend on it), ``False`` (execution only, e.g. the device: a run may
+    resume on another one), or ``"non-default"`` (results depend on it, but it was added
+    after runs were named, so it is hashed only when it differs from ``default`` and
+    existing run directories keep their names).
     """
-    meta = {"help": help, "choices": choices, "flag": flag}
+    if identity not in IDENTITY_MODES:
+        raise ValueError(f"identity must be one of {IDENTITY_MODES}, got {identity!r}")
+    meta = {"help": help, "choices": choices, "flag": flag, "identity": identity}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -96,9 +109,24 @@ def to_dict(obj: Any) -> dict:
     return dataclasses.asdict(obj)
 
 
+def identity_dict(obj: Any) -> Any:
+    """The values of a (nested) dataclass that identify a run: fields marked
+    ``identity=False`` are left out, ``identity="non-default"`` ones when at their default."""
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        return obj
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        mode = f.metadata.get("identity", True)
+        if mode is False or (mode == "non-default" and value == f.default):
+            continue
+        out[f.name] = identity_dict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
 def config_hash(obj: Any, length: int = 10) -> str:
-    """Stable short hash of a (nested) dataclass's resolved values."""
-    blob = json.dumps(to_dict(obj), sort_keys=True, default=str)
+    """Stable short hash of the values that identify a run (see :func:`identity_dict`)."""
+    blob = json.dumps(identity_dict(obj), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 

@@ -109,7 +109,8 @@ def costs(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
     """Costs of one sample of shape ``input_shape`` through ``model`` (SP, IP or dense)."""
     was_training = model.training
     model.eval()
-    example = torch.zeros((1, *input_shape), dtype=next(model.parameters()).dtype)
+    first = next(model.parameters())
+    example = torch.zeros((1, *input_shape), dtype=first.dtype, device=first.device)
     plain = fold(model)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         plain(example)

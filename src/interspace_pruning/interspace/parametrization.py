@@ -8,6 +8,26 @@ from torch import nn
 from ..bases import FilterBasis
 from ..masks.parametrization import MaskedParametrization
 
+_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu")
+_TORCH = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    if _TORCH >= (2, 4):
+        return torch.is_autocast_enabled(device_type)
+    if device_type == "cpu":  # torch < 2.4 had one query per device type
+        return torch.is_autocast_cpu_enabled()
+    return device_type == "cuda" and torch.is_autocast_enabled()
+
+
+def _matmul_no_autocast(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` in the inputs' own dtype, even inside an autocast region."""
+    dev = a.device.type
+    if dev in _AUTOCAST_DEVICES and _autocast_enabled(dev):
+        with torch.autocast(dev, enabled=False):
+            return torch.matmul(a, b)
+    return torch.matmul(a, b)
+
 
 class InterspaceWeight(MaskedParametrization):
     """IP: each ``kh x kw`` filter is ``sum_n lambda_n g_n`` over a filter basis.
@@ -16,9 +36,22 @@ class InterspaceWeight(MaskedParametrization):
     ``(out_channels, in_channels // groups, n)``; the forward pass returns the dense spatial
     weight ``reshape((Lambda * M) @ F)``. ``basis`` may be shared between layers
     (``share="network"``); autograd then sums its gradient over all of them.
+
+    Precision: the weight is formed in the dtype of ``Lambda`` and ``F`` (float32 in
+    mixed-precision training), with autocast switched off for the small ``(Lambda*M) @ F``
+    product. Autocast then casts the finished weight to bf16/fp16 inside the convolution,
+    once, exactly as it casts an SP weight ``W * M``: both representations see one rounding
+    of the same kind, and ``Lambda``, ``F`` and their gradients never pass through a 16-bit
+    matmul (rounding ``Lambda`` and ``F`` separately would add error SP does not have). The
+    product costs ``C_out * C_in * K^4`` multiply-adds, negligible beside the convolution.
+
+    Layout: ``memory_format`` (set by ``training.device.set_channels_last``) is the layout
+    of the returned weight; channels_last lets the convolution skip a layout conversion.
     """
 
     kind = "ip"
+    #: Layout of the weight the forward pass returns.
+    memory_format: torch.memory_format = torch.contiguous_format
 
     def __init__(self, weight: torch.Tensor, basis: FilterBasis) -> None:
         if weight.dim() != 4:
@@ -31,7 +64,10 @@ class InterspaceWeight(MaskedParametrization):
         self.weight_shape = (out_c, in_c, kh, kw)
 
     def forward(self, coeffs: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(coeffs * self.mask, self.basis()).view(self.weight_shape)
+        w = _matmul_no_autocast(coeffs * self.mask, self.basis()).view(self.weight_shape)
+        if self.memory_format is torch.contiguous_format:
+            return w
+        return w.contiguous(memory_format=self.memory_format)
 
     @torch.no_grad()
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..foundations.hparams import hp
+from .device import DEVICES_HELP, LAYOUTS, PRECISIONS
 
 OPTIMIZERS = ("sgd", "adamw")
 #: Learning-rate schedules (``--schedule``). Not to be confused with pruning schedules
@@ -29,6 +30,29 @@ class TrainConfig:
     step_milestones: str = hp("0.5,0.75", "step schedule: epochs (as fractions) to decay at")
     label_smoothing: float = hp(0.0, "label smoothing of the cross-entropy loss")
     seed: int = hp(0, "seed for initial weights, pruning data and data order")
+    # Execution options. The device, layout and compilation do not change what is computed
+    # (beyond float rounding), so a run keeps its identity (and directory) across them and
+    # may resume on another device; precision and sync-BN do change results.
+    device: str = hp("auto", DEVICES_HELP, identity=False)
+    precision: str = hp(
+        "fp32",
+        "autocast precision: fp32, bf16, fp16 (with a gradient scaler), or auto (bf16 on GPUs "
+        "that support it and CPUs with native bf16, else fp32)",
+        PRECISIONS,
+        identity="non-default",
+    )
+    channels_last: str = hp(
+        "auto",
+        "channels_last (NHWC) layout: on, off, or auto (on for CUDA)",
+        LAYOUTS,
+        identity=False,
+    )
+    compile: bool = hp(False, "torch.compile the model for training", identity=False)
+    sync_bn: bool = hp(
+        False,
+        "under torchrun on GPUs: synchronise BatchNorm statistics across processes",
+        identity="non-default",
+    )
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -48,6 +72,12 @@ class TrainConfig:
             raise ValueError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.weight_decay < 0 or self.basis_weight_decay < 0 or self.basis_lr_mult < 0:
             raise ValueError("weight decays and --basis-lr-mult must be >= 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
+        if self.channels_last not in LAYOUTS:
+            raise ValueError(
+                f"unknown --channels-last {self.channels_last!r}; choose one of {LAYOUTS}"
+            )
         self.milestones()  # validates the string
 
     def milestones(self) -> list[float]:

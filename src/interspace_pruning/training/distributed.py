@@ -6,7 +6,11 @@ equals that of a single process on the global batch. DDP averages gradients (fil
 included) and broadcasts buffers (masks, BN statistics) from rank 0; whenever a pruning
 schedule changes masks it decides from gradients reduced across ranks and then
 broadcasts all parameters and buffers from rank 0, so masks can never drift apart. Only
-rank 0 writes files. Training runs on the CPU (gloo), where BN statistics are per rank.
+rank 0 writes files.
+
+On GPUs the processes talk over NCCL and each uses the GPU of its ``LOCAL_RANK``;
+``--sync-bn`` then computes BatchNorm statistics over the global batch. On CPUs they use
+gloo and BN statistics are per rank.
 """
 
 from __future__ import annotations
@@ -41,11 +45,24 @@ def info() -> DistInfo:
     return DistInfo()
 
 
-def init_from_env() -> DistInfo:
-    """Join the process group that ``torchrun`` describes in the environment, if any."""
+def backend_for(device: str) -> str:
+    """``nccl`` when training runs on CUDA (``--device auto|cuda...`` with a GPU), else gloo
+    (nccl takes CUDA tensors only)."""
+    spec = str(device).lower()
+    cuda = spec.startswith("cuda") or (spec == "auto" and torch.cuda.is_available())
+    return "nccl" if cuda and dist.is_nccl_available() else "gloo"
+
+
+def init_from_env(device: str = "auto") -> DistInfo:
+    """Join the process group that ``torchrun`` describes in the environment, if any.
+
+    With ``device`` on CUDA each process is bound to the GPU of its ``LOCAL_RANK`` first.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        # training runs on the CPU, whose tensors need gloo (nccl takes CUDA tensors only)
-        dist.init_process_group("gloo")
+        backend = backend_for(device)
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
     return info()
 
 
@@ -58,10 +75,18 @@ def shard(batch: tuple[torch.Tensor, torch.Tensor], d: DistInfo):
     return x[d.rank * b : (d.rank + 1) * b], y[d.rank * b : (d.rank + 1) * b]
 
 
-def all_reduce_sum(values: list[float]) -> list[float]:
+def _comm_device(device: torch.device | None) -> torch.device:
+    """Where collective tensors must live: the GPU for nccl, the CPU for gloo."""
+    if dist.get_backend() == "nccl":
+        return device if device is not None and device.type == "cuda" else torch.device("cuda")
+    return torch.device("cpu")
+
+
+def all_reduce_sum(values: list[float], device: torch.device | None = None) -> list[float]:
+    """Sum numbers over ranks (one collective; ``device``: the training device)."""
     if not info().enabled:
         return values
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=_comm_device(device))
     dist.all_reduce(t)
     return t.tolist()
 
@@ -85,8 +110,17 @@ def broadcast_module(module: nn.Module) -> None:
         dist.broadcast(t.data, 0)
 
 
-def wrap(model: nn.Module) -> nn.Module:
+def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> None:
+    """Replace ``model``'s BatchNorm layers by SyncBatchNorm, in place (CUDA only)."""
+    if device.type != "cuda":
+        raise ValueError("--sync-bn needs training on GPUs (--device cuda under torchrun)")
+    for name, child in list(model.named_children()):
+        setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+
+
+def wrap(model: nn.Module, device: torch.device | None = None) -> nn.Module:
     """The module to run forward/backward through: DDP when distributed, else ``model``."""
     if not info().enabled:
         return model
-    return nn.parallel.DistributedDataParallel(model, broadcast_buffers=True)
+    ids = [device] if device is not None and device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=True)

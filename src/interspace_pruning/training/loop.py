@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import math
 import signal
 import threading
 import time
@@ -20,6 +19,7 @@ from ..data import ImageDataset
 from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.io import remove_stale_temps, write_jsonl
 from ..masks import sparsity_report
+from . import device as dev
 from . import distributed
 from .callbacks import Callback, TrainState
 from .config import TrainConfig
@@ -28,6 +28,10 @@ from .optim import build_optimizer, build_scheduler
 CHECKPOINT = "checkpoint.pt"
 #: The checkpoint before the last one, kept so that a damaged checkpoint loses one epoch only.
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
+#: On accelerators the non-finite-loss and stop-request checks run every this many steps
+#: (and at each epoch's end), not every step: each check waits for the device to finish.
+#: On the CPU they run every step, where waiting costs nothing.
+SYNC_EVERY = 50
 
 
 class TrainingError(ValueError):
@@ -38,6 +42,23 @@ class DivergedError(TrainingError):
     """The loss became NaN or infinite."""
 
 
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def to_device(
+    x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch on ``device`` (asynchronously from pinned memory), in the model's layout."""
+    if x.device != device:
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -45,23 +66,31 @@ def evaluate(
     batch_size: int = 1000,
     split: str = "test",
     limit: int | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> dict[str, float]:
     """Loss and accuracy on ``split`` ("test" or "train", at most ``limit`` images), in
-    eval mode without augmentation; restores the previous mode."""
+    eval mode without augmentation, on the model's device (``precision``: autocast as in
+    training); restores the previous mode. Sums stay on the device until the end."""
     was_training = model.training
     model.eval()
+    device = _model_device(model)
     if split == "test":
         batches = dataset.test_batches(batch_size)
     else:
         batches = dataset.train_eval_batches(batch_size, limit)
-    loss_sum, correct, count = 0.0, 0, 0
-    for x, y in batches:
-        out = model(x)
-        loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
-        correct += int((out.argmax(1) == y).sum())
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    count = 0
+    for batch in batches:
+        x, y = to_device(*batch, device, channels_last)
+        with dev.autocast(device, precision):
+            out = model(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
+        correct += (out.argmax(1) == y).sum()
         count += len(y)
     model.train(was_training)
-    return {f"{split}_loss": loss_sum / count, f"{split}_acc": correct / count}
+    return {f"{split}_loss": float(loss_sum) / count, f"{split}_acc": int(correct) / count}
 
 
 def _sparsity(model: nn.Module) -> float:
@@ -82,9 +111,11 @@ class _Position:
     epoch_time: float = 0.0
 
 
-def _save_checkpoint(path: Path, state: TrainState, pos: _Position, callbacks, tag: str) -> None:
+def _save_checkpoint(
+    path: Path, state: TrainState, pos: _Position, callbacks, tag: str, scaler=None
+) -> None:
     with _disk_full_is_an_error(path):
-        _write_checkpoint(path, state, pos, callbacks, tag)
+        _write_checkpoint(path, state, pos, callbacks, tag, scaler)
 
 
 class _disk_full_is_an_error:
@@ -114,7 +145,10 @@ def _checkpoints(ckpt: Path) -> list[Path]:
     return [ckpt, ckpt.with_name(PREVIOUS_CHECKPOINT)]
 
 
-def _write_checkpoint(path: Path, state: TrainState, pos: _Position, callbacks, tag: str) -> None:
+def _write_checkpoint(
+    path: Path, state: TrainState, pos: _Position, callbacks, tag: str, scaler=None
+) -> None:
+    extra = {"scaler": scaler.state_dict()} if scaler is not None and scaler.is_enabled() else {}
     save_tensors(
         path,
         {
@@ -135,13 +169,18 @@ def _write_checkpoint(path: Path, state: TrainState, pos: _Position, callbacks, 
             "torch_rng": torch.get_rng_state(),
             "history": state.history,
             "callbacks": [[type(cb).__name__, cb.state_dict()] for cb in callbacks],
+            **extra,
         },
         keep_previous=path.with_name(PREVIOUS_CHECKPOINT),
     )
 
 
-def _load_checkpoint(path: Path, state: TrainState, callbacks, tag: str) -> _Position:
-    """Restore a checkpoint into ``state``; returns where to continue."""
+def _load_checkpoint(path: Path, state: TrainState, callbacks, tag: str, scaler=None) -> _Position:
+    """Restore a checkpoint into ``state``; returns where to continue.
+
+    The file is read onto the CPU and copied into the model's and optimiser's tensors
+    wherever they live, so a run checkpointed on a GPU resumes on a CPU and vice versa.
+    """
     prev = path.with_name(PREVIOUS_CHECKPOINT)
     fix = (
         f"continue from the previous one instead: mv {prev} {path}"
@@ -161,6 +200,8 @@ def _load_checkpoint(path: Path, state: TrainState, callbacks, tag: str) -> _Pos
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"checkpoint {path} does not match this run: {first}") from None
     state.scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and scaler.is_enabled() and "scaler" in ckpt:
+        scaler.load_state_dict(ckpt["scaler"])
     torch.set_rng_state(ckpt["torch_rng"])
     state.step = int(ckpt["step"])
     state.history = list(ckpt["history"])
@@ -209,6 +250,21 @@ class _StopRequests:
             signal.signal(sig, handler)
 
 
+def compile_model(net: nn.Module) -> nn.Module:
+    """``torch.compile`` a model (or its DDP wrapper) with parametrisations.
+
+    Masks are buffers changed in place, which compiled graphs read as inputs: a mask
+    update (RigL, GMP, IMP) neither recompiles nor leaves a stale mask. Under DDP, dynamo's
+    bucket-splitting optimiser fails on parametrised modules (pytorch#113415), so it is
+    switched off: gradients are then all-reduced after the backward instead of overlapped.
+    """
+    if isinstance(net, nn.parallel.DistributedDataParallel):
+        import torch._dynamo as dynamo
+
+        dynamo.config.optimize_ddp = False
+    return torch.compile(net)
+
+
 class TrainingStopped(KeyboardInterrupt):
     """Training stopped on request (SIGTERM/SIGINT) after writing a checkpoint."""
 
@@ -248,9 +304,20 @@ def train(
             f"--batch-size {cfg.batch_size} (the global batch) must be divisible by the "
             f"{d.world_size} processes"
         )
+    device = dev.resolve_device(cfg.device)
+    precision = dev.resolve_precision(cfg.precision, device)
+    channels_last = dev.resolve_channels_last(cfg.channels_last, device)
+    dev.configure_backends(device)
+    model.to(device)  # before the optimiser is built: its state follows the parameters
+    if channels_last:
+        dev.set_channels_last(model, True)
+    if cfg.sync_bn and d.enabled:
+        distributed.convert_sync_batchnorm(model, device)
+    dataset = dataset.to(device)
     steps = dataset.steps_per_epoch(cfg.batch_size)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, steps * cfg.epochs)
+    scaler = dev.grad_scaler(device, precision)
     state = TrainState(model, optimizer, scheduler, dataset, cfg, steps, steps * cfg.epochs)
 
     def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -270,7 +337,7 @@ def train(
     found = [p for p in _checkpoints(ckpt_path) if p.is_file()] if ckpt_path else []
     if resume and found:
         try:
-            pos = _load_checkpoint(found[0], state, callbacks, tag)
+            pos = _load_checkpoint(found[0], state, callbacks, tag, scaler)
         except (KeyError, TypeError, AttributeError, RuntimeError) as e:  # hand-made/old files
             raise ValueError(
                 f"checkpoint {found[0]} is incomplete or malformed ({e!r:.80})"
@@ -278,7 +345,10 @@ def train(
     else:
         for cb in callbacks:
             cb.on_train_start(state)
-    net = distributed.wrap(model)
+    net = distributed.wrap(model, device)
+    if cfg.compile:
+        net = compile_model(net)
+    sync_every = 1 if device.type == "cpu" else SYNC_EVERY
     elapsed0 = state.history[-1]["elapsed"] if state.history else 0.0
     start = time.perf_counter() - elapsed0
     # disable=None: bars only on a terminal, so logs and CI output stay clean
@@ -299,46 +369,62 @@ def train(
                 pos = _Position(epoch=epoch, epoch_generator=generator.get_state())
             model.train()
             t0 = time.perf_counter() - pos.epoch_time
+            # Per-step sums stay on the device (no host sync per step): loss, correct, and
+            # whether any loss was non-finite since the last check.
+            sums = torch.tensor([pos.loss_sum, pos.correct], dtype=torch.float64, device=device)
+            nonfinite = torch.zeros((), dtype=torch.bool, device=device)
             batches = dataset.train_batches(cfg.batch_size, generator)
             for i, batch in enumerate(batches):
                 if i < pos.batches_done:
                     continue  # ...and skip what was done before the interruption
-                x, y = distributed.shard(batch, d)
+                x, y = to_device(*distributed.shard(batch, d), device, channels_last)
                 state.batch = (x, y)
                 optimizer.zero_grad(set_to_none=True)
-                logits = net(x)
-                loss = loss_fn(logits, y)
-                flags = [float(not math.isfinite(loss.item())), float(stop.requested is not None)]
-                bad, stopping = distributed.all_reduce_sum(flags) if d.enabled else flags
-                if bad:
-                    raise DivergedError(
-                        f"loss became {loss.item()} at epoch {epoch + 1}, step {state.step}; "
-                        f"lower the learning rate (--lr {cfg.lr}) or check the data"
-                        + _last_good(ckpt_path if writes else None)
-                    )
-                loss.backward()
+                with dev.autocast(device, precision):
+                    logits = net(x)
+                    loss = loss_fn(logits.float(), y)
+                nonfinite |= ~torch.isfinite(loss.detach())
+                stopping = False
+                if (i + 1) % sync_every == 0 or i + 1 == steps:
+                    flags = [float(nonfinite), float(stop.requested is not None)]
+                    bad, stopping = distributed.all_reduce_sum(flags, device)
+                    if bad:
+                        what, where = loss.item(), ""
+                        if sync_every > 1:  # the bad step may lie before this one
+                            what, where = "non-finite", f" (or up to {sync_every - 1} before)"
+                        raise DivergedError(
+                            f"loss became {what} at epoch {epoch + 1}, step "
+                            f"{state.step}{where}; lower the learning rate (--lr {cfg.lr}) or "
+                            "check the data" + _last_good(ckpt_path if writes else None)
+                        )
+                scaler.scale(loss).backward()
+                if scaler.is_enabled():
+                    scaler.unscale_(optimizer)  # callbacks see true gradients
                 for cb in callbacks:
                     cb.on_after_backward(state)
-                optimizer.step()
+                scaler.step(optimizer)  # skipped (parameters untouched) on inf/NaN gradients
+                scaler.update()
                 scheduler.step()
                 for cb in callbacks:
                     cb.on_step_end(state)
                 state.step += 1
                 pos.batches_done = i + 1
-                pos.loss_sum += loss.item() * len(y)
-                pos.correct += int((logits.argmax(1) == y).sum())
+                sums[0] += loss.detach().double() * len(y)
+                sums[1] += (logits.detach().argmax(1) == y).sum()
                 pos.seen += len(y)
                 if stopping:
                     pos.epoch_time = time.perf_counter() - t0
+                    pos.loss_sum, pos.correct = float(sums[0]), int(sums[1])
                     if writes:
-                        _save_checkpoint(ckpt_path, state, pos, callbacks, tag)
+                        _save_checkpoint(ckpt_path, state, pos, callbacks, tag, scaler)
                     raise TrainingStopped(
                         f"stopped by signal {stop.requested} at epoch {epoch + 1}, step "
                         f"{state.step}" + (f"; resume from {ckpt_path}" if writes else ""),
                         stop.requested or signal.SIGTERM,
                     )
+            pos.loss_sum, pos.correct = float(sums[0]), int(sums[1])
             loss_sum, correct, seen = distributed.all_reduce_sum(
-                [pos.loss_sum, float(pos.correct), float(pos.seen)]
+                [pos.loss_sum, float(pos.correct), float(pos.seen)], device
             )
             metrics = {
                 "epoch": epoch + 1,
@@ -346,7 +432,7 @@ def train(
                 "lr": optimizer.param_groups[0]["lr"],
                 "train_loss": loss_sum / max(seen, 1),
                 "train_acc": correct / max(seen, 1),
-                **evaluate(model, dataset),
+                **evaluate(model, dataset, precision=precision, channels_last=channels_last),
                 "sparsity": _sparsity(model),
                 "epoch_time": time.perf_counter() - t0,
                 "elapsed": time.perf_counter() - start,
@@ -358,7 +444,7 @@ def train(
             if writes:
                 with _disk_full_is_an_error(ckpt_path):
                     write_jsonl(out / "metrics.jsonl", state.history)
-                _save_checkpoint(ckpt_path, state, pos, callbacks, tag)
+                _save_checkpoint(ckpt_path, state, pos, callbacks, tag, scaler)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", acc=f"{metrics['test_acc']:.3f}")
     bar.close()

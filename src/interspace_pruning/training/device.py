@@ -1,0 +1,140 @@
+"""Where and how training runs: device, precision, memory layout and compilation.
+
+``--device auto`` picks CUDA when available, else the CPU. ``--precision`` selects autocast
+(bf16 or fp16, the latter with a gradient scaler); the parameters, masks and filter bases
+stay float32 and only the autocast-eligible ops (convolutions, linear layers) run in the
+lower precision. ``auto`` resolves per machine: bf16 on GPUs that support it and on CPUs
+with native bf16 arithmetic (AVX512-BF16 or AMX); fp32 elsewhere, because on CPUs without
+it bf16 is emulated and slower (see the README's CPU throughput table).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DEVICES_HELP = "auto (CUDA if available), cpu, cuda or cuda:N"
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+LAYOUTS = ("auto", "on", "off")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(spec: str) -> torch.device:
+    """The :class:`torch.device` for ``--device spec``. Under ``torchrun`` a bare
+    ``cuda`` (or ``auto`` with GPUs) is this process's GPU, ``cuda:LOCAL_RANK``."""
+    spec = str(spec).strip().lower()
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "meta":  # tests: shapes only, no data
+        return torch.device("meta")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {spec}: CUDA is not available (torch {torch.__version__}, "
+                f"{torch.cuda.device_count()} GPUs visible); use --device cpu or auto"
+            )
+        if spec == "cuda":
+            rank = local_rank()
+            return torch.device("cuda", rank if rank is not None else 0)
+        try:
+            index = int(spec.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"--device {spec}: expected cuda:N with an integer N") from None
+        if not 0 <= index < torch.cuda.device_count():
+            raise ValueError(
+                f"--device {spec}: only {torch.cuda.device_count()} GPUs are visible "
+                f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
+            )
+        return torch.device("cuda", index)
+    raise ValueError(f"unknown --device {spec!r}; use {DEVICES_HELP}")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags from ``/proc/cpuinfo`` (empty where it does not exist)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), so autocast can win."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(spec: str, device: torch.device) -> str:
+    """``fp32``, ``bf16`` or ``fp16`` for ``--precision spec`` on ``device``."""
+    if spec not in PRECISIONS:
+        raise ValueError(f"unknown --precision {spec!r}; choose one of {PRECISIONS}")
+    if spec != "auto":
+        if spec == "fp16" and device.type == "cpu" and not hasattr(torch.amp, "GradScaler"):
+            raise ValueError("--precision fp16 on the CPU needs torch >= 2.3; use bf16 or fp32")
+        return spec
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "fp32"
+
+
+def resolve_channels_last(spec: str | bool, device: torch.device) -> bool:
+    """``--channels-last auto|on|off``: ``auto`` is on for CUDA (tensor-core convolutions
+    want NHWC) and off on CPUs, where it measured slower for these small models."""
+    if isinstance(spec, bool):
+        return spec
+    if spec not in LAYOUTS:
+        raise ValueError(f"unknown --channels-last {spec!r}; choose one of {LAYOUTS}")
+    if spec == "auto":
+        return device.type == "cuda"
+    return spec == "on"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context for ``precision`` (a no-op for fp32)."""
+    if precision == "fp32" or device.type not in ("cpu", "cuda", "xpu", "mps", "hpu"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_DTYPES[precision])
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """A gradient scaler, enabled for fp16 only (bf16 has fp32's exponent range)."""
+    enabled = precision == "fp16" and device.type in ("cpu", "cuda")
+    return torch.amp.GradScaler(device.type if enabled else "cpu", enabled=enabled)
+
+
+def set_channels_last(model: nn.Module, enabled: bool) -> nn.Module:
+    """Put the 4-D parameters and buffers in channels_last (NHWC) layout, and make the
+    interspace weights ``(Lambda*M)F`` come out in that layout too."""
+    from ..interspace.parametrization import InterspaceWeight
+
+    fmt = torch.channels_last if enabled else torch.contiguous_format
+    model.to(memory_format=fmt)
+    for m in model.modules():
+        if isinstance(m, InterspaceWeight):
+            m.memory_format = fmt
+    return model
+
+
+def configure_backends(device: torch.device) -> None:
+    """cuDNN autotuning on CUDA: input shapes are fixed within a run, so the fastest
+    convolution algorithm is searched once per shape. (TF32 is left at torch's defaults.)"""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def local_rank() -> int | None:
+    """``LOCAL_RANK`` set by ``torchrun``, if any."""
+    value = os.environ.get("LOCAL_RANK")
+    return int(value) if value is not None else None
