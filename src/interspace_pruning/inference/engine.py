@@ -121,15 +121,23 @@ class _SparseConv(nn.Module):
         return self._index_cache[key]
 
     def _prepare_kernel(self) -> None:
-        """CSR arrays, the basis and the rows of Z that kept entries read, for the kernel."""
+        """CSR arrays, and per input channel the rows of Z that kept entries read (listed
+        first) with, for IP, their basis filters in that order: the kernel computes only
+        those."""
         matrix, basis = self.matrix, self.basis
         self._rowptr = matrix.crow_indices().to(torch.int64).contiguous()
         self._cols = matrix.col_indices().to(torch.int32).contiguous()
         self._vals = matrix.values().to(torch.float32).contiguous()
-        used = torch.zeros(matrix.shape[1], dtype=torch.uint8)
-        used[self._cols.long()] = 1
-        self._used = used
-        self._basis = None if basis is None else basis.to(torch.float32).contiguous()
+        rows = self.kernel_size[0] * self.kernel_size[1] if basis is None else basis.shape[0]
+        used = torch.zeros(matrix.shape[1], dtype=torch.bool)
+        used[self._cols.long()] = True
+        used = used.view(self.in_channels, rows)
+        order = torch.argsort((~used).to(torch.uint8), dim=1, stable=True)
+        self._used_rows = order.to(torch.int32).contiguous()
+        self._used_count = used.sum(1).to(torch.int32).contiguous()
+        self._basis = (
+            None if basis is None else basis.to(torch.float32)[order].contiguous()
+        )  # (C, rows, kh*kw)
         bias = self.bias if self.bias is not None else torch.zeros(self.out_channels)
         self._bias = bias.to(torch.float32).contiguous()
 
@@ -165,7 +173,8 @@ class _SparseConv(nn.Module):
             runs,
             (oh, ow),
             self._basis,
-            self._used,
+            self._used_count,
+            self._used_rows,
             self._rowptr,
             self._cols,
             self._vals,
