@@ -28,6 +28,7 @@ from torch import nn
 from ..interspace import fold
 from ..masks import PrunableTensor, has_masks, prunable
 from . import native
+from .epilogue import fuse_epilogues
 from .fusion import fuse_batchnorm, set_module
 
 
@@ -94,6 +95,9 @@ class _SparseConv(nn.Module):
             values.reshape(values.shape[0], -1), conv.groups, values[0].numel()
         )
         self.kernel = use_native and (basis is None or basis.shape[0] <= native.max_basis())
+        # epilogue work taken over from the graph (see .epilogue): out = relu?(conv + residual)
+        self.fuse_relu = False
+        self.fuse_residual = False
         self._index_cache: dict[tuple[int, int, int], tuple] = {}
         if self.kernel:
             self._prepare_kernel()
@@ -165,9 +169,11 @@ class _SparseConv(nn.Module):
             and x.numel() < 2**31
         )
 
-    def _run_kernel(self, x: torch.Tensor) -> torch.Tensor:
+    def _run_kernel(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         index, runs, oh, ow = self._index(x)
-        return native.sparse_conv(
+        shape = (x.shape[0], self.out_channels, oh, ow)
+        fused = residual is not None and residual.shape == shape and residual.dtype == x.dtype
+        y = native.sparse_conv(
             x.detach().contiguous(),
             index,
             runs,
@@ -179,7 +185,21 @@ class _SparseConv(nn.Module):
             self._cols,
             self._vals,
             self._bias,
+            residual.detach().contiguous() if fused else None,
+            self.fuse_relu and (residual is None or fused),
         )
+        return y if residual is None or fused else self._epilogue(y, residual)
+
+    def _epilogue(self, y: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        """The fused work, done by torch (off the kernel, or a residual it cannot take)."""
+        if residual is not None:
+            y = y + residual
+        return torch.relu(y) if self.fuse_relu else y
+
+    def extra_repr(self) -> str:
+        path = native.kernel_path() if self.kernel else "torch"
+        fused = [n for n, f in (("residual", self.fuse_residual), ("relu", self.fuse_relu)) if f]
+        return f"kernel_path={path}" + (f", fused={'+'.join(fused)}" if fused else "")
 
     def _product(self, matrix: torch.Tensor, z: torch.Tensor, oh: int, ow: int) -> torch.Tensor:
         y = torch.stack([torch.sparse.mm(matrix, z[i]) for i in range(z.shape[0])])
@@ -194,11 +214,11 @@ class SparseSPConv2d(_SparseConv):
     def __init__(self, conv: nn.Conv2d, entry: PrunableTensor, backend: str = "auto") -> None:
         super().__init__(conv, (entry.param * entry.mask).detach(), None, backend)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if self._native_ok(x):
-            return self._run_kernel(x)
+            return self._run_kernel(x, residual)
         cols, oh, ow = self._patches(x)
-        return self._product(self.matrix, cols, oh, ow)
+        return self._epilogue(self._product(self.matrix, cols, oh, ow), residual)
 
 
 class SparseIPConv2d(_SparseConv):
@@ -209,14 +229,15 @@ class SparseIPConv2d(_SparseConv):
         lam = (entry.param * entry.mask).detach()  # (out, in/groups, n)
         super().__init__(conv, lam, basis, backend)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if self._native_ok(x):
-            return self._run_kernel(x)
+            return self._run_kernel(x, residual)
         cols, oh, ow = self._patches(x)  # (b, c*k, p)
         b, _, p = cols.shape
         k = self.basis.shape[1]
         z = torch.matmul(self.basis, cols.view(b, self.in_channels, k, p))  # (b, c, n, p)
-        return self._product(self.matrix, z.reshape(b, -1, p), oh, ow)
+        y = self._product(self.matrix, z.reshape(b, -1, p), oh, ow)
+        return self._epilogue(y, residual)
 
 
 class SparseLinear(nn.Module):
@@ -277,6 +298,7 @@ def sparse_inference(
     repeats: int = 5,
     backend: str = "auto",
     fuse_bn: bool = True,
+    fuse_epilogue: bool = True,
 ) -> nn.Module:
     """A copy of ``model`` for inference whose pruned layers compute through their sparsity.
 
@@ -291,10 +313,16 @@ def sparse_inference(
             portable ``torch.sparse`` path) or ``"auto"`` (native when it was built).
         fuse_bn: fold each BatchNorm2d into the convolution that feeds it (dense or sparse;
             see :mod:`.fusion`), as inference engines do.
+        fuse_epilogue: let sparse convolutions on the native kernel apply the ReLU and the
+            residual addition that follow them (see :mod:`.epilogue`); the result is then
+            an ``fx.GraphModule``.
 
     Returns an eval-mode module with the same outputs (to float round-off); its ``plan``
     attribute maps layer names to ``"sparse"`` or ``"dense"``, ``fused_bn`` lists the
-    ``(conv, batchnorm)`` pairs folded.
+    ``(conv, batchnorm)`` pairs folded, ``fused_epilogue`` the sparse layers that took over
+    a following ReLU or residual addition, and ``kernel_path`` names the code the sparse
+    convolutions run on (``native.kernel_path()``: ``"avx512"``, ``"avx2"``, ``"neon"``,
+    ``"scalar"``, or ``"torch"`` off the native kernel).
     """
     _use_native(backend)  # validates
     if mode not in ("auto", "sparse", "dense"):
@@ -326,8 +354,13 @@ def sparse_inference(
         plan[e.name] = "sparse" if use else "dense"
         if use:
             set_module(out, e.name, sparse)
-    out.plan = plan
-    out.fused_bn = fuse_batchnorm(out, (_SparseConv, SparseLinear)) if fuse_bn else []
+    fused_bn = fuse_batchnorm(out, (_SparseConv, SparseLinear)) if fuse_bn else []
+    fused_epilogue: list[str] = []
+    if fuse_epilogue and any(getattr(m, "kernel", False) for m in out.modules()):
+        out, fused_epilogue = fuse_epilogues(out, (_SparseConv, SparseLinear))
+    out.plan, out.fused_bn, out.fused_epilogue = plan, fused_bn, fused_epilogue
+    on_kernel = any(isinstance(m, _SparseConv) and m.kernel for m in out.modules())
+    out.kernel_path = native.kernel_path() if on_kernel else "torch"
     return out
 
 
