@@ -144,50 +144,75 @@ def _status(field: str) -> int:
 
 
 def memory_child(name: str, engine_kind: str, sparsity: float, batch: int, threads: int) -> None:
-    """One engine in this process: peak RSS after building it and running 3 forward passes."""
+    """One torch engine in this process: peak RSS over 3 forward passes after building it."""
     torch.set_num_threads(threads)
-    rep = {"dense": "sp", "onnxruntime": "sp"}.get(engine_kind, engine_kind)
-    model = pruned_model(name, rep, sparsity).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        if engine_kind == "onnxruntime":
-            engine, held = OrtEngine(model, threads, Path(tmp) / "m.onnx"), 0
-        else:
-            mode = "dense" if engine_kind == "dense" else "sparse"
-            engine = ip.sparse_inference(model, mode=mode)
-            held = _tensor_bytes(engine)
-        del model  # what a deployment keeps is the engine only
-        gc.collect()
-        ctypes.CDLL(None).malloc_trim(0)
-        Path("/proc/self/clear_refs").write_text("5")  # restart the peak (VmHWM) from here
-        before = _status("VmRSS")
-        x = torch.randn(batch, 3, 32, 32)
-        with torch.no_grad():
-            for _ in range(3):
-                engine(x)
-        peak = _status("VmHWM")
+    model = pruned_model(name, "sp" if engine_kind == "dense" else engine_kind, sparsity).eval()
+    engine = ip.sparse_inference(model, mode="dense" if engine_kind == "dense" else "sparse")
+    held = _tensor_bytes(engine)
+    del model  # what a deployment keeps is the engine only
+    gc.collect()
+    ctypes.CDLL(None).malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")  # restart the peak (VmHWM) from here
+    before = _status("VmRSS")
+    x = torch.randn(batch, 3, 32, 32)
+    with torch.no_grad():
+        for _ in range(3):
+            engine(x)
+    peak = _status("VmHWM")
     print(json.dumps({"peak": peak, "growth": peak - before, "tensors": held}))
+
+
+# ONNX Runtime alone, as a deployment runs it: no torch in the process
+_ORT_CHILD = """
+import json, sys
+from pathlib import Path
+import numpy as np
+import onnxruntime as ort
+path, batch, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def status(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+o = ort.SessionOptions()
+o.intra_op_num_threads, o.inter_op_num_threads = threads, 1
+s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
+Path("/proc/self/clear_refs").write_text("5")
+before = status("VmRSS")
+x = np.random.default_rng(0).standard_normal((batch, 3, 32, 32), dtype=np.float32)
+for _ in range(3):
+    s.run(None, {s.get_inputs()[0].name: x})
+peak = status("VmHWM")
+print(json.dumps({"peak": peak, "growth": peak - before, "tensors": Path(path).stat().st_size}))
+"""
 
 
 def memory_table(args) -> None:
     kinds = ["dense", "onnxruntime", "sp", "ip"]
     print(
-        "\nPeak resident memory, MB (each engine alone in a fresh process; whole process "
-        "/ growth during 3 forward passes / engine tensors)"
+        "\nPeak resident memory, MB: each engine alone in a fresh process (ONNX Runtime "
+        "without torch); whole process after 3 forward passes / growth during them / "
+        "engine tensors (ONNX Runtime: the .onnx file)"
     )
     print("\n| model | sparsity | batch | " + " | ".join(kinds) + " |")
     print("|---|---|---|" + "---|" * len(kinds))
+    tmp = tempfile.TemporaryDirectory()
     for name in args.models:
         for s in args.sparsities:
+            onnx_path = Path(tmp.name) / f"{name}-{s}.onnx"
+            ip.export_onnx(pruned_model(name, "sp", s).eval(), onnx_path, (3, 32, 32))
             for b in args.batches:
                 cells = []
                 for kind in kinds:
-                    cmd = [sys.executable, __file__, "--memory-child", name, kind, str(s), str(b)]
-                    cmd += ["--threads", str(args.threads)]
+                    if kind == "onnxruntime":
+                        cmd = [sys.executable, "-c", _ORT_CHILD, str(onnx_path), str(b)]
+                        cmd += [str(args.threads)]
+                    else:
+                        cmd = [sys.executable, __file__, "--memory-child", name, kind, str(s)]
+                        cmd += [str(b), "--threads", str(args.threads)]
                     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
                     r = json.loads(out.strip().splitlines()[-1])
-                    mb = [r["peak"] / 2**20, r["growth"] / 2**20, r["tensors"] / 2**20]
-                    tensors = f"{mb[2]:.1f}" if kind != "onnxruntime" else "-"
-                    cells.append(f"{mb[0]:.0f} / {mb[1]:.0f} / {tensors}")
+                    mb = [r[k] / 2**20 for k in ("peak", "growth", "tensors")]
+                    cells.append(f"{mb[0]:.0f} / {mb[1]:.0f} / {mb[2]:.1f}")
                 print(f"| {name} | {s:.0%} | {b} | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -34,8 +34,8 @@ def _close(got: torch.Tensor, expected: torch.Tensor) -> bool:
 
 
 class ResidualPoolNet(nn.Module):
-    """conv-BN-ReLU, a residual block (conv-BN + identity, then ReLU), max-pool, a strided
-    conv plus a broadcast "residual" the kernel cannot take, and a head."""
+    """conv-BN-ReLU, a residual block (conv-BN + identity, then ReLU), max-pool, conv-ReLU-
+    max-pool, a strided conv plus a broadcast "residual" the kernel cannot take, a head."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,6 +45,8 @@ class ResidualPoolNet(nn.Module):
         self.conv2 = nn.Conv2d(16, 16, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(16)
         self.pool = nn.MaxPool2d(2)
+        self.mid = nn.Conv2d(16, 16, 3, padding=1)
+        self.pool2 = nn.MaxPool2d(2, 2)
         self.down = nn.Conv2d(16, 24, 3, stride=2, padding=1)
         self.offset = nn.Parameter(torch.randn(1, 24, 1, 1))
         self.fc = nn.Linear(24, 4)
@@ -54,6 +56,7 @@ class ResidualPoolNet(nn.Module):
         y = torch.relu(self.conv1(x))
         x = F.relu(self.bn2(self.conv2(y)) + x)
         x = self.pool(x)
+        x = self.pool2(F.relu(self.mid(x)))
         x = torch.relu(self.down(x) + self.offset)
         return self.fc(x.mean((2, 3)))
 
@@ -121,11 +124,15 @@ def test_each_path_fuses_residual_relu_and_pool_inputs(monkeypatch, threads, pat
     monkeypatch.setenv(native.PATH_ENV, path)
     model = _pruned(ResidualPoolNet(), representation, 0.7)
     engine = sparse_inference(model, mode="sparse", backend="native")
-    assert set(engine.fused_epilogue) == {"stem", "conv1", "conv2", "down"}
-    assert engine.conv2.fuse_residual and engine.conv2.fuse_relu
+    assert set(engine.fused_epilogue) == {"stem", "conv1", "conv2", "mid", "down"}
+    assert engine.conv2.fuse_residual and engine.conv2.fuse_relu and not engine.conv2.fuse_pool
+    assert engine.mid.fuse_relu and engine.mid.fuse_pool
     # down's residual broadcasts: taken over by the module, added by torch at run time
     assert engine.down.fuse_relu and engine.down.fuse_residual
-    shapes = [(b, 3, 12, 10) for b in range(1, 6)]
+    # 32x32: mid pools in the kernel (whole row pairs per tile); 12x10 and 20x12: with torch
+    shapes = [(b, 3, 12, 10) for b in range(1, 6)] + [(1, 3, 32, 32), (2, 3, 32, 32)]
+    shapes.append((3, 3, 20, 12))
+    assert native.can_pool(2, (16, 16)) and not native.can_pool(2, (6, 5))
     for got, exp in zip(_outputs(engine, shapes), _outputs(model, shapes), strict=True):
         assert _close(got, exp)
     plain = sparse_inference(model, mode="sparse", backend="native", fuse_epilogue=False)
@@ -201,7 +208,8 @@ def _case_file(path: Path, module: nn.Module, x: torch.Tensor, residual: torch.T
     header = [
         x.shape[1], x.shape[2] * x.shape[3], index.shape[1], index.shape[0],
         module._used_rows.shape[1], module.out_channels, x.shape[0] * p, p,
-        int(module.fuse_relu), int(module._basis is not None), int(residual is not None), 0,
+        int(module.fuse_relu), int(module._basis is not None), int(residual is not None),
+        ow if module.fuse_pool else 0,
     ]  # fmt: skip
     arrays = [
         index, runs, module._basis, module._used_count, module._used_rows, module._rowptr,
@@ -212,6 +220,8 @@ def _case_file(path: Path, module: nn.Module, x: torch.Tensor, residual: torch.T
         for a in arrays:
             data = b"" if a is None else a.contiguous().numpy().tobytes()
             f.write(struct.pack("<q", len(data)) + data)
+    if module.fuse_pool:
+        return (x.shape[0], module.out_channels, oh // 2, ow // 2)
     return (x.shape[0], module.out_channels, oh, ow)
 
 
@@ -230,12 +240,15 @@ def _harness_check(tmp_path: Path, binary: list[str], expected_paths: set[str]) 
         model = _pruned(ResidualPoolNet(), representation, 0.8)
         # the torch backend needs no kernel here; the layers' kernel arrays are made below
         engine = sparse_inference(model, mode="sparse", backend="torch")
-        for name, b, relu, res in (("conv2", 3, 1, 1), ("down", 1, 1, 0), ("stem", 2, 0, 0)):
+        cases = (("conv2", 3, 1, 1, 0, 11, 9), ("down", 1, 1, 0, 0, 11, 9))
+        cases += (("stem", 2, 0, 0, 0, 11, 9), ("mid", 2, 1, 0, 1, 16, 16))
+        for name, b, relu, res, pool, h, w in cases:
             layer = engine.get_submodule(name)
             layer._prepare_kernel()
             layer.fuse_relu, layer.fuse_residual = bool(relu), bool(res)
+            layer.fuse_pool = bool(pool)  # 32 pixels of 16-pixel rows: every path's tiles fit
             g = torch.Generator().manual_seed(b)
-            x = torch.randn(b, layer.in_channels, 11, 9, generator=g)
+            x = torch.randn(b, layer.in_channels, h, w, generator=g)
             with torch.no_grad():
                 plain = F.conv2d(
                     x, _dense_weight(model, name), _dense_bias(model, name), layer.stride,
@@ -245,6 +258,8 @@ def _harness_check(tmp_path: Path, binary: list[str], expected_paths: set[str]) 
             expected = plain + (residual if residual is not None else 0)
             if layer.fuse_relu:
                 expected = expected.relu()
+            if layer.fuse_pool:
+                expected = F.max_pool2d(expected, 2)
             shape = _case_file(tmp_path / "case.bin", layer, x, residual)
             results = _harness_results(binary, tmp_path / "case.bin", tmp_path / "out.bin",
                                        expected.numel())  # fmt: skip

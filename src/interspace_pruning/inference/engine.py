@@ -98,6 +98,7 @@ class _SparseConv(nn.Module):
         # epilogue work taken over from the graph (see .epilogue): out = relu?(conv + residual)
         self.fuse_relu = False
         self.fuse_residual = False
+        self.fuse_pool = False  # a following 2x2 max-pool (stride 2)
         self._index_cache: dict[tuple[int, int, int], tuple] = {}
         if self.kernel:
             self._prepare_kernel()
@@ -173,6 +174,7 @@ class _SparseConv(nn.Module):
         index, runs, oh, ow = self._index(x)
         shape = (x.shape[0], self.out_channels, oh, ow)
         fused = residual is not None and residual.shape == shape and residual.dtype == x.dtype
+        pool = self.fuse_pool and residual is None and native.can_pool(x.shape[0], (oh, ow))
         y = native.sparse_conv(
             x.detach().contiguous(),
             index,
@@ -187,18 +189,25 @@ class _SparseConv(nn.Module):
             self._bias,
             residual.detach().contiguous() if fused else None,
             self.fuse_relu and (residual is None or fused),
+            pool,
         )
-        return y if residual is None or fused else self._epilogue(y, residual)
+        if pool:
+            return y
+        if residual is None or fused:
+            return F.max_pool2d(y, 2) if self.fuse_pool else y
+        return self._epilogue(y, residual)
 
     def _epilogue(self, y: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
-        """The fused work, done by torch (off the kernel, or a residual it cannot take)."""
+        """The fused work, done by torch (off the kernel, or what it cannot take)."""
         if residual is not None:
             y = y + residual
-        return torch.relu(y) if self.fuse_relu else y
+        y = torch.relu(y) if self.fuse_relu else y
+        return F.max_pool2d(y, 2) if self.fuse_pool else y
 
     def extra_repr(self) -> str:
         path = native.kernel_path() if self.kernel else "torch"
-        fused = [n for n, f in (("residual", self.fuse_residual), ("relu", self.fuse_relu)) if f]
+        flags = {"residual": self.fuse_residual, "relu": self.fuse_relu, "pool": self.fuse_pool}
+        fused = [n for n, f in flags.items() if f]
         return f"kernel_path={path}" + (f", fused={'+'.join(fused)}" if fused else "")
 
     def _product(self, matrix: torch.Tensor, z: torch.Tensor, oh: int, ow: int) -> torch.Tensor:

@@ -3,7 +3,9 @@
 A sparse convolution on the native kernel can add a residual tensor and apply ReLU while its
 output tile is still in registers, instead of two more passes over memory. This rewrites the
 model's ``torch.fx`` graph: ``relu(conv(x) + r)`` becomes ``conv(x, r)`` with the ReLU fused,
-``relu(conv(x))`` becomes ``conv(x)`` with the ReLU fused. A pattern is fused only when each
+``relu(conv(x))`` becomes ``conv(x)`` with the ReLU fused, and a 2x2 max-pool after that is
+fused too: the kernel then writes only the pooled output (where its pixel tiles hold whole
+pairs of output rows; elsewhere the module pools with torch). A pattern is fused only when each
 intermediate result has a single consumer and the convolution is called once. A model that
 ``torch.fx`` cannot trace is left as it is.
 """
@@ -40,9 +42,28 @@ def _fusable(module: nn.Module | None) -> bool:
     return hasattr(module, "fuse_relu") and bool(getattr(module, "kernel", False))
 
 
-def fuse_epilogues(model: nn.Module, leaves: tuple[type, ...]) -> tuple[nn.Module, list[str]]:
-    """Fold residual additions and ReLUs that follow sparse convolutions on the native kernel
-    into them (setting their ``fuse_residual`` / ``fuse_relu`` flags); modules of the types
+def _is_pool(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """``node`` is a 2x2 max-pool with stride 2 and nothing else (the kernel's fused pool)."""
+    m = modules.get(node.target) if node.op == "call_module" else None
+    if type(m) is not nn.MaxPool2d or len(node.args) != 1 or node.kwargs:
+        return False
+    two = (2, (2, 2))
+    return (
+        m.kernel_size in two
+        and m.stride in two
+        and m.padding in (0, (0, 0))
+        and m.dilation in (1, (1, 1))
+        and not m.ceil_mode
+        and not m.return_indices
+    )
+
+
+def fuse_epilogues(
+    model: nn.Module, leaves: tuple[type, ...], pool: bool = True
+) -> tuple[nn.Module, list[str]]:
+    """Fold residual additions, ReLUs and (with ``pool``) 2x2 max-pools that follow sparse
+    convolutions on the native kernel into them (setting their ``fuse_residual`` /
+    ``fuse_relu`` / ``fuse_pool`` flags); modules of the types
     in ``leaves`` are not traced into. Returns the rewritten model (an ``fx.GraphModule``;
     ``model`` itself when nothing was fused) and the names of the modules that took over."""
     try:
@@ -88,6 +109,11 @@ def fuse_epilogues(model: nn.Module, leaves: tuple[type, ...]) -> tuple[nn.Modul
             user.replace_all_uses_with(node)
             graph.erase_node(user)
             module.fuse_relu = took = True
+        user = _sole_user(node)
+        if pool and not module.fuse_residual and user is not None and _is_pool(user, modules):
+            user.replace_all_uses_with(node)
+            graph.erase_node(user)
+            module.fuse_pool = took = True
         if took:
             fused.append(node.target)
     if not fused:

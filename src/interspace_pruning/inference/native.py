@@ -41,7 +41,9 @@ def _library() -> ctypes.CDLL | None:
     lib.ips_select_path.argtypes = [ctypes.c_int]
     lib.ips_conv.restype = ctypes.c_int
     lib.ips_conv.argtypes = [_P, _I, _I, _P, _P, _I, _I, _P, _I, _P, _P, _P, _P, _P, _P]
-    lib.ips_conv.argtypes += [_I, _I, _I, _P, ctypes.c_int, _P]
+    lib.ips_conv.argtypes += [_I, _I, _I, _P, ctypes.c_int, _I, _P]
+    lib.ips_tile.restype = ctypes.c_int64
+    lib.ips_tile.argtypes = [ctypes.c_int64]
     return lib
 
 
@@ -179,6 +181,16 @@ def tap_index(
     return index.to(torch.int32), runs.to(torch.int32), oh, ow
 
 
+def can_pool(batch: int, size: tuple[int, int]) -> bool:
+    """Whether the kernel can fuse a 2x2 max-pool into a ``(batch, *, *size)`` output on the
+    current path: its pixel tiles must hold whole pairs of output rows."""
+    (oh, ow), lib = size, _library()
+    _apply_path()
+    pixels = batch * oh * ow
+    tile = lib.ips_tile(pixels)
+    return oh % 2 == 0 and ow % 2 == 0 and pixels % tile == 0 and tile % (2 * ow) == 0
+
+
 def sparse_conv(
     x: torch.Tensor,
     index: torch.Tensor,
@@ -193,6 +205,7 @@ def sparse_conv(
     bias: torch.Tensor,
     residual: torch.Tensor | None = None,
     relu: bool = False,
+    pool: bool = False,
 ) -> torch.Tensor:
     """The NCHW output ``(B, O, *size)`` of a sparse convolution of the contiguous NCHW input
     ``x``: ``relu?(bias + A @ Z + residual)`` with ``A`` the CSR matrix ``(rowptr, cols,
@@ -202,14 +215,18 @@ def sparse_conv(
     ``used_rows`` (int32, ``(C, rows)``) lists per input channel the rows of ``Z`` that ``A``
     reads first, ``used_count[c]`` (int32) of them; ``basis`` is IP's ``(C, rows, kh*kw)``
     basis filters in that order (``None`` for SP). ``residual``, if given, is a contiguous
-    float32 tensor shaped like the output, added before the optional ReLU (both fused)."""
+    float32 tensor shaped like the output, added before the optional ReLU (both fused).
+    ``pool`` returns the 2x2 max-pool (stride 2) of the result instead, where
+    :func:`can_pool` allows it."""
     lib = _library()
     _apply_path()
     batch, channels = x.shape[:2]
     k, ld = index.shape
     rows = used_rows.shape[1]
     out_rows, pixels = rowptr.numel() - 1, size[0] * size[1]
-    out = torch.empty(batch, out_rows, *size)
+    if pool and (residual is not None or not can_pool(batch, size)):
+        raise ValueError("sparse_conv: this output cannot be max-pooled in the kernel")
+    out = torch.empty(batch, out_rows, *((n // 2 for n in size) if pool else size))
     if residual is not None and (
         residual.shape != out.shape or not residual.is_contiguous() or residual.dtype != out.dtype
     ):
@@ -239,6 +256,7 @@ def sparse_conv(
         pixels,
         _ptr(residual),
         int(relu),
+        size[1] if pool else 0,
         _ptr(out),
     )
     if status == -1:

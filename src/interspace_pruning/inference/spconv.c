@@ -77,7 +77,7 @@ typedef void (*project_fn)(const float*, int64_t, int64_t, const int32_t*, const
                            const int32_t*, int64_t, int, float*, int64_t);
 typedef void (*spmm_fn)(const float*, int64_t, const int64_t*, const int32_t*, const float*,
                         const float*, const float*, int, int64_t, int64_t, int64_t, int64_t,
-                        int64_t, int64_t, float*, int);
+                        int64_t, int64_t, int64_t, float*, int);
 
 /* ---- scalar: the plain C fallback ---------------------------------------------------- */
 #define SFX scalar
@@ -263,24 +263,35 @@ int ips_select_path(int p) {
     return 0;
 }
 
+/* Pixels per product tile for L output pixels on the current path. */
+int64_t ips_tile(int64_t L) {
+    const int64_t tile = L <= 8 ? 8 : L <= 16 ? 16 : L <= 64 ? 32 : MAX_TILE;
+    const int64_t vw = paths[ips_path()].vw;
+    return tile < vw ? vw : tile;
+}
+
 /* The whole sparse convolution, fused per tile of output pixels so that a tile's Z stays in
  * cache. x: input with channel c at x + c * cstride; idx: (K, LD) tap positions relative to
  * that; run: (K, LD / 16) contiguous-run starts or GATHER; cb: IP's used basis filters,
  * (C, rows, K) with channel c's nus[c] used ones first, or NULL for SP; rows: basis filters
  * (IP) or taps (SP) per channel; rowlist: (C, rows) the used rows of each channel first;
  * CSR (rowptr, cols, vals) is O x (C * rows); res: NULL or a tensor shaped like out, added
- * before the ReLU (relu != 0); out: (B, O, P) with L = B * P output pixels.
+ * before the ReLU (relu != 0); out: (B, O, P) with L = B * P output pixels, or with
+ * pool_w > 0 (the output row width), the 2x2 max-pool of that: (B, O, P / 4); this needs
+ * whole tiles of whole row pairs (L and P multiples of 2 * pool_w, L of the tile, the tile of
+ * 2 * pool_w) and no residual.
  * Returns 0, -1 when out of memory, -2 for arguments the kernel does not support. */
 int ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx, const int32_t* run,
              int64_t LD, int64_t K, const float* cb, int64_t rows, const int32_t* nus,
              const int32_t* rowlist, const int64_t* rowptr, const int32_t* cols,
              const float* vals, const float* bias, int64_t O, int64_t L, int64_t P,
-             const float* res, int relu, float* out) {
+             const float* res, int relu, int64_t pool_w, float* out) {
     if ((cb && rows > MAX_BASIS) || rows < 1 || LD % 64 != 0 || P < 1) return -2;
     const kernel_path* kp = &paths[ips_path()];
     /* narrow tiles when there are few pixels (batch 1, deep layers); wide ones otherwise */
-    int64_t tile = L <= 8 ? 8 : L <= 16 ? 16 : L <= 64 ? 32 : MAX_TILE;
-    if (tile < kp->vw) tile = kp->vw;
+    const int64_t tile = ips_tile(L);
+    if (pool_w && (pool_w % 2 || res || L % tile || tile % (2 * pool_w) || P % (2 * pool_w)))
+        return -2;
     const int nvec = (int)(tile / kp->vw);
     const int64_t tiles = (L + tile - 1) / tile;
 #ifdef _OPENMP
@@ -314,8 +325,8 @@ int ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx, con
                 have = t;
             }
             const int64_t o0 = O * part / splits, o1 = O * (part + 1) / splits;
-            kp->spmm(z, tile, rowptr, cols, vals, bias, res, relu, o0, o1, O, P, j0, w, out,
-                     nvec);
+            kp->spmm(z, tile, rowptr, cols, vals, bias, res, relu, pool_w, o0, o1, O, P, j0, w,
+                     out, nvec);
         }
         free(z);
     }

@@ -96,8 +96,8 @@ static void FN(project_tile)(const float* x, int64_t C, int64_t cstride, const i
  * Written as NCHW: pixel j = b * P + p of row o goes to out[(b * O + o) * P + p]. */
 static inline __attribute__((always_inline)) void FN(spmm_body)(
     const float* z, int64_t ld, const int64_t* rowptr, const int32_t* cols, const float* vals,
-    const float* bias, const float* res, int relu, int64_t o0, int64_t o1, int64_t O,
-    int64_t P, int64_t j0, int64_t w, float* out, const int NV) {
+    const float* bias, const float* res, int relu, int64_t pool_w, int64_t o0, int64_t o1,
+    int64_t O, int64_t P, int64_t j0, int64_t w, float* out, const int NV) {
     const int64_t b0 = j0 / P, p0 = j0 - b0 * P;
     const int whole = w == (int64_t)VW * NV && p0 + w <= P; /* the tile is one run of one image */
     for (int64_t o = o0; o < o1; o++) {
@@ -109,6 +109,28 @@ static inline __attribute__((always_inline)) void FN(spmm_body)(
             const VEC* s = (const VEC*)(z + (int64_t)cols[q] * ld);
             PRAGMA_UNROLL
             for (int k = 0; k < NV; k++) acc[k] += v * s[k];
+        }
+        if (pool_w) { /* 2x2 max-pool of whole row pairs (the driver checked the geometry) */
+            float y[VW * 16];
+            PRAGMA_UNROLL
+            for (int k = 0; k < NV; k++) {
+                VEC v = acc[k];
+                if (relu) v = (VEC)((VINT)v & (VINT)(v > 0));
+                *(VECU*)(y + VW * k) = v;
+            }
+            const int64_t pw = pool_w / 2, pairs = (int64_t)VW * NV / (2 * pool_w);
+            for (int64_t r = 0; r < pairs; r++) {
+                const int64_t j = j0 + 2 * pool_w * r, b = j / P, p = j - b * P;
+                float* d = out + (b * O + o) * (P / 4) + (p / pool_w / 2) * pw;
+                const float* u = y + 2 * pool_w * r;
+                for (int64_t i = 0; i < pw; i++) {
+                    const float m0 = u[2 * i] > u[2 * i + 1] ? u[2 * i] : u[2 * i + 1];
+                    const float m1 = u[pool_w + 2 * i] > u[pool_w + 2 * i + 1]
+                                         ? u[pool_w + 2 * i] : u[pool_w + 2 * i + 1];
+                    d[i] = m0 > m1 ? m0 : m1;
+                }
+            }
+            continue;
         }
         if (whole) {
             const int64_t at = (b0 * O + o) * P + p0;
@@ -139,11 +161,12 @@ static inline __attribute__((always_inline)) void FN(spmm_body)(
 
 static void FN(spmm_tile)(const float* z, int64_t ld, const int64_t* rowptr, const int32_t* cols,
                           const float* vals, const float* bias, const float* res, int relu,
-                          int64_t o0, int64_t o1, int64_t O, int64_t P, int64_t j0, int64_t w,
-                          float* out, int nvec) {
+                          int64_t pool_w, int64_t o0, int64_t o1, int64_t O, int64_t P,
+                          int64_t j0, int64_t w, float* out, int nvec) {
 #define SPMM_CASE(NV)                                                                       \
     case NV:                                                                                \
-        FN(spmm_body)(z, ld, rowptr, cols, vals, bias, res, relu, o0, o1, O, P, j0, w, out, NV); \
+        FN(spmm_body)(z, ld, rowptr, cols, vals, bias, res, relu, pool_w, o0, o1, O, P, j0, w,  \
+                      out, NV);                                                             \
         break;
     switch (nvec) {
         SPMM_CASE(1)
@@ -151,7 +174,8 @@ static void FN(spmm_tile)(const float* z, int64_t ld, const int64_t* rowptr, con
         SPMM_CASE(4)
         SPMM_CASE(8)
         default:
-            FN(spmm_body)(z, ld, rowptr, cols, vals, bias, res, relu, o0, o1, O, P, j0, w, out, 16);
+            FN(spmm_body)(z, ld, rowptr, cols, vals, bias, res, relu, pool_w, o0, o1, O, P, j0, w,
+                          out, 16);
     }
 #undef SPMM_CASE
 }

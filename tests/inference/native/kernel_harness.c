@@ -4,10 +4,11 @@
  *
  *   kernel_harness CASE OUT
  *
- * CASE: 12 int64 (C, cstride, LD, K, rows, O, L, P, relu, has_basis, has_residual, n_x), then
+ * CASE: 12 int64 (C, cstride, LD, K, rows, O, L, P, relu, has_basis, has_residual, pool_w), then
  * the arrays, each as an int64 byte count and the bytes: idx, run, basis, nus, rowlist,
  * rowptr, cols, vals, bias, residual, x (basis / residual with 0 bytes when absent).
- * OUT: per path that ran, its name (16 bytes, NUL padded) and O * L floats. */
+ * OUT: per path and thread count (1, 2) that ran, its name (16 bytes, NUL padded, "path/threads")
+ * and O * L floats (O * L / 4 with pool_w). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,20 +50,21 @@ int main(int argc, char** argv) {
     fclose(f);
     FILE* out = fopen(argv[2], "wb");
     if (!out) return 2;
-    float* y = malloc((size_t)(O * L) * sizeof(float));
+    const int64_t n = h[11] ? O * L / 4 : O * L;
+    float* y = malloc((size_t)n * sizeof(float));
     for (int p = 0; p < ips_num_paths(); p++) {
         if (ips_select_path(p) != 0) continue;
         for (int threads = 1; threads <= 2; threads++) {
             ips_set_threads(threads);
-            memset(y, 0xff, (size_t)(O * L) * sizeof(float)); /* NaN: unwritten shows */
+            memset(y, 0xff, (size_t)n * sizeof(float)); /* NaN: unwritten shows */
             const int status = ips_conv(x, C, cstride, idx, run, LD, K, h[9] ? basis : NULL,
                                         rows, nus, rowlist, rowptr, cols, vals, bias, O, L, P,
-                                        h[10] ? res : NULL, relu, y);
+                                        h[10] ? res : NULL, relu, h[11], y);
             if (status != 0) return 3;
             char name[16] = {0};
             snprintf(name, sizeof name, "%s/%d", ips_path_name(p), threads);
             fwrite(name, 1, 16, out);
-            fwrite(y, sizeof(float), (size_t)(O * L), out);
+            fwrite(y, sizeof(float), (size_t)n, out);
         }
     }
     fclose(out);
