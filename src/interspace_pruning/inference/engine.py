@@ -322,9 +322,9 @@ def sparse_inference(
             portable ``torch.sparse`` path) or ``"auto"`` (native when it was built).
         fuse_bn: fold each BatchNorm2d into the convolution that feeds it (dense or sparse;
             see :mod:`.fusion`), as inference engines do.
-        fuse_epilogue: let sparse convolutions on the native kernel apply the ReLU and the
-            residual addition that follow them (see :mod:`.epilogue`); the result is then
-            an ``fx.GraphModule``.
+        fuse_epilogue: let sparse convolutions on the native kernel apply the residual
+            addition, ReLU and 2x2 max-pool that follow them (see :mod:`.epilogue`); the
+            result is then an ``fx.GraphModule`` with the same submodule names.
 
     Returns an eval-mode module with the same outputs (to float round-off); its ``plan``
     attribute maps layer names to ``"sparse"`` or ``"dense"``, ``fused_bn`` lists the
