@@ -50,6 +50,7 @@ class ModelConfig:
         "argument for a package.module:callable model: key=value (int/float/bool/none/str "
         "parsed; quote to force a string), e.g. --model-arg name=resnet50",
         flag="--model-arg",
+        identity="non-default",
     )
     init_from: str | None = hp(
         None, "start from a trained dense checkpoint (a model.pt or its run directory)"
@@ -107,7 +108,9 @@ class PruneConfig:
     prune_batches: int = hp(10, "training batches given to data-driven criteria")
     rounds: int | None = hp(None, "prune-score rounds (default: per method, synflow 100)")
     pattern: str | None = hp(
-        None, "N:M sparsity, e.g. 2:4: at most N of every M consecutive input entries per layer"
+        None,
+        "N:M sparsity, e.g. 2:4: at most N of every M consecutive input entries per layer",
+        identity="non-default",
     )
 
     def __post_init__(self) -> None:

@@ -28,6 +28,7 @@ from torch import nn
 from ..interspace import fold
 from ..masks import PrunableTensor, prunable
 from . import native
+from .epilogue import fuse_epilogues
 from .fusion import fuse_batchnorm, set_module
 
 
@@ -138,6 +139,10 @@ class _SparseConv(nn.Module):
             values.reshape(values.shape[0], -1), conv.groups, values[0].numel()
         )
         self.kernel = use_native and (basis is None or basis.shape[0] <= native.max_basis())
+        # epilogue work taken over from the graph (see .epilogue): out = relu?(conv + residual)
+        self.fuse_relu = False
+        self.fuse_residual = False
+        self.fuse_pool = False  # a following 2x2 max-pool (stride 2)
         self._index_cache: dict[tuple[int, int, int], tuple] = {}
         if self.kernel:
             self._prepare_kernel()
@@ -165,15 +170,23 @@ class _SparseConv(nn.Module):
         return self._index_cache[key]
 
     def _prepare_kernel(self) -> None:
-        """CSR arrays, the basis and the rows of Z that kept entries read, for the kernel."""
+        """CSR arrays, and per input channel the rows of Z that kept entries read (listed
+        first) with, for IP, their basis filters in that order: the kernel computes only
+        those."""
         matrix, basis = self.matrix, self.basis
         self._rowptr = matrix.crow_indices().to(torch.int64).contiguous()
         self._cols = matrix.col_indices().to(torch.int32).contiguous()
         self._vals = matrix.values().to(torch.float32).contiguous()
-        used = torch.zeros(matrix.shape[1], dtype=torch.uint8)
-        used[self._cols.long()] = 1
-        self._used = used
-        self._basis = None if basis is None else basis.to(torch.float32).contiguous()
+        rows = self.kernel_size[0] * self.kernel_size[1] if basis is None else basis.shape[0]
+        used = torch.zeros(matrix.shape[1], dtype=torch.bool)
+        used[self._cols.long()] = True
+        used = used.view(self.in_channels, rows)
+        order = torch.argsort((~used).to(torch.uint8), dim=1, stable=True)
+        self._used_rows = order.to(torch.int32).contiguous()
+        self._used_count = used.sum(1).to(torch.int32).contiguous()
+        self._basis = (
+            None if basis is None else basis.to(torch.float32)[order].contiguous()
+        )  # (C, rows, kh*kw)
         bias = self.bias if self.bias is not None else torch.zeros(self.out_channels)
         self._bias = bias.to(torch.float32).contiguous()
 
@@ -201,20 +214,45 @@ class _SparseConv(nn.Module):
             and 0 < x.numel() < 2**31
         )
 
-    def _run_kernel(self, x: torch.Tensor) -> torch.Tensor:
+    def _run_kernel(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         index, runs, oh, ow = self._index(x)
-        return native.sparse_conv(
+        shape = (x.shape[0], self.out_channels, oh, ow)
+        fused = residual is not None and residual.shape == shape and residual.dtype == x.dtype
+        pool = self.fuse_pool and residual is None and native.can_pool(x.shape[0], (oh, ow))
+        y = native.sparse_conv(
             x.detach().contiguous(),
             index,
             runs,
             (oh, ow),
             self._basis,
-            self._used,
+            self._used_count,
+            self._used_rows,
             self._rowptr,
             self._cols,
             self._vals,
             self._bias,
+            residual.detach().contiguous() if fused else None,
+            self.fuse_relu and (residual is None or fused),
+            pool,
         )
+        if pool:
+            return y
+        if residual is None or fused:
+            return F.max_pool2d(y, 2) if self.fuse_pool else y
+        return self._epilogue(y, residual)
+
+    def _epilogue(self, y: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        """The fused work, done by torch (off the kernel, or what it cannot take)."""
+        if residual is not None:
+            y = y + residual
+        y = torch.relu(y) if self.fuse_relu else y
+        return F.max_pool2d(y, 2) if self.fuse_pool else y
+
+    def extra_repr(self) -> str:
+        path = native.kernel_path() if self.kernel else "torch"
+        flags = {"residual": self.fuse_residual, "relu": self.fuse_relu, "pool": self.fuse_pool}
+        fused = [n for n, f in flags.items() if f]
+        return f"kernel_path={path}" + (f", fused={'+'.join(fused)}" if fused else "")
 
     def _product(self, matrix: torch.Tensor, z: torch.Tensor, oh: int, ow: int) -> torch.Tensor:
         if z.shape[0] == 0:  # an empty batch
@@ -231,12 +269,12 @@ class SparseSPConv2d(_SparseConv):
     def __init__(self, conv: nn.Conv2d, entry: PrunableTensor, backend: str = "auto") -> None:
         super().__init__(conv, (entry.param * entry.mask).detach(), None, backend)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         check_conv_input(self, x)
         if self._native_ok(x):
-            return self._run_kernel(x)
+            return self._run_kernel(x, residual)
         cols, oh, ow = self._patches(x)
-        return self._product(self.matrix, cols, oh, ow)
+        return self._epilogue(self._product(self.matrix, cols, oh, ow), residual)
 
 
 class SparseIPConv2d(_SparseConv):
@@ -247,15 +285,16 @@ class SparseIPConv2d(_SparseConv):
         lam = (entry.param * entry.mask).detach()  # (out, in/groups, n)
         super().__init__(conv, lam, basis, backend)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         check_conv_input(self, x)
         if self._native_ok(x):
-            return self._run_kernel(x)
+            return self._run_kernel(x, residual)
         cols, oh, ow = self._patches(x)  # (b, c*k, p)
         b, _, p = cols.shape
         k = self.basis.shape[1]
         z = torch.matmul(self.basis, cols.view(b, self.in_channels, k, p))  # (b, c, n, p)
-        return self._product(self.matrix, z.reshape(b, z.shape[1] * z.shape[2], p), oh, ow)
+        y = self._product(self.matrix, z.reshape(b, z.shape[1] * z.shape[2], p), oh, ow)
+        return self._epilogue(y, residual)
 
 
 class SparseLinear(nn.Module):
@@ -318,6 +357,7 @@ def sparse_inference(
     repeats: int = 5,
     backend: str = "auto",
     fuse_bn: bool = True,
+    fuse_epilogue: bool = True,
 ) -> nn.Module:
     """A copy of ``model`` for inference whose pruned layers compute through their sparsity.
 
@@ -332,10 +372,16 @@ def sparse_inference(
             portable ``torch.sparse`` path) or ``"auto"`` (native when it was built).
         fuse_bn: fold each BatchNorm2d into the convolution that feeds it (dense or sparse;
             see :mod:`.fusion`), as inference engines do.
+        fuse_epilogue: let sparse convolutions on the native kernel apply the residual
+            addition, ReLU and 2x2 max-pool that follow them (see :mod:`.epilogue`); the
+            result is then an ``fx.GraphModule`` with the same submodule names.
 
     Returns an eval-mode module with the same outputs (to float round-off); its ``plan``
     attribute maps layer names to ``"sparse"`` or ``"dense"``, ``fused_bn`` lists the
-    ``(conv, batchnorm)`` pairs folded.
+    ``(conv, batchnorm)`` pairs folded, ``fused_epilogue`` the sparse layers that took over
+    a following ReLU or residual addition, and ``kernel_path`` names the code the sparse
+    convolutions run on (``native.kernel_path()``: ``"avx512"``, ``"avx2"``, ``"neon"``,
+    ``"scalar"``, or ``"torch"`` off the native kernel).
     """
     _use_native(backend)  # validates
     if mode not in ("auto", "sparse", "dense"):
@@ -367,8 +413,13 @@ def sparse_inference(
         plan[e.name] = "sparse" if use else "dense"
         if use:
             set_module(out, e.name, sparse)
-    out.plan = plan
-    out.fused_bn = fuse_batchnorm(out, (_SparseConv, SparseLinear)) if fuse_bn else []
+    fused_bn = fuse_batchnorm(out, (_SparseConv, SparseLinear)) if fuse_bn else []
+    fused_epilogue: list[str] = []
+    if fuse_epilogue and any(getattr(m, "kernel", False) for m in out.modules()):
+        out, fused_epilogue = fuse_epilogues(out, (_SparseConv, SparseLinear))
+    out.plan, out.fused_bn, out.fused_epilogue = plan, fused_bn, fused_epilogue
+    on_kernel = any(isinstance(m, _SparseConv) and m.kernel for m in out.modules())
+    out.kernel_path = native.kernel_path() if on_kernel else "torch"
     return out
 
 

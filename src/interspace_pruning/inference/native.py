@@ -2,6 +2,10 @@
 
 ``available()`` says whether the kernel was built (it needs a C compiler with OpenMP at install
 time); without it the engine uses its pure-torch path. See ``spconv.c`` for the algorithm.
+
+The binary holds one kernel path per instruction set (``avx512``, ``avx2``, ``neon`` and the
+plain C ``scalar``) and runs the best one the CPU supports; ``kernel_path()`` names it. The
+environment variable ``INTERSPACE_KERNEL_PATH`` forces one (read at each call).
 """
 
 from __future__ import annotations
@@ -29,9 +33,69 @@ def _library() -> ctypes.CDLL | None:
         return None
     lib.ips_set_threads.argtypes = [ctypes.c_int]
     lib.ips_max_basis.restype = ctypes.c_int
+    lib.ips_num_paths.restype = ctypes.c_int
+    lib.ips_path_name.restype = ctypes.c_char_p
+    lib.ips_path_name.argtypes = [ctypes.c_int]
+    lib.ips_path_supported.argtypes = [ctypes.c_int]
+    lib.ips_path.restype = ctypes.c_int
+    lib.ips_select_path.argtypes = [ctypes.c_int]
     lib.ips_conv.restype = ctypes.c_int
-    lib.ips_conv.argtypes = [_P, _I, _I, _P, _P, _I, _I, _P, _I, _P, _P, _P, _P, _P, _I, _I, _I, _P]
+    lib.ips_conv.argtypes = [_P, _I, _I, _P, _P, _I, _I, _P, _I, _P, _P, _P, _P, _P, _P]
+    lib.ips_conv.argtypes += [_I, _I, _I, _P, ctypes.c_int, _I, _P]
+    lib.ips_tile.restype = ctypes.c_int64
+    lib.ips_tile.argtypes = [ctypes.c_int64]
     return lib
+
+
+PATH_ENV = "INTERSPACE_KERNEL_PATH"
+
+
+@lru_cache(maxsize=1)
+def _path_names() -> tuple[str, ...]:
+    lib = _library()
+    return tuple(lib.ips_path_name(p).decode() for p in range(lib.ips_num_paths()))
+
+
+def available_paths() -> list[str]:
+    """The kernel paths this CPU can run, best first (empty without the kernel)."""
+    lib = _library()
+    if lib is None:
+        return []
+    names = _path_names()
+    order = ("avx512", "avx2", "neon", "scalar")
+    return [n for n in order if n in names and lib.ips_path_supported(names.index(n))]
+
+
+_forced: list[str | None] = [None]  # the INTERSPACE_KERNEL_PATH value last applied
+
+
+def _apply_path() -> None:
+    """Select the path ``INTERSPACE_KERNEL_PATH`` names (the best one when unset)."""
+    wanted = os.environ.get(PATH_ENV) or None
+    if wanted == _forced[0]:
+        return
+    lib, names = _library(), _path_names()
+    if wanted is None:
+        lib.ips_select_path(-1)
+    elif wanted not in available_paths():
+        raise ValueError(
+            f"{PATH_ENV}={wanted} is not a kernel path this CPU can run; use one of "
+            f"{', '.join(available_paths())} or unset it"
+        )
+    else:
+        lib.ips_select_path(names.index(wanted))
+    _forced[0] = wanted
+
+
+def kernel_path() -> str:
+    """The kernel path convolutions run on now: ``avx512``, ``avx2``, ``neon`` or ``scalar``
+    (``INTERSPACE_KERNEL_PATH`` if set, else the best this CPU supports), or ``"torch"``
+    when the kernel was not built."""
+    lib = _library()
+    if lib is None:
+        return "torch"
+    _apply_path()
+    return _path_names()[lib.ips_path()]
 
 
 def available() -> bool:
@@ -117,29 +181,59 @@ def tap_index(
     return index.to(torch.int32), runs.to(torch.int32), oh, ow
 
 
+def can_pool(batch: int, size: tuple[int, int]) -> bool:
+    """Whether the kernel can fuse a 2x2 max-pool into a ``(batch, *, *size)`` output on the
+    current path: its pixel tiles must hold whole pairs of output rows."""
+    (oh, ow), lib = size, _library()
+    _apply_path()
+    pixels = batch * oh * ow
+    tile = lib.ips_tile(pixels)
+    return oh % 2 == 0 and ow % 2 == 0 and pixels % tile == 0 and tile % (2 * ow) == 0
+
+
 def sparse_conv(
     x: torch.Tensor,
     index: torch.Tensor,
     runs: torch.Tensor,
     size: tuple[int, int],
     basis: torch.Tensor | None,
-    used: torch.Tensor,
+    used_count: torch.Tensor,
+    used_rows: torch.Tensor,
     rowptr: torch.Tensor,
     cols: torch.Tensor,
     vals: torch.Tensor,
     bias: torch.Tensor,
+    residual: torch.Tensor | None = None,
+    relu: bool = False,
+    pool: bool = False,
 ) -> torch.Tensor:
     """The NCHW output ``(B, O, *size)`` of a sparse convolution of the contiguous NCHW input
-    ``x``: ``bias + A @ Z`` with ``A`` the CSR matrix ``(rowptr, cols, vals)`` (int64, int32,
-    float32; ``O`` rows) over ``Z``, the basis projections (IP, ``basis`` is ``(n, kh*kw)``)
-    or the taps (SP, ``basis=None``) of each input channel, as :func:`tap_index` places them;
-    ``used`` (uint8) flags the rows of ``Z`` that ``A`` reads."""
+    ``x``: ``relu?(bias + A @ Z + residual)`` with ``A`` the CSR matrix ``(rowptr, cols,
+    vals)`` (int64, int32, float32; ``O`` rows) over ``Z``, the basis projections (IP) or the
+    taps (SP) of each input channel, as :func:`tap_index` places them.
+
+    ``used_rows`` (int32, ``(C, rows)``) lists per input channel the rows of ``Z`` that ``A``
+    reads first, ``used_count[c]`` (int32) of them; ``basis`` is IP's ``(C, rows, kh*kw)``
+    basis filters in that order (``None`` for SP). ``residual``, if given, is a contiguous
+    float32 tensor shaped like the output, added before the optional ReLU (both fused).
+    ``pool`` returns the 2x2 max-pool (stride 2) of the result instead, where
+    :func:`can_pool` allows it."""
     lib = _library()
+    _apply_path()
     batch, channels = x.shape[:2]
     k, ld = index.shape
-    rows = k if basis is None else basis.shape[0]
+    rows = used_rows.shape[1]
     out_rows, pixels = rowptr.numel() - 1, size[0] * size[1]
-    out = torch.empty(batch, out_rows, *size)
+    if pool and (residual is not None or not can_pool(batch, size)):
+        raise ValueError("sparse_conv: this output cannot be max-pooled in the kernel")
+    out = torch.empty(batch, out_rows, *((n // 2 for n in size) if pool else size))
+    if residual is not None and (
+        residual.shape != out.shape or not residual.is_contiguous() or residual.dtype != out.dtype
+    ):
+        raise ValueError(
+            f"sparse_conv: residual must be a contiguous float32 {tuple(out.shape)} tensor, "
+            f"got {residual.dtype} {tuple(residual.shape)}"
+        )
     lib.ips_set_threads(torch.get_num_threads())
     status = lib.ips_conv(
         _ptr(x),
@@ -151,7 +245,8 @@ def sparse_conv(
         k,
         _ptr(basis),
         rows,
-        _ptr(used),
+        _ptr(used_count),
+        _ptr(used_rows),
         _ptr(rowptr),
         _ptr(cols),
         _ptr(vals),
@@ -159,8 +254,13 @@ def sparse_conv(
         out_rows,
         batch * pixels,
         pixels,
+        _ptr(residual),
+        int(relu),
+        size[1] if pool else 0,
         _ptr(out),
     )
-    if status != 0:
+    if status == -1:
         raise MemoryError("sparse_conv: out of memory for the per-thread tile buffers")
+    if status != 0:
+        raise ValueError("sparse_conv: the kernel rejected the layer's shape (too many rows?)")
     return out

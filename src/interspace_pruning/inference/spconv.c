@@ -3,22 +3,31 @@
  * Both representations are one pipeline on NCHW activations, read and written in place. For
  * each tile of output pixels j = (b, oy, ox) of the whole batch, in parallel:
  *
- *   project: Z[r, j] for every kept row r, into a per-thread buffer that stays in cache:
+ *   project: Z[r, j] for every used row r, into a per-thread buffer that stays in cache:
  *            IP: r = (c, m), Z = sum_t g_m[t] x_c[tap t of pixel j]   (the basis convolution)
  *            SP: r = (c, t), Z = x_c[tap t of pixel j]                (im2col of the kept taps)
- *   product: out[o, j] = bias[o] + sum_{(o, r) kept} value * Z[r, j]  (CSR, the sparse 1x1)
+ *   product: out[o, j] = epilogue(bias[o] + sum_{(o, r) kept} value * Z[r, j])  (CSR)
+ *            epilogue: + residual[o, j] (a fused skip connection), then ReLU, both optional
  *
  * Tap positions come from an index table (K x LD int32, -1 = zero padding), so stride,
  * dilation, padding and non-square kernels cost nothing here and no padded copy is made.
  * Where 16 consecutive pixels read 16 consecutive inputs (stride 1, inside a row), the table
- * marks it and a masked vector load replaces the gather.
- * The product keeps a tile (16, 32 or 64 pixels) of one output row in vector registers while
- * it walks that row's kept entries; Z is computed once per tile and read from cache for all
+ * marks it and a (masked) vector load replaces the gather. Only the basis filters (IP) or taps
+ * (SP) that kept entries use are computed, per input channel.
+ * The product keeps a tile (8 to 64 pixels) of one output row in vector registers while it
+ * walks that row's kept entries; Z is computed once per tile and read from cache for all
  * output channels, never written to memory.
  *
+ * Kernel paths: every path is compiled into this one binary (spconv_path.h, included once
+ * per instruction set inside a target pragma) and the best one the CPU supports is picked
+ * at load time (ips_select_path overrides it):
+ *   x86-64:  avx512 (16-float vectors, masked loads, gathers), avx2 (8-float vectors with FMA,
+ *            vmaskmovps loads, AVX2 gathers; register blocking for 16 ymm registers), scalar
+ *   aarch64: neon (8-float vectors as register pairs, 32 registers), scalar
+ * "scalar" is the plain C fallback: generic vectors at the baseline ISA, scalar gathers.
+ *
  * A plain shared library (no Python headers needed), built as an extension so pip places it;
- * it is loaded with ctypes, never imported. Written with GCC/Clang vector extensions, so it builds for any target; AVX-512 gathers are
- * used where the compiler targets them.
+ * it is loaded with ctypes, never imported.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,18 +35,31 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#ifdef __AVX512F__
+#if defined(__x86_64__) || defined(__i386__)
+#define IPS_X86 1
 #include <immintrin.h>
 #endif
+#if defined(__aarch64__)
+#define IPS_ARM64 1
+#include <arm_neon.h>
+#endif
 
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4)));
+typedef int32_t i8 __attribute__((vector_size(32)));
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v16u __attribute__((vector_size(64), aligned(4)));
 typedef int32_t i16 __attribute__((vector_size(64)));
-typedef int32_t i16u __attribute__((vector_size(64), aligned(4)));
 
-#define TILE 64 /* pixels per spmm tile: 4 vectors of 16 floats */
-#define NVEC (TILE / 16)
-#define MAX_BASIS 64 /* basis filters per channel the projection supports (kernels up to 8x8) */
+#define MAX_TILE 64   /* pixels per product tile, at most */
+#define MAX_BASIS 64  /* basis filters per channel the projection supports (kernels up to 8x8) */
+#define GATHER INT32_MIN
+/* unroll the short constant loops completely, so that accumulator arrays become registers */
+#if defined(__clang__)
+#define PRAGMA_UNROLL _Pragma("unroll")
+#else
+#define PRAGMA_UNROLL _Pragma("GCC unroll 16")
+#endif
 
 /* Tell the threads how many to use (matching torch.get_num_threads()). */
 void ips_set_threads(int n) {
@@ -50,108 +72,228 @@ void ips_set_threads(int n) {
 
 int ips_max_basis(void) { return MAX_BASIS; }
 
-/* 16 values xc[idx[i]], 0 where idx[i] < 0. Unless run == GATHER, idx[i] = run + i wherever
- * idx[i] >= 0, and a masked load does it (masked-off lanes are never read). */
-#define GATHER INT32_MIN
-static inline v16 gather16(const float* xc, const int32_t* idx, int32_t run) {
-#ifdef __AVX512F__
-    __m512i i = _mm512_loadu_si512(idx);
-    __mmask16 in = _mm512_cmpge_epi32_mask(i, _mm512_setzero_si512());
+typedef void (*project_fn)(const float*, int64_t, int64_t, const int32_t*, const int32_t*,
+                           int64_t, int64_t, const float*, int64_t, const int32_t*,
+                           const int32_t*, int64_t, int, float*, int64_t);
+typedef void (*spmm_fn)(const float*, int64_t, const int64_t*, const int32_t*, const float*,
+                        const float*, const float*, int, int64_t, int64_t, int64_t, int64_t,
+                        int64_t, int64_t, int64_t, float*, int);
+
+/* ---- scalar: the plain C fallback ---------------------------------------------------- */
+#define SFX scalar
+#define VW 8
+#define VEC v8
+#define VECU v8u
+#define VINT i8
+static inline v8 gather_scalar(const float* xc, const int32_t* idx, int32_t run) {
+    (void)run;
+    v8 r;
+    for (int k = 0; k < 8; k++) r[k] = idx[k] >= 0 ? xc[idx[k]] : 0.0f;
+    return r;
+}
+#include "spconv_path.h"
+#undef SFX
+#undef VW
+#undef VEC
+#undef VECU
+#undef VINT
+
+#ifdef IPS_X86
+/* ---- avx2: 8-float vectors, FMA ------------------------------------------------------- */
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#endif
+#define SFX avx2
+#define VW 8
+#define VEC v8
+#define VECU v8u
+#define VINT i8
+static inline v8 gather_avx2(const float* xc, const int32_t* idx, int32_t run) {
+    const __m256i i = _mm256_loadu_si256((const __m256i*)idx);
+    const __m256i in = _mm256_cmpgt_epi32(i, _mm256_set1_epi32(-1));
+    if (run != GATHER) {
+        if (_mm256_movemask_ps(_mm256_castsi256_ps(in)) == 0xff)
+            return (v8)_mm256_loadu_ps(xc + run);
+        return (v8)_mm256_maskload_ps(xc + run, in); /* masked-off lanes are never read */
+    }
+    return (v8)_mm256_mask_i32gather_ps(_mm256_setzero_ps(), xc, i, _mm256_castsi256_ps(in), 4);
+}
+#include "spconv_path.h"
+#undef SFX
+#undef VW
+#undef VEC
+#undef VECU
+#undef VINT
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
+#pragma GCC pop_options
+
+/* ---- avx512: 16-float vectors, mask registers ----------------------------------------- */
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
+#endif
+#define SFX avx512
+#define VW 16
+#define VEC v16
+#define VECU v16u
+#define VINT i16
+static inline v16 gather_avx512(const float* xc, const int32_t* idx, int32_t run) {
+    const __m512i i = _mm512_loadu_si512(idx);
+    const __mmask16 in = _mm512_cmpge_epi32_mask(i, _mm512_setzero_si512());
     if (run != GATHER) return (v16)_mm512_maskz_loadu_ps(in, xc + run);
     return (v16)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), in, i, xc, 4);
-#else
-    (void)run;
-    v16 r;
-    for (int k = 0; k < 16; k++) r[k] = idx[k] >= 0 ? xc[idx[k]] : 0.0f;
-    return r;
+}
+#include "spconv_path.h"
+#undef SFX
+#undef VW
+#undef VEC
+#undef VECU
+#undef VINT
+#ifdef __clang__
+#pragma clang attribute pop
 #endif
+#pragma GCC pop_options
+#endif /* IPS_X86 */
+
+#ifdef IPS_ARM64
+/* ---- neon: 8-float vectors as pairs of q registers (32 of them) ----------------------- */
+#define SFX neon
+#define VW 8
+#define VEC v8
+#define VECU v8u
+#define VINT i8
+static inline v8 gather_neon(const float* xc, const int32_t* idx, int32_t run) {
+    const int32x4_t lo = vld1q_s32(idx), hi = vld1q_s32(idx + 4);
+    if (run != GATHER && vminvq_s32(vminq_s32(lo, hi)) >= 0) { /* whole run: two loads */
+        v8 r;
+        memcpy(&r, xc + run, sizeof r);
+        return r;
+    }
+    v8 r;
+    for (int k = 0; k < 8; k++) r[k] = idx[k] >= 0 ? xc[idx[k]] : 0.0f;
+    return r;
+}
+#include "spconv_path.h"
+#undef SFX
+#undef VW
+#undef VEC
+#undef VECU
+#undef VINT
+#endif /* IPS_ARM64 */
+
+/* ---- run-time choice of the path ------------------------------------------------------ */
+typedef struct {
+    const char* name;
+    int vw;
+    project_fn project;
+    spmm_fn spmm;
+} kernel_path;
+
+enum { PATH_SCALAR, PATH_AVX2, PATH_AVX512, PATH_NEON, NPATHS };
+static const kernel_path paths[NPATHS] = {
+    {"scalar", 8, project_tile_scalar, spmm_tile_scalar},
+#ifdef IPS_X86
+    {"avx2", 8, project_tile_avx2, spmm_tile_avx2},
+    {"avx512", 16, project_tile_avx512, spmm_tile_avx512},
+#else
+    {"avx2", 0, NULL, NULL},
+    {"avx512", 0, NULL, NULL},
+#endif
+#ifdef IPS_ARM64
+    {"neon", 8, project_tile_neon, spmm_tile_neon},
+#else
+    {"neon", 0, NULL, NULL},
+#endif
+};
+
+/* Whether path p (an index into paths) can run on this CPU. */
+int ips_path_supported(int p) {
+    switch (p) {
+        case PATH_SCALAR:
+            return 1;
+#ifdef IPS_X86
+        case PATH_AVX2:
+            __builtin_cpu_init();
+            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        case PATH_AVX512:
+            __builtin_cpu_init();
+            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+                   __builtin_cpu_supports("fma");
+#endif
+#ifdef IPS_ARM64
+        case PATH_NEON:
+            return 1; /* Advanced SIMD is part of the AArch64 baseline */
+#endif
+        default:
+            return 0;
+    }
 }
 
-/* Basis projections of one channel for the 16 pixels from j; always inlined, so that with
- * constant n and K (3x3 kernels) the accumulators live in registers. */
-static inline __attribute__((always_inline)) void project16(
-    const float* xc, const int32_t* idx, const int32_t* run, int64_t LD, int64_t K,
-    const float* basis, int64_t n, const uint8_t* u, int64_t j, float* zc, int64_t ld) {
-    v16 acc[MAX_BASIS];
-    for (int64_t m = 0; m < n; m++) acc[m] = (v16){0};
-    for (int64_t t = 0; t < K; t++) {
-        const v16 xt = gather16(xc, idx + t * LD + j, run[(t * LD + j) / 16]);
-        for (int64_t m = 0; m < n; m++) acc[m] += basis[m * K + t] * xt;
-    }
-    for (int64_t m = 0; m < n; m++)
-        if (u[m]) *(v16*)(zc + m * ld) = acc[m];
+static int best_path(void) {
+    static const int order[] = {PATH_AVX512, PATH_AVX2, PATH_NEON};
+    for (size_t i = 0; i < sizeof order / sizeof *order; i++)
+        if (ips_path_supported(order[i])) return order[i];
+    return PATH_SCALAR;
 }
 
-/* Z rows for the pixels [j0, j0 + 16 * nv) into z (rows * C, ld): the basis projections (IP)
- * or the taps themselves (SP, basis == NULL) of every row flagged in used. */
-static void project_tile(const float* x, int64_t C, int64_t cstride, const int32_t* idx,
-                         const int32_t* run, int64_t LD, int64_t K, const float* basis,
-                         int64_t n, const uint8_t* used, int64_t j0, int nv, float* z,
-                         int64_t ld) {
-    const int64_t rows = basis ? n : K;
-    for (int64_t c = 0; c < C; c++) {
-        const float* xc = x + c * cstride;
-        const uint8_t* u = used + c * rows;
-        float* zc = z + c * rows * ld;
-        for (int k = 0; k < nv; k++) {
-            const int64_t j = j0 + 16 * k;
-            if (!basis) {
-                for (int64_t t = 0; t < K; t++)
-                    if (u[t])
-                        *(v16*)(zc + t * ld + 16 * k) =
-                            gather16(xc, idx + t * LD + j, run[(t * LD + j) / 16]);
-            } else if (K == 9 && n == 9) { /* 3x3: constants for the compiler */
-                project16(xc, idx, run, LD, 9, basis, 9, u, j, zc + 16 * k, ld);
-            } else {
-                project16(xc, idx, run, LD, K, basis, n, u, j, zc + 16 * k, ld);
-            }
-        }
-    }
+static int current = -1;
+
+int ips_num_paths(void) { return NPATHS; }
+const char* ips_path_name(int p) { return p >= 0 && p < NPATHS ? paths[p].name : ""; }
+
+/* The path in use (the best supported one unless ips_select_path chose another). */
+int ips_path(void) {
+    if (current < 0) current = best_path();
+    return current;
 }
 
-/* Output rows [o0, o1) for the w <= 16 * NV pixels from j0: bias + CSR @ z, written as NCHW
- * (pixel j = b * P + p of row o goes to out[(b * O + o) * P + p]). */
-#define SPMM_TILE(NV)                                                                      \
-    static void spmm_tile_##NV(const float* z, int64_t ld, const int64_t* rowptr,          \
-                               const int32_t* cols, const float* vals, const float* bias,  \
-                               int64_t o0, int64_t o1, int64_t O, int64_t P, int64_t j0,   \
-                               int64_t w, float* out) {                                    \
-        for (int64_t o = o0; o < o1; o++) {                                                \
-            v16 acc[NV];                                                                   \
-            for (int k = 0; k < NV; k++) acc[k] = (v16){0} + bias[o];                      \
-            for (int64_t q = rowptr[o]; q < rowptr[o + 1]; q++) {                          \
-                const float v = vals[q];                                                   \
-                const v16* s = (const v16*)(z + (int64_t)cols[q] * ld);                    \
-                for (int k = 0; k < NV; k++) acc[k] += v * s[k];                           \
-            }                                                                              \
-            const float* a = (const float*)acc;                                            \
-            for (int64_t j = j0; j < j0 + w;) { /* one run per image the tile touches */   \
-                const int64_t b = j / P, p = j - b * P;                                    \
-                const int64_t len = P - p < j0 + w - j ? P - p : j0 + w - j;               \
-                float* d = out + (b * O + o) * P + p;                                      \
-                for (int64_t k = 0; k < len; k++) d[k] = a[j - j0 + k];                    \
-                j += len;                                                                  \
-            }                                                                              \
-        }                                                                                  \
+/* Use path p from now on; -1 picks the best again. Returns 0, or -1 if p cannot run here. */
+int ips_select_path(int p) {
+    if (p == -1) {
+        current = best_path();
+        return 0;
     }
-SPMM_TILE(1)
-SPMM_TILE(2)
-SPMM_TILE(4)
+    if (p < 0 || p >= NPATHS || !ips_path_supported(p)) return -1;
+    current = p;
+    return 0;
+}
+
+/* Pixels per product tile for L output pixels on the current path. */
+int64_t ips_tile(int64_t L) {
+    const int64_t tile = L <= 8 ? 8 : L <= 16 ? 16 : L <= 64 ? 32 : MAX_TILE;
+    const int64_t vw = paths[ips_path()].vw;
+    return tile < vw ? vw : tile;
+}
 
 /* The whole sparse convolution, fused per tile of output pixels so that a tile's Z stays in
  * cache. x: input with channel c at x + c * cstride; idx: (K, LD) tap positions relative to
- * that; run: (K, LD / 16) contiguous-run starts or GATHER; basis: (n, K) or NULL for SP;
- * used: (C * rows) flags, rows = n or K; CSR (rowptr, cols, vals) is O x (C * rows);
- * out: (B, O, P) with L = B * P output pixels. Returns 0, or -1 when out of memory. */
-int ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx,
-              const int32_t* run, int64_t LD, int64_t K, const float* basis, int64_t n,
-              const uint8_t* used, const int64_t* rowptr, const int32_t* cols,
-              const float* vals, const float* bias, int64_t O, int64_t L, int64_t P,
-              float* out) {
-    const int64_t rows = basis ? n : K;
+ * that; run: (K, LD / 16) contiguous-run starts or GATHER; cb: IP's used basis filters,
+ * (C, rows, K) with channel c's nus[c] used ones first, or NULL for SP; rows: basis filters
+ * (IP) or taps (SP) per channel; rowlist: (C, rows) the used rows of each channel first;
+ * CSR (rowptr, cols, vals) is O x (C * rows); res: NULL or a tensor shaped like out, added
+ * before the ReLU (relu != 0); out: (B, O, P) with L = B * P output pixels, or with
+ * pool_w > 0 (the output row width), the 2x2 max-pool of that: (B, O, P / 4); this needs
+ * whole tiles of whole row pairs (L and P multiples of 2 * pool_w, L of the tile, the tile of
+ * 2 * pool_w) and no residual.
+ * Returns 0, -1 when out of memory, -2 for arguments the kernel does not support. */
+int ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx, const int32_t* run,
+             int64_t LD, int64_t K, const float* cb, int64_t rows, const int32_t* nus,
+             const int32_t* rowlist, const int64_t* rowptr, const int32_t* cols,
+             const float* vals, const float* bias, int64_t O, int64_t L, int64_t P,
+             const float* res, int relu, int64_t pool_w, float* out) {
+    if ((cb && rows > MAX_BASIS) || rows < 1 || LD % 64 != 0 || P < 1) return -2;
+    const kernel_path* kp = &paths[ips_path()];
     /* narrow tiles when there are few pixels (batch 1, deep layers); wide ones otherwise */
-    const int nv = L <= 16 ? 1 : L <= 64 ? 2 : 4;
-    const int64_t tile = 16 * nv, tiles = (L + tile - 1) / tile;
+    const int64_t tile = ips_tile(L);
+    if (pool_w && (pool_w % 2 || res || L % tile || tile % (2 * pool_w) || P % (2 * pool_w)))
+        return -2;
+    const int nvec = (int)(tile / kp->vw);
+    const int64_t tiles = (L + tile - 1) / tile;
 #ifdef _OPENMP
     const int64_t threads = omp_get_max_threads();
 #else
@@ -165,7 +307,8 @@ int ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx,
     int failed = 0;
 #pragma omp parallel
     {
-        float* z = aligned_alloc(64, (size_t)(C * rows * tile) * sizeof(float));
+        const size_t bytes = (size_t)(C * rows * tile) * sizeof(float);
+        float* z = aligned_alloc(64, (bytes + 63) / 64 * 64);
         int64_t have = -1; /* the tile whose Z is in z */
         if (!z) {
 #pragma omp atomic write
@@ -177,19 +320,15 @@ int ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx,
             const int64_t t = task / splits, part = task % splits;
             const int64_t j0 = t * tile, w = L - j0 < tile ? L - j0 : tile;
             if (t != have) {
-                project_tile(x, C, cstride, idx, run, LD, K, basis, n, used, j0, nv, z, tile);
+                kp->project(x, C, cstride, idx, run, LD, K, cb, rows, nus, rowlist, j0, nvec, z,
+                            tile);
                 have = t;
             }
             const int64_t o0 = O * part / splits, o1 = O * (part + 1) / splits;
-            if (nv == 1)
-                spmm_tile_1(z, tile, rowptr, cols, vals, bias, o0, o1, O, P, j0, w, out);
-            else if (nv == 2)
-                spmm_tile_2(z, tile, rowptr, cols, vals, bias, o0, o1, O, P, j0, w, out);
-            else
-                spmm_tile_4(z, tile, rowptr, cols, vals, bias, o0, o1, O, P, j0, w, out);
+            kp->spmm(z, tile, rowptr, cols, vals, bias, res, relu, pool_w, o0, o1, O, P, j0, w,
+                     out, nvec);
         }
         free(z);
     }
     return failed ? -1 : 0;
 }
-
