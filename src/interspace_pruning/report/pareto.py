@@ -168,6 +168,8 @@ def matched(pts: Sequence[Point], method: str, sp_sparsity: float) -> Match | No
 
 def plot_pareto(pts: Sequence[Point], title: str, path: Path) -> Path:
     """Test accuracy vs latency: a line per (method, representation), dense as references."""
+    from matplotlib.ticker import FuncFormatter
+
     from .plots import COLORS, LABELS, _save, plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -205,7 +207,25 @@ def plot_pareto(pts: Sequence[Point], title: str, path: Path) -> Path:
             ax.axvline(
                 p.ort_ms, color="tab:green", lw=1, ls="--", label=f"dense ONNX RT {p.ort_ms:.2f} ms"
             )
+    for method in methods:  # an arrow from each SP model to its fastest match
+        for s in MATCH_AT:
+            m = matched(pts, method, s)
+            if m is None or m.ip is None or m.ip.ms >= m.sp.ms:
+                continue
+            ax.annotate(
+                "",
+                (m.ip.ms, m.ip.acc * 100),
+                (m.sp.ms, m.sp.acc * 100),
+                arrowprops={"arrowstyle": "->", "color": "gray", "lw": 0.8},
+            )
+            mid = ((m.ip.ms * m.sp.ms) ** 0.5, (m.ip.acc + m.sp.acc) * 50)  # log-x midpoint
+            ax.text(*mid, f"{m.speedup:.2f}x at SP {s:.0%}'s acc", fontsize=7, color="gray")
     ax.set_xscale("log")
+    xs = [p.ms for p in pts] + [p.ort_ms for p in pts if p.ort_ms is not None]
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    if max(xs) / min(xs) < 30:  # few decades: label the minor ticks too
+        ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel("CPU latency per batch (ms, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=10)
@@ -218,10 +238,11 @@ def table(pts: Sequence[Point]) -> str:
     """Markdown: accuracy and latency per point, speed-ups over dense torch and ONNX RT."""
     dense = next((p for p in pts if p.representation == "dense"), None)
     lines = [
-        "| model | sparsity | test acc (%) | ms (engine) | vs dense torch | vs dense ONNX RT |",
+        "| run | sparsity | test acc (%) | ms (engine) | vs dense torch | vs dense ONNX RT |",
         "|---|---|---|---|---|---|",
     ]
-    for p in sorted(pts, key=lambda p: (p.representation != "dense", p.method, p.sparsity)):
+    order = {"dense": 0, "sp": 1, "ip": 2}
+    for p in sorted(pts, key=lambda p: (order[p.representation], p.method, p.sparsity)):
         name = "dense" if p.representation == "dense" else f"{p.representation.upper()} {p.method}"
         engine = "torch" if p.representation == "dense" else "sparse"
         std = f" ± {p.acc_std * 100:.2f}" if p.seeds > 1 else ""
@@ -288,7 +309,7 @@ def pareto_section(
     path = plot_pareto(pts, title, Path(out) / f"{slug}_accuracy_latency_b{batch}.png")
     lines = ["", f"### accuracy vs CPU latency (batch {batch})", "", f"![{title}]({path.name})"]
     lines += ["", *(f"- {s}" for s in statements(pts) or ["no SP run at 90% or 95%."])]
-    for b in batches:
+    for b in sorted(batches, key=lambda b: b != batch):  # the plotted batch first
         b_pts = pts if b == batch else points(timed_runs(records, b))
         lines += ["", f"Batch {b}:", "", table(b_pts)]
         if b != batch:
