@@ -78,7 +78,7 @@ def time_runs(args: argparse.Namespace) -> None:
         model, shape = load_source(r.path)
         results = []
         for b in args.batches:
-            res = bench(model, shape, batch=b, threads=args.threads, repeats=args.repeats)
+            res = bench(model, shape, b, args.threads, args.repeats, clock=args.clock)
             if args.memory:
                 add_memory(res, r.path)
             results.append(res.to_dict())
@@ -123,6 +123,7 @@ def main() -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     p.add_argument("--plot-batch", type=int, default=32)
     p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     p.add_argument("--memory", action="store_true", help="also peak RSS per engine")
     p.add_argument("--rebench", action="store_true", help="time runs again")
     args = p.parse_args()

@@ -49,6 +49,17 @@ def test_bench_structure_and_outputs_agree(rep):
     assert "| sparse |" in r.markdown() and r.cpu and r.kernel
 
 
+def test_cpu_clock_counts_the_calling_thread():
+    r = bench(_pruned("sp"), SHAPE, batch=2, threads=1, repeats=3, engines=("torch",), clock="cpu")
+    e = r.engines["torch"]
+    assert r.clock == "cpu" and e.median_ms > 0 and e.wall_median_ms > 0
+    assert "median cpu time" in r.markdown()
+    with pytest.raises(ValueError, match="threads=1"):
+        bench(_pruned("sp"), SHAPE, threads=2, clock="cpu")
+    with pytest.raises(ValueError, match="clock"):
+        bench(_pruned("sp"), SHAPE, clock="gpu")
+
+
 def test_dense_model_skips_the_sparse_engine():
     torch.manual_seed(0)
     model = ip.models.get("convnet", 10, 1, width=4).eval()

@@ -43,6 +43,12 @@ def add_parser(sub, formatter_class) -> None:
     b.add_argument(
         "--memory", action="store_true", help="peak RSS per engine (a fresh process each)"
     )
+    b.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall time, or the thread's CPU time on a busy shared machine (--threads 1)",
+    )
     b.add_argument("--json", type=Path, default=None, help="write the results here too")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -63,6 +69,7 @@ def run(ns: argparse.Namespace) -> dict:
             repeats=ns.repeats,
             engines=tuple(ns.engines),
             progress=not ns.quiet,
+            clock=ns.clock,
         )
         if ns.memory:
             add_memory(r, ns.source, ns.input_size)

@@ -65,8 +65,9 @@ class EngineResult:
     """One engine's times (ms, one per round), their median, and what else was learnt."""
 
     name: str
-    median_ms: float | None = None
+    median_ms: float | None = None  # by the result's clock
     times_ms: list[float] = field(default_factory=list)
+    wall_median_ms: float | None = None
     max_abs_diff: float | None = None  # of its outputs against the torch engine's
     peak_rss_mib: float | None = None
     runtime_rss_mib: float | None = None  # RSS after imports, before the model is loaded
@@ -81,6 +82,7 @@ class BenchResult:
     input_shape: tuple[int, ...]
     threads: int
     repeats: int
+    clock: str
     cpu: str
     kernel: str
     torch_version: str
@@ -103,7 +105,8 @@ class BenchResult:
     def markdown(self) -> str:
         lines = [
             f"batch {self.batch}, input {'x'.join(map(str, self.input_shape))}, "
-            f"{self.threads} threads, median of {self.repeats} interleaved rounds; "
+            f"{self.threads} threads, median {self.clock} time of {self.repeats} interleaved "
+            "rounds; "
             f"{self.cpu}; kernel: {self.kernel}; torch {self.torch_version}",
             "",
             "| engine | median ms | speed-up vs torch dense | peak RSS MiB | max abs diff | note |",
@@ -250,22 +253,24 @@ def interleaved_times(
     repeats: int,
     progress: bool = False,
     desc: str = "bench",
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Seconds per forward pass of each engine over ``repeats`` rounds, engines taking turns
-    (after two warm-up passes each)."""
+    (after two warm-up passes each): wall-clock times, and the calling thread's CPU times."""
     from tqdm.auto import tqdm
 
     times: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     with torch.no_grad():
         for fn in fns.values():
             fn(x)
             fn(x)
         for _ in tqdm(range(repeats), desc=desc, disable=not progress, leave=False):
             for k, fn in fns.items():
-                t0 = time.perf_counter()
+                c0, t0 = time.thread_time(), time.perf_counter()
                 fn(x)
                 times[k].append(time.perf_counter() - t0)
-    return times
+                cpu[k].append(time.thread_time() - c0)
+    return times, cpu
 
 
 def bench(
@@ -277,6 +282,7 @@ def bench(
     engines: tuple[str, ...] = ENGINES,
     progress: bool = False,
     seed: int = 0,
+    clock: str = "wall",
 ) -> BenchResult:
     """Time ``model`` (pruned or dense) on this CPU with each engine on a random batch.
 
@@ -284,7 +290,14 @@ def bench(
         input_shape: one input's shape, e.g. ``(1, 28, 28)``.
         threads: CPU threads for every engine (torch, the sparse kernel, ONNX Runtime).
         repeats: interleaved rounds; each engine's time is the median.
+        clock: ``"wall"`` (elapsed time) or ``"cpu"`` (CPU time of the calling thread, for
+            a machine shared with other work: time spent preempted is not counted; needs
+            ``threads=1``, where torch, the kernel and ONNX Runtime compute in that thread).
     """
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    if clock == "cpu" and threads != 1:
+        raise ValueError("the cpu clock counts the calling thread only: use it with threads=1")
     if batch < 1 or threads < 1 or repeats < 1:
         raise ValueError(
             f"batch, threads and repeats must be >= 1, got {batch}, {threads}, {repeats}"
@@ -294,7 +307,8 @@ def bench(
     x = torch.randn((batch, *input_shape), generator=gen).to(dtype)
     fns, notes = build_engines(model, x, engines, threads)
     with _threads(threads):
-        times = interleaved_times(fns, x, repeats, progress, f"batch {batch}")
+        wall, cpu = interleaved_times(fns, x, repeats, progress, f"batch {batch}")
+        times = cpu if clock == "cpu" else wall
         with torch.no_grad():
             outs = {k: fn(x) for k, fn in fns.items()}
     results = {}
@@ -303,8 +317,14 @@ def bench(
         diff = None
         if name in outs and "torch" in outs:
             diff = float((outs[name] - outs["torch"]).abs().max())
+        w = wall.get(name)
         results[name] = EngineResult(
-            name, statistics.median(t) if t else None, t, diff, note=notes.get(name, "")
+            name,
+            statistics.median(t) if t else None,
+            t,
+            statistics.median(w) * 1e3 if w else None,
+            diff,
+            note=notes.get(name, ""),
         )
     sparse = fns.get("sparse")
     return BenchResult(
@@ -312,6 +332,7 @@ def bench(
         input_shape=tuple(input_shape),
         threads=threads,
         repeats=repeats,
+        clock=clock,
         cpu=cpu_model(),
         kernel=kernel_path(sparse if isinstance(sparse, nn.Module) else None),
         torch_version=torch.__version__,

@@ -331,9 +331,10 @@ def _bench_info(records: Iterable[RunRecord], batch: int) -> str:
             if int(x.get("batch", -1)) == batch:
                 return (
                     f"Timed by `interspace bench` on {x.get('cpu')}, kernel: {x.get('kernel')}, "
-                    f"{x.get('threads')} threads, median of {x.get('repeats')} interleaved "
-                    f"rounds per run (median over seeds); SP and IP on the sparse engine "
-                    f"(auto mode), dense on torch (BatchNorm fused) and ONNX Runtime."
+                    f"{x.get('threads')} threads, median {x.get('clock', 'wall')} time of "
+                    f"{x.get('repeats')} interleaved rounds per run (median over seeds); SP and "
+                    "IP on the sparse engine (auto mode), dense on torch (BatchNorm fused) and "
+                    "ONNX Runtime."
                 )
     return ""
 
