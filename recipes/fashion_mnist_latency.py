@@ -102,10 +102,14 @@ def report(args: argparse.Namespace) -> None:
                 (runs / r.path.name).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(r.path / name, runs / r.path.name / name)
     text = write_pareto(records, args.docs, batch=args.plot_batch)
+    seeds = " ".join(map(str, args.seeds))
+    sparsities = " ".join(f"{v:g}" for v in args.sparsities)
     header = (
         "# Fashion-MNIST / convnet: accuracy vs CPU latency\n\n"
-        "Made by `python recipes/fashion_mnist_latency.py` (train, bench, report). "
-        f"Threads: {args.threads}.\n\n"
+        f"Made by `python recipes/fashion_mnist_latency.py --seeds {seeds} --sparsities "
+        f"{sparsities} --threads {args.threads} --clock {args.clock}` (stages train, bench, "
+        f"report); {len(records)} finished runs. Each run's config, summary, metrics and "
+        "latency.json are in `runs/`.\n\n"
     )
     atomic_write_text(args.docs / "README.md", header + text + "\n")
     print(text)

@@ -41,7 +41,7 @@ def test_fastest_matching_ip_model():
     assert (m90.ip.sparsity, m90.speedup) == (0.95, pytest.approx(10.0 / 9.0))
     m95 = matched(PTS, "snip", 0.95)
     assert (m95.ip.sparsity, m95.speedup) == (0.98, pytest.approx(8.0 / 5.0))
-    assert "IP at 98%" in m95.sentence() and "1.60x faster" in m95.sentence()
+    assert "IP at 98%" in m95.sentence() and "speed-up over that SP model: 1.60x." in m95.sentence()
     assert matched(PTS, "snip", 0.98) is None  # no SP point there
     assert matched(PTS, "synflow", 0.90) is None
 
@@ -50,7 +50,23 @@ def test_no_ip_model_matches():
     pts = [_p("sp", 0.9, 0.9, 10.0), _p("ip", 0.9, 0.89, 1.0)]
     m = matched(pts, "snip", 0.9)
     assert m.ip is None and m.speedup is None and "no IP model" in m.sentence()
+    slower = matched([_p("sp", 0.9, 0.9, 1.0), _p("ip", 0.95, 0.9, 2.0)], "snip", 0.9)
+    assert slower.speedup == 0.5 and "0.50x (IP is slower)" in slower.sentence()
     assert len(statements(pts)) == 1
+
+
+def test_times_are_relative_to_torch_in_the_same_rounds():
+    from interspace_pruning.report.pareto import Timed
+
+    runs = [  # the machine was twice as slow while the IP run was timed
+        Timed("convnet", "dense", "dense", 0.0, 0, 0.9, {"torch": 10.0, "onnxruntime": 5.0}),
+        Timed("convnet", "snip", "sp", 0.9, 0, 0.8, {"torch": 10.0, "sparse": 8.0}),
+        Timed("convnet", "snip", "ip", 0.95, 0, 0.8, {"torch": 20.0, "sparse": 12.0}),
+    ]
+    pts = {p.representation: p for p in points(runs)}
+    assert pts["ip"].ms == pytest.approx(6.0) and pts["sp"].ms == pytest.approx(8.0)
+    assert pts["dense"].ms == 10.0 and pts["dense"].ort_ms == 5.0
+    assert matched(list(pts.values()), "snip", 0.9).speedup == pytest.approx(8.0 / 6.0)
 
 
 def _run(root, name, rep, sparsity, seed, acc, ms: dict[int, dict[str, float]] | None):
@@ -118,7 +134,7 @@ def test_points_aggregate_seeds_and_skip_untimed_runs(timed_sweep):
 def test_report_draws_the_plot_when_timings_exist(timed_sweep, tmp_path):
     text = write_report(timed_sweep).read_text()
     assert "accuracy vs CPU latency (batch 32)" in text
-    assert "IP at 98%" in text and "2.50x faster" in text
+    assert "IP at 98%" in text and "speed-up over that SP model: 2.50x" in text
     assert (timed_sweep / "report" / "digits_convnet_accuracy_latency_b32.png").is_file()
     md = write_pareto(collect_runs(timed_sweep)[0], tmp_path / "docs", batch=1)
     assert (

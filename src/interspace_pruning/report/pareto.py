@@ -71,7 +71,8 @@ class Match:
         ip = self.ip
         return (
             f"{head}; the fastest IP model at least as accurate is IP at {ip.sparsity:.0%}: "
-            f"{ip.acc:.2%}, {ip.ms:.2f} ms, {self.speedup:.2f}x faster than that SP model."
+            f"{ip.acc:.2%}, {ip.ms:.2f} ms; speed-up over that SP model: {self.speedup:.2f}x"
+            + (" (IP is slower)." if self.speedup < 1 else ".")
         )
 
 
@@ -122,14 +123,29 @@ def _median(values: list[float]) -> float | None:
 
 
 def points(runs: Sequence[Timed]) -> list[Point]:
-    """Runs grouped over seeds. SP and IP are timed on the sparse engine, dense on torch."""
+    """Runs grouped over seeds. SP and IP are timed on the sparse engine, dense on torch.
+
+    Every run of one model also timed torch dense in the same interleaved rounds, and that
+    computation is the same in every run; so each engine's time is taken relative to it and
+    scaled by the median torch-dense time over all runs, which cancels the drifts of a busy
+    machine between runs (runs without a torch time keep their own).
+    """
+    ref = _median([t.ms["torch"] for t in runs if "torch" in t.ms])
+
+    def norm(t: Timed, engine: str) -> float | None:
+        if engine not in t.ms:
+            return None
+        if ref is None or not t.ms.get("torch"):
+            return t.ms[engine]
+        return t.ms[engine] / t.ms["torch"] * ref
+
     groups: dict[tuple, list[Timed]] = defaultdict(list)
     for t in runs:
         groups[(t.method, t.representation, t.sparsity)].append(t)
     out = []
     for (method, rep, sparsity), ts in sorted(groups.items()):
         engine = "torch" if rep == "dense" else "sparse"
-        ms = _median([t.ms[engine] for t in ts if engine in t.ms])
+        ms = _median([v for t in ts if (v := norm(t, engine)) is not None])
         if ms is None:
             continue
         accs = [t.acc for t in ts]
@@ -141,7 +157,7 @@ def points(runs: Sequence[Timed]) -> list[Point]:
                 statistics.fmean(accs),
                 statistics.stdev(accs) if len(accs) > 1 else 0.0,
                 ms,
-                _median([t.ms["onnxruntime"] for t in ts if "onnxruntime" in t.ms]),
+                _median([v for t in ts if (v := norm(t, "onnxruntime")) is not None]),
                 _median([t.ms["torch"] for t in ts if "torch" in t.ms]),
                 len(ts),
             )
@@ -331,10 +347,11 @@ def _bench_info(records: Iterable[RunRecord], batch: int) -> str:
             if int(x.get("batch", -1)) == batch:
                 return (
                     f"Timed by `interspace bench` on {x.get('cpu')}, kernel: {x.get('kernel')}, "
-                    f"{x.get('threads')} threads, median {x.get('clock', 'wall')} time of "
+                    f"threads: {x.get('threads')}, median {x.get('clock', 'wall')} time of "
                     f"{x.get('repeats')} interleaved rounds per run (median over seeds); SP and "
                     "IP on the sparse engine (auto mode), dense on torch (BatchNorm fused) and "
-                    "ONNX Runtime."
+                    "ONNX Runtime. Each time is relative to torch dense in the same rounds, "
+                    "times the median torch-dense time over all runs (drifts cancel)."
                 )
     return ""
 
