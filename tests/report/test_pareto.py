@@ -88,7 +88,7 @@ def _run(root, name, rep, sparsity, seed, acc, ms: dict[int, dict[str, float]] |
                 "kernel": "test",
                 "threads": 1,
                 "repeats": 3,
-                "engines": {k: {"median_ms": v} for k, v in e.items()},
+                "engines": {k: {"median_ms": v, "note": "auto: 3/5 sparse"} for k, v in e.items()},
             }
             for b, e in ms.items()
         ]
@@ -135,6 +135,7 @@ def test_report_draws_the_plot_when_timings_exist(timed_sweep, tmp_path):
     text = write_report(timed_sweep).read_text()
     assert "accuracy vs CPU latency (batch 32)" in text
     assert "IP at 98%" in text and "speed-up over that SP model: 2.50x" in text
+    assert "| 3/5 sparse |" in text  # the sparse engine's plan is shown
     assert (timed_sweep / "report" / "digits_convnet_accuracy_latency_b32.png").is_file()
     md = write_pareto(collect_runs(timed_sweep)[0], tmp_path / "docs", batch=1)
     assert (

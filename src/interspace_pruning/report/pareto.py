@@ -35,6 +35,7 @@ class Timed:
     seed: int
     acc: float
     ms: dict[str, float]
+    plan: str = ""  # the sparse engine's note: how many pruned layers it ran sparse
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Point:
     ort_ms: float | None
     torch_ms: float | None
     seeds: int
+    plan: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ class Match:
 
 
 def read_latency(path: Path, batch: int | None) -> dict[str, float] | None:
-    """``{engine: median ms}`` at ``batch`` (None: the largest) from a ``latency.json``."""
+    """``{engine: median ms}`` at ``batch`` (None: the largest) from a ``latency.json``;
+    the sparse engine's note under the key ``"plan"``."""
     try:
         data = json.loads(path.read_text())
         results = {int(r["batch"]): r for r in data["results"]}
@@ -88,11 +91,13 @@ def read_latency(path: Path, batch: int | None) -> dict[str, float] | None:
     r = results.get(batch if batch is not None else max(results))
     if r is None:
         return None
-    return {
-        name: float(e["median_ms"])
-        for name, e in r.get("engines", {}).items()
-        if e.get("median_ms") is not None
+    engines = r.get("engines", {})
+    out: dict = {
+        name: float(e["median_ms"]) for name, e in engines.items() if e.get("median_ms") is not None
     }
+    if out and "sparse" in engines:
+        out["plan"] = str(engines["sparse"].get("note", ""))
+    return out
 
 
 def timed_runs(records: Iterable[RunRecord], batch: int | None = None) -> list[Timed]:
@@ -102,6 +107,7 @@ def timed_runs(records: Iterable[RunRecord], batch: int | None = None) -> list[T
         ms = read_latency(r.path / LATENCY_FILE, batch)
         if not ms:
             continue
+        plan = ms.pop("plan", "")
         p = r.config.prune
         rep = p.representation
         out.append(
@@ -113,6 +119,7 @@ def timed_runs(records: Iterable[RunRecord], batch: int | None = None) -> list[T
                 r.config.train.seed,
                 float(r.summary["test_acc"]),
                 ms,
+                plan,
             )
         )
     return out
@@ -160,6 +167,7 @@ def points(runs: Sequence[Timed]) -> list[Point]:
                 _median([v for t in ts if (v := norm(t, "onnxruntime")) is not None]),
                 _median([t.ms["torch"] for t in ts if "torch" in t.ms]),
                 len(ts),
+                "; ".join(sorted({t.plan.removeprefix("auto: ") for t in ts if t.plan})),
             )
         )
     return out
@@ -254,8 +262,9 @@ def table(pts: Sequence[Point]) -> str:
     """Markdown: accuracy and latency per point, speed-ups over dense torch and ONNX RT."""
     dense = next((p for p in pts if p.representation == "dense"), None)
     lines = [
-        "| run | sparsity | test acc (%) | ms (engine) | vs dense torch | vs dense ONNX RT |",
-        "|---|---|---|---|---|---|",
+        "| run | sparsity | test acc (%) | ms (engine) | vs dense torch | vs dense ONNX RT "
+        "| sparse engine plan |",
+        "|---|---|---|---|---|---|---|",
     ]
     order = {"dense": 0, "sp": 1, "ip": 2}
     for p in sorted(pts, key=lambda p: (order[p.representation], p.method, p.sparsity)):
@@ -266,12 +275,12 @@ def table(pts: Sequence[Point]) -> str:
         vs_o = f"{dense.ort_ms / p.ms:.2f}x" if dense and dense.ort_ms else "-"
         lines.append(
             f"| {name} | {p.sparsity:.0%} | {p.acc * 100:.2f}{std} | {p.ms:.2f} ({engine}) | "
-            f"{vs_t} | {vs_o} |"
+            f"{vs_t} | {vs_o} | {p.plan or '-'} |"
         )
     if dense and dense.ort_ms is not None:
         lines.append(
             f"| dense | 0% | {dense.acc * 100:.2f} | {dense.ort_ms:.2f} (ONNX RT) | "
-            f"{dense.ms / dense.ort_ms:.2f}x | 1.00x |"
+            f"{dense.ms / dense.ort_ms:.2f}x | 1.00x | - |"
         )
     return "\n".join(lines)
 
