@@ -196,7 +196,7 @@ def plot_pareto(pts: Sequence[Point], title: str, path: Path) -> Path:
 
     from .plots import COLORS, LABELS, _save, plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(8.4, 4.4))
     markers = "osD^v<>"
     methods = sorted({p.method for p in pts if p.representation != "dense"})
     for i, method in enumerate(methods):
@@ -254,7 +254,7 @@ def plot_pareto(pts: Sequence[Point], title: str, path: Path) -> Path:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # off the points
     return _save(fig, path)
 
 
