@@ -95,7 +95,7 @@ def read_latency(path: Path, batch: int | None) -> dict[str, float] | None:
     out: dict = {
         name: float(e["median_ms"]) for name, e in engines.items() if e.get("median_ms") is not None
     }
-    if out and "sparse" in engines:
+    if "sparse" in out:
         out["plan"] = str(engines["sparse"].get("note", ""))
     return out
 
