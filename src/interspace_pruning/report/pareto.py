@@ -243,7 +243,7 @@ def plot_pareto(pts: Sequence[Point], title: str, path: Path) -> Path:
                 arrowprops={"arrowstyle": "->", "color": "gray", "lw": 0.8},
             )
             mid = ((m.ip.ms * m.sp.ms) ** 0.5, (m.ip.acc + m.sp.acc) * 50)  # log-x midpoint
-            ax.text(*mid, f"{m.speedup:.2f}x at SP {s:.0%}'s acc", fontsize=7, color="gray")
+            ax.text(*mid, f"{m.speedup:.2f}x", fontsize=7, color="gray")
     ax.set_xscale("log")
     xs = [p.ms for p in pts] + [p.ort_ms for p in pts if p.ort_ms is not None]
     plain = FuncFormatter(lambda v, _: f"{v:g}")
