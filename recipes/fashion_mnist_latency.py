@@ -95,7 +95,7 @@ def time_runs(args: argparse.Namespace) -> None:
 def report(args: argparse.Namespace) -> None:
     args.docs.mkdir(parents=True, exist_ok=True)
     records, _ = collect_runs(args.out)
-    runs = args.docs / "runs"
+    runs = args.docs / "run_data"  # not "runs/": that name is gitignored
     for r in records:
         for name in SMALL_FILES:
             if (r.path / name).is_file():
@@ -109,7 +109,7 @@ def report(args: argparse.Namespace) -> None:
         f"Made by `python recipes/fashion_mnist_latency.py --seeds {seeds} --sparsities "
         f"{sparsities} --threads {args.threads} --clock {args.clock}` (stages train, bench, "
         f"report); {len(records)} finished runs. Each run's config, summary, metrics and "
-        "latency.json are in `runs/`.\n\n"
+        "latency.json are in `run_data/`.\n\n"
     )
     atomic_write_text(args.docs / "README.md", header + text + "\n")
     print(text)
