@@ -20,6 +20,7 @@ from ..foundations.claims import claim_owner
 from ..foundations.hparams import add_arguments, config_hash, from_namespace
 from ..report import write_report
 from ..training import TrainConfig, TrainingStopped, distributed
+from . import bench as bench_cmd
 
 TRAIN_EXAMPLES = """examples:
   interspace train                                   # IP, SNIP 98%, convnet on digits
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("dir", type=Path, help="a run directory or a sweep directory")
     r.add_argument("--out", type=Path, default=None, help="default: DIR/report")
+    bench_cmd.add_parser(sub, fmt)
     return parser
 
 
@@ -256,6 +258,7 @@ COMMANDS = {
     "compare": _cmd_compare,
     "sweep": _cmd_sweep,
     "report": _cmd_report,
+    "bench": bench_cmd.run,
 }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..foundations.io import atomic_write_text
 from . import plots
 from .collect import RunRecord, collect_runs
+from .pareto import pareto_section
 from .tables import ip_vs_sp_table, mean_std
 
 DIAGNOSTIC_COLUMNS = [
@@ -137,6 +138,7 @@ def write_report(root: str | Path, out: str | Path | None = None) -> Path:
         for title, path in figures:
             if path is not None:
                 lines += ["", f"### {title}", "", f"![{title}]({path.name})"]
+        lines += pareto_section(recs, out, slug)  # when runs hold a latency.json
     report = out / "report.md"
     atomic_write_text(report, "\n".join(lines) + "\n")
     return report

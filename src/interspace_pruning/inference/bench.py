@@ -1,0 +1,492 @@
+"""Timing a pruned model on this CPU: torch dense, the sparse engine and ONNX Runtime.
+
+Three engines run the same weights: ``torch`` (the folded dense model, BatchNorm fused, as
+``sparse_inference(mode="dense")``), ``sparse`` (``sparse_inference(mode="auto")``, each layer
+on whichever path measured faster on the benchmark input) and ``onnxruntime`` (the folded
+dense model exported with :func:`export_onnx`, run by ONNX Runtime on the CPU). They take
+turns, one forward pass each per round, so that drifts in machine load hit all alike; each
+time is the median over the rounds, all engines on the same number of threads.
+
+Peak memory, when asked for, is measured in a fresh process per engine: the resident set
+size (RSS) of the whole process, its high-water mark reset once the engine is built and
+read after the timed passes (``/proc/self/clear_refs``; where that is unavailable,
+``ru_maxrss``, which also counts loading the model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import ctypes
+import gc
+import io
+import json
+import logging
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..masks import has_masks
+from . import native
+from .engine import sparse_inference
+from .fusion import fuse_batchnorm
+from .onnx_export import export_onnx
+
+ENGINES = ("torch", "sparse", "onnxruntime")
+ORT_MISSING = (
+    "ONNX Runtime is not installed: pip install 'interspace-pruning[onnx]' (or pip install "
+    "onnxruntime onnx onnxscript)"
+)
+#: (channels, height, width) of the built-in datasets' images.
+IMAGE_SHAPES = {
+    "digits": (1, 8, 8),
+    "mnist": (1, 28, 28),
+    "fashion-mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+    "tiny-imagenet": (3, 64, 64),
+}
+
+
+@dataclass
+class EngineResult:
+    """One engine's times (ms, one per round), their median, and what else was learnt."""
+
+    name: str
+    median_ms: float | None = None  # by the result's clock
+    times_ms: list[float] = field(default_factory=list)
+    wall_median_ms: float | None = None
+    max_abs_diff: float | None = None  # of its outputs against the torch engine's
+    peak_rss_mib: float | None = None
+    runtime_rss_mib: float | None = None  # RSS after imports, before the model is loaded
+    note: str = ""
+
+
+@dataclass
+class BenchResult:
+    """All engines at one batch size."""
+
+    batch: int
+    input_shape: tuple[int, ...]
+    threads: int
+    repeats: int
+    clock: str
+    cpu: str
+    kernel: str
+    torch_version: str
+    engines: dict[str, EngineResult]
+
+    def speedup(self, name: str) -> float | None:
+        """Torch dense time over engine ``name``'s time."""
+        base, e = self.engines.get("torch"), self.engines.get(name)
+        if base is None or e is None or not base.median_ms or not e.median_ms:
+            return None
+        return base.median_ms / e.median_ms
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        for name, e in d["engines"].items():
+            e["speedup_vs_torch"] = self.speedup(name)
+        return d
+
+    def markdown(self) -> str:
+        lines = [
+            f"batch {self.batch}, input {'x'.join(map(str, self.input_shape))}, "
+            f"{self.threads} threads, median {self.clock} time of {self.repeats} interleaved "
+            "rounds; "
+            f"{self.cpu}; kernel: {self.kernel}; torch {self.torch_version}",
+            "",
+            "| engine | median ms | speed-up vs torch dense | peak RSS MiB | max abs diff | note |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, e in self.engines.items():
+            sp = self.speedup(name)
+            lines.append(
+                f"| {name} | {_fmt(e.median_ms, '{:.2f}')} | {_fmt(sp, '{:.2f}x')} | "
+                f"{_fmt(e.peak_rss_mib, '{:.0f}')} | {_fmt(e.max_abs_diff, '{:.1e}')} | "
+                f"{e.note} |"
+            )
+        return "\n".join(lines)
+
+
+def _fmt(v: float | None, fmt: str) -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its widest vector extension (from /proc/cpuinfo)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                name = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags = set(value.split())
+            if name and flags:
+                break
+    isa = next((f for f in ("avx512f", "avx2", "asimd", "neon") if f in flags), None)
+    return f"{name} ({isa})" if isa else name
+
+
+def kernel_path(engine: nn.Module | None = None) -> str:
+    """Which convolution kernel the sparse engine runs, as far as this build says."""
+    for obj in (engine, native):
+        attr = getattr(obj, "kernel_path", None)
+        if attr is not None:
+            return str(attr() if callable(attr) else attr)
+    return "native build (spconv.c)" if native.available() else "torch (no native kernel)"
+
+
+def dense_engine(model: nn.Module) -> nn.Module:
+    """The folded dense model with BatchNorm fused, as deployed without the sparse engine."""
+    if has_masks(model):
+        return sparse_inference(model, mode="dense")
+    out = copy.deepcopy(model).eval()
+    fuse_batchnorm(out)
+    return out
+
+
+def ort_session(model: nn.Module, input_shape: tuple[int, ...], threads: int):
+    """An ONNX Runtime CPU session of the folded dense model, and its run function."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ValueError(ORT_MISSING) from None
+    with tempfile.TemporaryDirectory() as tmp, _quiet_export():
+        path = export_onnx(model, Path(tmp) / "model.onnx", input_shape)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+
+    return run
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Hides the exporter's progress lines and warnings (the bench prints a table)."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def build_engines(
+    model: nn.Module,
+    example: torch.Tensor,
+    engines: tuple[str, ...] = ENGINES,
+    threads: int = 1,
+) -> tuple[dict[str, Callable[[torch.Tensor], torch.Tensor]], dict[str, str]]:
+    """The callable of each engine that can run ``model``, and a note per engine.
+
+    An engine that cannot run it (the sparse engine on a model without masks, ONNX Runtime
+    when it is not installed) gets no callable and a note saying why.
+    """
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        raise ValueError(f"unknown engine {unknown[0]!r}; choose from {', '.join(ENGINES)}")
+    model = model.eval()
+    fns: dict[str, Callable] = {}
+    notes: dict[str, str] = {}
+    with _threads(threads), torch.no_grad():
+        for name in engines:
+            if name == "torch":
+                fns[name] = dense_engine(model)
+                notes[name] = "folded, BatchNorm fused"
+            elif name == "sparse":
+                if not has_masks(model):
+                    notes[name] = "skipped: the model is dense (no masks)"
+                    continue
+                eng = sparse_inference(model, example=example, mode="auto")
+                kept = sum(v == "sparse" for v in eng.plan.values())
+                fns[name] = eng
+                notes[name] = f"auto: {kept}/{len(eng.plan)} pruned layers sparse"
+            else:
+                try:
+                    fns[name] = ort_session(model, tuple(example.shape[1:]), threads)
+                except ValueError as e:
+                    if str(e) != ORT_MISSING or len(engines) == 1:
+                        raise
+                    notes[name] = "skipped: onnxruntime not installed"
+                    continue
+                notes[name] = "folded dense model, CPU provider"
+    return fns, notes
+
+
+def interleaved_times(
+    fns: dict[str, Callable[[torch.Tensor], torch.Tensor]],
+    x: torch.Tensor,
+    repeats: int,
+    progress: bool = False,
+    desc: str = "bench",
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds per forward pass of each engine over ``repeats`` rounds, engines taking turns
+    (after two warm-up passes each): wall-clock times, and the calling thread's CPU times."""
+    from tqdm.auto import tqdm
+
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    with torch.no_grad():
+        for fn in fns.values():
+            fn(x)
+            fn(x)
+        for _ in tqdm(range(repeats), desc=desc, disable=not progress, leave=False):
+            for k, fn in fns.items():
+                c0, t0 = time.thread_time(), time.perf_counter()
+                fn(x)
+                times[k].append(time.perf_counter() - t0)
+                cpu[k].append(time.thread_time() - c0)
+    return times, cpu
+
+
+def bench(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    batch: int = 1,
+    threads: int = 1,
+    repeats: int = 30,
+    engines: tuple[str, ...] = ENGINES,
+    progress: bool = False,
+    seed: int = 0,
+    clock: str = "wall",
+) -> BenchResult:
+    """Time ``model`` (pruned or dense) on this CPU with each engine on a random batch.
+
+    Args:
+        input_shape: one input's shape, e.g. ``(1, 28, 28)``.
+        threads: CPU threads for every engine (torch, the sparse kernel, ONNX Runtime).
+        repeats: interleaved rounds; each engine's time is the median.
+        clock: ``"wall"`` (elapsed time) or ``"cpu"`` (CPU time of the calling thread, for
+            a machine shared with other work: time spent preempted is not counted; needs
+            ``threads=1``, where torch, the kernel and ONNX Runtime compute in that thread).
+    """
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    if clock == "cpu" and threads != 1:
+        raise ValueError("the cpu clock counts the calling thread only: use it with threads=1")
+    if batch < 1 or threads < 1 or repeats < 1:
+        raise ValueError(
+            f"batch, threads and repeats must be >= 1, got {batch}, {threads}, {repeats}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    dtype = next(model.parameters()).dtype
+    x = torch.randn((batch, *input_shape), generator=gen).to(dtype)
+    fns, notes = build_engines(model, x, engines, threads)
+    with _threads(threads):
+        wall, cpu = interleaved_times(fns, x, repeats, progress, f"batch {batch}")
+        times = cpu if clock == "cpu" else wall
+        with torch.no_grad():
+            outs = {k: fn(x) for k, fn in fns.items()}
+    results = {}
+    for name in engines:
+        t = [s * 1e3 for s in times.get(name, [])]
+        diff = None
+        if name in outs and "torch" in outs:
+            diff = float((outs[name] - outs["torch"]).abs().max())
+        w = wall.get(name)
+        results[name] = EngineResult(
+            name,
+            statistics.median(t) if t else None,
+            t,
+            statistics.median(w) * 1e3 if w else None,
+            diff,
+            note=notes.get(name, ""),
+        )
+    sparse = fns.get("sparse")
+    return BenchResult(
+        batch=batch,
+        input_shape=tuple(input_shape),
+        threads=threads,
+        repeats=repeats,
+        clock=clock,
+        cpu=cpu_model(),
+        kernel=kernel_path(sparse if isinstance(sparse, nn.Module) else None),
+        torch_version=torch.__version__,
+        engines=results,
+    )
+
+
+# ---- loading what `interspace bench` is given ----------------------------------------------
+
+
+def load_source(
+    path: str | Path, input_size: int | None = None
+) -> tuple[nn.Module, tuple[int, ...]]:
+    """The model in a run directory (``config.json`` + ``model.pt``) or in a sparse file
+    written by :func:`export_sparse`, and the shape of one input."""
+    from ..report.collect import collect_runs, load_model
+    from .sparse_format import load_sparse
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path} does not exist; give a run directory or a sparse file (.isp)")
+    if path.is_file() and path.name in ("model.pt", "config.json", "summary.json"):
+        path = path.parent
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{path} is not a run directory (no config.json)")
+        if not (path / "model.pt").is_file():
+            raise ValueError(f"{path} has no model.pt: the run has not finished")
+        records, _ = collect_runs(path)
+        if not records:
+            raise ValueError(f"{path} has no summary.json: the run has not finished")
+        rec = records[0]
+        model = load_model(rec)
+        dataset = rec.config.data.dataset
+        if dataset in IMAGE_SHAPES:
+            shape = IMAGE_SHAPES[dataset]
+        else:  # image folders: the configured crop
+            size = rec.config.data.image_size or 224
+            shape = (rec.summary.get("in_channels", 3), size, size)
+    else:
+        try:
+            model = load_sparse(path)
+        except ValueError:
+            raise
+        except Exception as e:  # not a torch file at all, or not ours
+            raise ValueError(
+                f"{path} is not a run directory or an interspace sparse file ({type(e).__name__})"
+            ) from None
+        channels = model_in_channels(model)
+        shape = (channels, 28, 28) if channels == 1 else (channels, 32, 32)
+    if input_size is not None:
+        if input_size < 1:
+            raise ValueError(f"--input-size must be >= 1, got {input_size}")
+        shape = (shape[0], input_size, input_size)
+    return model.eval(), shape
+
+
+def model_in_channels(model: nn.Module) -> int:
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise ValueError("the model has no convolution; interspace bench times CNNs")
+    return first.in_channels
+
+
+# ---- peak memory, one fresh process per engine ---------------------------------------------
+
+
+def _status_mib(key: str) -> float | None:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _child(source: str, engine: str, batch: int, threads: int, input_size: int | None) -> dict:
+    """Runs in the fresh process: build one engine, reset the RSS peak, run, report."""
+    torch.set_num_threads(threads)
+    if engine == "onnxruntime":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise ValueError(ORT_MISSING) from None
+    runtime = _status_mib("VmRSS")
+    model, shape = load_source(source, input_size)
+    x = torch.randn(batch, *shape)
+    fns, notes = build_engines(model, x, (engine,), threads)
+    if engine not in fns:
+        return {"note": notes[engine]}
+    fn = fns[engine]
+    del model
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed build memory back first
+    reset = _reset_peak()
+    with torch.no_grad():
+        for _ in range(5):
+            fn(x)
+    peak = _status_mib("VmHWM") if reset else None
+    if peak is None:  # whole-process peak, including loading
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"peak_rss_mib": peak, "runtime_rss_mib": runtime, "reset": reset}
+
+
+def peak_memory(
+    source: str | Path,
+    engine: str,
+    batch: int,
+    threads: int = 1,
+    input_size: int | None = None,
+    timeout: float = 600,
+) -> dict:
+    """Peak RSS (MiB) of a fresh process that serves ``source`` with one engine."""
+    import interspace_pruning
+
+    env = dict(os.environ)
+    src = str(Path(interspace_pruning.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    args = [str(source), engine, str(batch), str(threads), str(input_size or 0)]
+    cmd = [sys.executable, "-m", "interspace_pruning.inference.bench", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ValueError(f"memory measurement of {engine} failed: {last}")
+    return json.loads(lines[-1])
+
+
+def add_memory(
+    result: BenchResult, source: str | Path, input_size: int | None = None
+) -> BenchResult:
+    """Fill in each timed engine's peak RSS (one subprocess per engine)."""
+    for name, e in result.engines.items():
+        if e.median_ms is None:
+            continue
+        m = peak_memory(source, name, result.batch, result.threads, input_size)
+        e.peak_rss_mib = m.get("peak_rss_mib")
+        e.runtime_rss_mib = m.get("runtime_rss_mib")
+    return result
+
+
+if __name__ == "__main__":  # the child of peak_memory
+    src, eng, b, t, size = sys.argv[1:6]
+    try:
+        out = _child(src, eng, int(b), int(t), int(size) or None)
+    except ValueError as err:
+        print(str(err), file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps(out))

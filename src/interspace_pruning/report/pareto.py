@@ -1,0 +1,381 @@
+"""Accuracy vs measured CPU latency: the paper's claim at matched accuracy.
+
+IP's claim is not that it runs as fast as SP at equal sparsity, but that it reaches a given
+accuracy at a higher sparsity, so at equal accuracy it can run faster. This module reads the
+``latency.json`` that ``interspace bench --json`` (or a recipe) wrote into each run directory,
+plots test accuracy against latency per model (IP and SP on the sparse engine over their
+sparsities, dense on torch and on ONNX Runtime as reference lines), and states for SP at 90%
+and 95% the fastest IP model whose mean accuracy is at least SP's, with its speed-up.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .collect import RunRecord
+
+LATENCY_FILE = "latency.json"
+#: The SP sparsities the matched-accuracy statement is made at.
+MATCH_AT = (0.9, 0.95)
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One finished run with its timings (ms per forward pass, by engine) at one batch."""
+
+    model: str
+    method: str
+    representation: str
+    sparsity: float
+    seed: int
+    acc: float
+    ms: dict[str, float]
+    plan: str = ""  # the sparse engine's note: how many pruned layers it ran sparse
+
+
+@dataclass(frozen=True)
+class Point:
+    """A (method, representation, sparsity) over seeds: mean accuracy, median latency."""
+
+    method: str
+    representation: str
+    sparsity: float
+    acc: float
+    acc_std: float
+    ms: float  # the sparse engine's (SP, IP) or torch's (dense)
+    ort_ms: float | None
+    torch_ms: float | None
+    seeds: int
+    plan: str = ""
+
+
+@dataclass(frozen=True)
+class Match:
+    """The fastest IP model at least as accurate as SP at ``sp.sparsity``."""
+
+    sp: Point
+    ip: Point | None
+
+    @property
+    def speedup(self) -> float | None:
+        return None if self.ip is None else self.sp.ms / self.ip.ms
+
+    def sentence(self) -> str:
+        sp = self.sp
+        head = f"SP at {sp.sparsity:.0%} ({sp.method}): {sp.acc:.2%}, {sp.ms:.2f} ms"
+        if self.ip is None:
+            return f"{head}; no IP model reaches that accuracy."
+        ip = self.ip
+        return (
+            f"{head}; the fastest IP model at least as accurate is IP at {ip.sparsity:.0%}: "
+            f"{ip.acc:.2%}, {ip.ms:.2f} ms; speed-up over that SP model: {self.speedup:.2f}x"
+            + (" (IP is slower)." if self.speedup < 1 else ".")
+        )
+
+
+def read_latency(path: Path, batch: int | None) -> dict[str, float] | None:
+    """``{engine: median ms}`` at ``batch`` (None: the largest) from a ``latency.json``;
+    the sparse engine's note under the key ``"plan"``."""
+    try:
+        data = json.loads(path.read_text())
+        results = {int(r["batch"]): r for r in data["results"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not results:
+        return None
+    r = results.get(batch if batch is not None else max(results))
+    if r is None:
+        return None
+    engines = r.get("engines", {})
+    out: dict = {
+        name: float(e["median_ms"]) for name, e in engines.items() if e.get("median_ms") is not None
+    }
+    if "sparse" in out:
+        out["plan"] = str(engines["sparse"].get("note", ""))
+    return out
+
+
+def timed_runs(records: Iterable[RunRecord], batch: int | None = None) -> list[Timed]:
+    """The runs that have a ``latency.json`` with timings at ``batch``."""
+    out = []
+    for r in records:
+        ms = read_latency(r.path / LATENCY_FILE, batch)
+        if not ms:
+            continue
+        plan = ms.pop("plan", "")
+        p = r.config.prune
+        rep = p.representation
+        out.append(
+            Timed(
+                r.config.model.model,
+                "dense" if rep == "dense" else p.method,
+                rep,
+                0.0 if rep == "dense" else p.sparsity,
+                r.config.train.seed,
+                float(r.summary["test_acc"]),
+                ms,
+                plan,
+            )
+        )
+    return out
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def points(runs: Sequence[Timed]) -> list[Point]:
+    """Runs grouped over seeds. SP and IP are timed on the sparse engine, dense on torch.
+
+    Every run of one model also timed torch dense in the same interleaved rounds, and that
+    computation is the same in every run; so each engine's time is taken relative to it and
+    scaled by the median torch-dense time over all runs, which cancels the drifts of a busy
+    machine between runs (runs without a torch time keep their own).
+    """
+    ref = _median([t.ms["torch"] for t in runs if "torch" in t.ms])
+
+    def norm(t: Timed, engine: str) -> float | None:
+        if engine not in t.ms:
+            return None
+        if ref is None or not t.ms.get("torch"):
+            return t.ms[engine]
+        return t.ms[engine] / t.ms["torch"] * ref
+
+    groups: dict[tuple, list[Timed]] = defaultdict(list)
+    for t in runs:
+        groups[(t.method, t.representation, t.sparsity)].append(t)
+    out = []
+    for (method, rep, sparsity), ts in sorted(groups.items()):
+        engine = "torch" if rep == "dense" else "sparse"
+        ms = _median([v for t in ts if (v := norm(t, engine)) is not None])
+        if ms is None:
+            continue
+        accs = [t.acc for t in ts]
+        out.append(
+            Point(
+                method,
+                rep,
+                sparsity,
+                statistics.fmean(accs),
+                statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                ms,
+                _median([v for t in ts if (v := norm(t, "onnxruntime")) is not None]),
+                _median([t.ms["torch"] for t in ts if "torch" in t.ms]),
+                len(ts),
+                "; ".join(sorted({t.plan.removeprefix("auto: ") for t in ts if t.plan})),
+            )
+        )
+    return out
+
+
+def matched(pts: Sequence[Point], method: str, sp_sparsity: float) -> Match | None:
+    """The fastest IP point of ``method`` whose mean accuracy is >= SP's at ``sp_sparsity``
+    (None when there is no SP point at that sparsity)."""
+    sp = next(
+        (
+            p
+            for p in pts
+            if p.method == method and p.representation == "sp" and p.sparsity == sp_sparsity
+        ),
+        None,
+    )
+    if sp is None:
+        return None
+    ips = [p for p in pts if p.method == method and p.representation == "ip" and p.acc >= sp.acc]
+    return Match(sp, min(ips, key=lambda p: (p.ms, -p.acc)) if ips else None)
+
+
+def plot_pareto(pts: Sequence[Point], title: str, path: Path) -> Path:
+    """Test accuracy vs latency: a line per (method, representation), dense as references."""
+    from matplotlib.ticker import FuncFormatter
+
+    from .plots import COLORS, LABELS, _save, plt
+
+    fig, ax = plt.subplots(figsize=(8.4, 4.4))
+    markers = "osD^v<>"
+    methods = sorted({p.method for p in pts if p.representation != "dense"})
+    for i, method in enumerate(methods):
+        for rep in ("sp", "ip"):
+            line = sorted(
+                (p for p in pts if p.method == method and p.representation == rep),
+                key=lambda p: p.sparsity,
+            )
+            if not line:
+                continue
+            label = LABELS[rep] + (f", {method}" if len(methods) > 1 else "")
+            ax.plot(
+                [p.ms for p in line],
+                [p.acc * 100 for p in line],
+                marker=markers[i % len(markers)],
+                color=COLORS[rep],
+                label=label,
+            )
+            for p in line:
+                ax.annotate(
+                    f"{p.sparsity:.0%}",
+                    (p.ms, p.acc * 100),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=7,
+                    color=COLORS[rep],
+                )
+    for p in (p for p in pts if p.representation == "dense"):
+        ax.axhline(p.acc * 100, color="gray", lw=0.8, ls=":", label=f"dense acc {p.acc:.1%}")
+        ax.axvline(p.ms, color="black", lw=1, ls="--", label=f"dense torch {p.ms:.2f} ms")
+        if p.ort_ms is not None:
+            ax.axvline(
+                p.ort_ms, color="tab:green", lw=1, ls="--", label=f"dense ONNX RT {p.ort_ms:.2f} ms"
+            )
+    for method in methods:  # an arrow from each SP model to its fastest match
+        for s in MATCH_AT:
+            m = matched(pts, method, s)
+            if m is None or m.ip is None or m.ip.ms >= m.sp.ms:
+                continue
+            ax.annotate(
+                "",
+                (m.ip.ms, m.ip.acc * 100),
+                (m.sp.ms, m.sp.acc * 100),
+                arrowprops={"arrowstyle": "->", "color": "gray", "lw": 0.8},
+            )
+            mid = ((m.ip.ms * m.sp.ms) ** 0.5, (m.ip.acc + m.sp.acc) * 50)  # log-x midpoint
+            ax.text(*mid, f"{m.speedup:.2f}x", fontsize=7, color="gray")
+    ax.set_xscale("log")
+    xs = [p.ms for p in pts] + [p.ort_ms for p in pts if p.ort_ms is not None]
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    if max(xs) / min(xs) < 30:  # few decades: label the minor ticks too
+        ax.xaxis.set_minor_formatter(plain)
+    ax.set_xlabel("CPU latency per batch (ms, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # off the points
+    return _save(fig, path)
+
+
+def table(pts: Sequence[Point]) -> str:
+    """Markdown: accuracy and latency per point, speed-ups over dense torch and ONNX RT."""
+    dense = next((p for p in pts if p.representation == "dense"), None)
+    lines = [
+        "| run | sparsity | test acc (%) | ms (engine) | vs dense torch | vs dense ONNX RT "
+        "| sparse engine plan |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    order = {"dense": 0, "sp": 1, "ip": 2}
+    for p in sorted(pts, key=lambda p: (order[p.representation], p.method, p.sparsity)):
+        name = "dense" if p.representation == "dense" else f"{p.representation.upper()} {p.method}"
+        engine = "torch" if p.representation == "dense" else "sparse"
+        std = f" ± {p.acc_std * 100:.2f}" if p.seeds > 1 else ""
+        vs_t = f"{dense.ms / p.ms:.2f}x" if dense else "-"
+        vs_o = f"{dense.ort_ms / p.ms:.2f}x" if dense and dense.ort_ms else "-"
+        lines.append(
+            f"| {name} | {p.sparsity:.0%} | {p.acc * 100:.2f}{std} | {p.ms:.2f} ({engine}) | "
+            f"{vs_t} | {vs_o} | {p.plan or '-'} |"
+        )
+    if dense and dense.ort_ms is not None:
+        lines.append(
+            f"| dense | 0% | {dense.acc * 100:.2f} | {dense.ort_ms:.2f} (ONNX RT) | "
+            f"{dense.ms / dense.ort_ms:.2f}x | 1.00x | - |"
+        )
+    return "\n".join(lines)
+
+
+def statements(pts: Sequence[Point]) -> list[str]:
+    """The matched-accuracy sentence for each method at each SP sparsity of ``MATCH_AT``."""
+    methods = sorted({p.method for p in pts if p.representation == "sp"})
+    out = []
+    for method in methods:
+        for s in MATCH_AT:
+            m = matched(pts, method, s)
+            if m is not None:
+                out.append(m.sentence())
+    return out
+
+
+def _groups(records: Iterable[RunRecord]) -> dict[tuple[str, str], list[RunRecord]]:
+    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for r in records:
+        groups[(r.config.data.dataset, r.config.model.model)].append(r)
+    return groups
+
+
+def _batches(records: Iterable[RunRecord]) -> list[int]:
+    found = set()
+    for r in records:
+        try:
+            found |= {
+                int(x["batch"]) for x in json.loads((r.path / LATENCY_FILE).read_text())["results"]
+            }
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sorted(found)
+
+
+def pareto_section(
+    records: Sequence[RunRecord], out: Path, slug: str, batch: int | None = None
+) -> list[str]:
+    """Markdown lines (plot, table, statements) for one model's runs; empty without timings.
+
+    ``batch``: which batch size to plot (default: the largest timed)."""
+    batches = _batches(records)
+    if not batches:
+        return []
+    batch = batch if batch in batches else max(batches)
+    pts = points(timed_runs(records, batch))
+    if not pts:
+        return []
+    first = records[0].config
+    title = f"{first.data.dataset} / {first.model.model}: accuracy vs latency, batch {batch}"
+    path = plot_pareto(pts, title, Path(out) / f"{slug}_accuracy_latency_b{batch}.png")
+    lines = ["", f"### accuracy vs CPU latency (batch {batch})", "", f"![{title}]({path.name})"]
+    lines += ["", *(f"- {s}" for s in statements(pts) or ["no SP run at 90% or 95%."])]
+    for b in sorted(batches, key=lambda b: b != batch):  # the plotted batch first
+        b_pts = pts if b == batch else points(timed_runs(records, b))
+        lines += ["", f"Batch {b}:", "", table(b_pts)]
+        if b != batch:
+            lines += ["", *(f"- {s}" for s in statements(b_pts))]
+    info = _bench_info(records, batch)
+    if info:
+        lines += ["", info]
+    return lines
+
+
+def _bench_info(records: Iterable[RunRecord], batch: int) -> str:
+    """Where the timings come from (CPU, kernel, threads), from the first latency.json."""
+    for r in records:
+        try:
+            res = json.loads((r.path / LATENCY_FILE).read_text())["results"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for x in res:
+            if int(x.get("batch", -1)) == batch:
+                return (
+                    f"Timed by `interspace bench` on {x.get('cpu')}, kernel: {x.get('kernel')}, "
+                    f"threads: {x.get('threads')}, median {x.get('clock', 'wall')} time of "
+                    f"{x.get('repeats')} interleaved rounds per run (median over seeds); SP and "
+                    "IP on the sparse engine (auto mode), dense on torch (BatchNorm fused) and "
+                    "ONNX Runtime. Each time is relative to torch dense in the same rounds, "
+                    "times the median torch-dense time over all runs (drifts cancel)."
+                )
+    return ""
+
+
+def write_pareto(records: Sequence[RunRecord], out: Path, batch: int | None = None) -> str:
+    """Plots (one per model) into ``out`` and the Markdown with tables and statements."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for (dataset, model), recs in sorted(_groups(records).items()):
+        lines = pareto_section(recs, out, f"{dataset}_{model}", batch)
+        if lines:
+            parts.append(f"## {dataset} / {model}\n" + "\n".join(lines))
+    if not parts:
+        raise ValueError(
+            "no run has timings yet: run `interspace bench DIR --json DIR/latency.json`"
+        )
+    return "\n\n".join(parts)

@@ -1,0 +1,151 @@
+"""Accuracy vs latency: the matched-accuracy statement on numbers the test chose."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from interspace_pruning.experiments import PruneConfig, RunConfig
+from interspace_pruning.foundations.hparams import to_dict
+from interspace_pruning.report import collect_runs, write_report
+from interspace_pruning.report.pareto import (
+    Point,
+    matched,
+    points,
+    statements,
+    timed_runs,
+    write_pareto,
+)
+from interspace_pruning.training import TrainConfig
+
+
+def _p(rep, sparsity, acc, ms, method="snip"):
+    return Point(method, rep, sparsity, acc, 0.0, ms, None, None, 1)
+
+
+#: SP 90%: 80% in 10 ms, SP 95%: 75% in 8 ms. IP is faster where it is less accurate.
+PTS = [
+    _p("sp", 0.90, 0.80, 10.0),
+    _p("sp", 0.95, 0.75, 8.0),
+    _p("ip", 0.90, 0.83, 12.0),
+    _p("ip", 0.95, 0.80, 9.0),  # exactly SP-90's accuracy: a match
+    _p("ip", 0.98, 0.79, 5.0),
+    _p("ip", 0.99, 0.70, 3.0),  # the fastest, but matches neither
+    _p("dense", 0.0, 0.85, 20.0, method="dense"),
+]
+
+
+def test_fastest_matching_ip_model():
+    m90 = matched(PTS, "snip", 0.90)
+    assert (m90.ip.sparsity, m90.speedup) == (0.95, pytest.approx(10.0 / 9.0))
+    m95 = matched(PTS, "snip", 0.95)
+    assert (m95.ip.sparsity, m95.speedup) == (0.98, pytest.approx(8.0 / 5.0))
+    assert "IP at 98%" in m95.sentence() and "speed-up over that SP model: 1.60x." in m95.sentence()
+    assert matched(PTS, "snip", 0.98) is None  # no SP point there
+    assert matched(PTS, "synflow", 0.90) is None
+
+
+def test_no_ip_model_matches():
+    pts = [_p("sp", 0.9, 0.9, 10.0), _p("ip", 0.9, 0.89, 1.0)]
+    m = matched(pts, "snip", 0.9)
+    assert m.ip is None and m.speedup is None and "no IP model" in m.sentence()
+    slower = matched([_p("sp", 0.9, 0.9, 1.0), _p("ip", 0.95, 0.9, 2.0)], "snip", 0.9)
+    assert slower.speedup == 0.5 and "0.50x (IP is slower)" in slower.sentence()
+    assert len(statements(pts)) == 1
+
+
+def test_times_are_relative_to_torch_in_the_same_rounds():
+    from interspace_pruning.report.pareto import Timed
+
+    runs = [  # the machine was twice as slow while the IP run was timed
+        Timed("convnet", "dense", "dense", 0.0, 0, 0.9, {"torch": 10.0, "onnxruntime": 5.0}),
+        Timed("convnet", "snip", "sp", 0.9, 0, 0.8, {"torch": 10.0, "sparse": 8.0}),
+        Timed("convnet", "snip", "ip", 0.95, 0, 0.8, {"torch": 20.0, "sparse": 12.0}),
+    ]
+    pts = {p.representation: p for p in points(runs)}
+    assert pts["ip"].ms == pytest.approx(6.0) and pts["sp"].ms == pytest.approx(8.0)
+    assert pts["dense"].ms == 10.0 and pts["dense"].ort_ms == 5.0
+    assert matched(list(pts.values()), "snip", 0.9).speedup == pytest.approx(8.0 / 6.0)
+
+
+def _run(root, name, rep, sparsity, seed, acc, ms: dict[int, dict[str, float]] | None):
+    d = root / name
+    d.mkdir(parents=True)
+    cfg = RunConfig(
+        prune=PruneConfig(representation=rep, method="snip", sparsity=sparsity),
+        train=TrainConfig(epochs=2, seed=seed),
+    )
+    (d / "config.json").write_text(json.dumps(to_dict(cfg)))
+    (d / "summary.json").write_text(json.dumps({"test_acc": acc, "wall_time": 1.0}))
+    rows = [{"epoch": e + 1, "train_loss": 1.0, "test_acc": acc} for e in range(2)]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if ms is not None:
+        results = [
+            {
+                "batch": b,
+                "cpu": "test cpu",
+                "kernel": "test",
+                "threads": 1,
+                "repeats": 3,
+                "engines": {k: {"median_ms": v, "note": "auto: 3/5 sparse"} for k, v in e.items()},
+            }
+            for b, e in ms.items()
+        ]
+        (d / "latency.json").write_text(json.dumps({"results": results}))
+
+
+@pytest.fixture
+def timed_sweep(tmp_path):
+    root = tmp_path / "sweep"
+    # two seeds of SP 90% (mean 80%, median 10 ms); IP 98% reaches 81% in 4 ms
+    _run(root, "sp0", "sp", 0.9, 0, 0.78, {32: {"sparse": 9.0, "torch": 20.0}, 1: {"sparse": 1.0}})
+    _run(root, "sp1", "sp", 0.9, 1, 0.82, {32: {"sparse": 11.0, "torch": 20.0}, 1: {"sparse": 1.0}})
+    _run(root, "ip0", "ip", 0.98, 0, 0.81, {32: {"sparse": 4.0, "torch": 20.0}, 1: {"sparse": 2.0}})
+    _run(root, "ip1", "ip", 0.90, 0, 0.85, {32: {"sparse": 8.0}, 1: {"sparse": 0.5}})
+    _run(
+        root,
+        "dense",
+        "dense",
+        0.0,
+        0,
+        0.86,
+        {32: {"torch": 20.0, "onnxruntime": 5.0}, 1: {"torch": 1.5, "onnxruntime": 0.2}},
+    )
+    _run(root, "untimed", "ip", 0.95, 0, 0.99, None)  # no latency.json: not in the plot
+    return root
+
+
+def test_points_aggregate_seeds_and_skip_untimed_runs(timed_sweep):
+    records, _ = collect_runs(timed_sweep)
+    runs = timed_runs(records, 32)
+    assert len(runs) == 5
+    pts = {(p.representation, p.sparsity): p for p in points(runs)}
+    sp = pts[("sp", 0.9)]
+    assert sp.acc == pytest.approx(0.80) and sp.ms == pytest.approx(10.0) and sp.seeds == 2
+    assert pts[("dense", 0.0)].ms == 20.0 and pts[("dense", 0.0)].ort_ms == 5.0
+    m = matched(list(pts.values()), "snip", 0.9)
+    assert m.ip.sparsity == 0.98 and m.speedup == pytest.approx(2.5)
+    # at batch 1 the ranking changes: IP 90% (0.5 ms) is the fastest match
+    m1 = matched(points(timed_runs(records, 1)), "snip", 0.9)
+    assert m1.ip.sparsity == 0.9 and m1.speedup == pytest.approx(2.0)
+
+
+def test_report_draws_the_plot_when_timings_exist(timed_sweep, tmp_path):
+    text = write_report(timed_sweep).read_text()
+    assert "accuracy vs CPU latency (batch 32)" in text
+    assert "IP at 98%" in text and "speed-up over that SP model: 2.50x" in text
+    assert "| 3/5 sparse |" in text  # the sparse engine's plan is shown
+    assert (timed_sweep / "report" / "digits_convnet_accuracy_latency_b32.png").is_file()
+    md = write_pareto(collect_runs(timed_sweep)[0], tmp_path / "docs", batch=1)
+    assert (
+        "batch 1" in md and (tmp_path / "docs" / "digits_convnet_accuracy_latency_b1.png").is_file()
+    )
+
+
+def test_report_without_timings_has_no_pareto_section(timed_sweep):
+    for p in timed_sweep.glob("*/latency.json"):
+        p.unlink()
+    assert "accuracy vs CPU latency" not in write_report(timed_sweep).read_text()
+    with pytest.raises(ValueError, match="interspace bench"):
+        write_pareto(collect_runs(timed_sweep)[0], timed_sweep / "docs")
