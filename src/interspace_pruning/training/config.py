@@ -24,6 +24,9 @@ class TrainConfig:
     schedule: str = hp("cosine", "learning-rate schedule", SCHEDULES)
     step_gamma: float = hp(0.1, "step schedule: decay factor")
     step_milestones: str = hp("0.5,0.75", "step schedule: epochs (as fractions) to decay at")
+    warmup_epochs: float = hp(
+        0.0, "linear learning-rate warm-up over this many epochs, then the schedule (0 = none)"
+    )
     label_smoothing: float = hp(0.0, "label smoothing of the cross-entropy loss")
     seed: int = hp(0, "seed for initial weights, pruning data and data order")
 
@@ -42,6 +45,10 @@ class TrainConfig:
             raise ValueError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.weight_decay < 0 or self.basis_weight_decay < 0 or self.basis_lr_mult < 0:
             raise ValueError("weight decays and --basis-lr-mult must be >= 0")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(
+                f"--warmup-epochs must be in [0, --epochs={self.epochs}), got {self.warmup_epochs}"
+            )
         self.milestones()  # validates the string
 
     def milestones(self) -> list[float]:
