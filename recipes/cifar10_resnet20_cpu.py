@@ -167,6 +167,8 @@ def restore_dense_model(dense_dir: Path, claims: Path) -> bool:
 
 def describe(cfg: RunConfig) -> str:
     p = cfg.prune
+    if p.representation == "dense":
+        return f"dense seed {cfg.train.seed}"
     trained = " trained+FT" if cfg.model.init_from else ""
     return f"{p.representation} {p.method}{trained} {p.sparsity:g} seed {cfg.train.seed}"
 
