@@ -57,7 +57,8 @@ def test_report_tables_from_known_numbers(fake_sweep):
     report = write_report(fake_sweep)
     text = report.read_text()
     sd = statistics.stdev([60, 64])
-    assert f"| snip | 95% | 62.00 ± {sd:.2f} | 72.00 ± {sd:.2f} | +10.00 | IP |" in text
+    row = f"| snip | 95% | 62.00 ± {sd:.2f} | 72.00 ± {sd:.2f} | +10.00 ± 0.00 (n=2) | IP |"
+    assert row in text
     assert "| dense | 0% | 90.00 ± 0.00 (reference) |" in text
     assert "5 finished runs, 1 unfinished" in text
     # diagnostics: gradient norm at init (mean of 1.60, 1.64 for SP), gap in points

@@ -10,7 +10,7 @@ from ..foundations.io import atomic_write_text
 from . import plots
 from .collect import RunRecord, collect_runs
 from .pareto import pareto_section
-from .tables import ip_vs_sp_table, mean_std
+from .tables import ip_vs_sp_table, mean_std, row_key, side
 
 DIAGNOSTIC_COLUMNS = [
     ("grad_norm_init", "‖∇θ L‖ at init", 1.0, "{:.3g}"),
@@ -29,18 +29,15 @@ def _cell(values: list[float], scale: float, fmt: str) -> str:
 
 
 def diagnostics_table(records: list[RunRecord]) -> str | None:
-    """Per (method, sparsity): SP | IP for each diagnostic the runs recorded."""
+    """Per table row (see :func:`row_key`): SP | IP for each diagnostic the runs recorded."""
     present = [c for c in DIAGNOSTIC_COLUMNS if any(c[0] in r.summary for r in records)]
     if not present:
         return None
     cells: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for r in records:
-        p = r.config.prune
-        if p.representation == "dense":
-            continue
         for key, *_ in present:
             if key in r.summary:
-                cells[(p.method, p.sparsity)][key][p.representation].append(r.summary[key])
+                cells[row_key(r.config)][key][side(r.config)].append(r.summary[key])
     head = "| method | sparsity | " + " | ".join(f"{c[1]} SP | IP" for c in present) + " |"
     sep = "|---|---|" + "---|---|" * len(present)
     lines = [head, sep]

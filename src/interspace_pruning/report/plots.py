@@ -16,6 +16,7 @@ import torch  # noqa: E402
 from ..bases import filter_bases  # noqa: E402
 from ..foundations.checkpoint import load_tensors  # noqa: E402
 from .collect import RunRecord, load_model  # noqa: E402
+from .tables import row_key, side  # noqa: E402
 
 COLORS = {"sp": "tab:blue", "ip": "tab:red", "dense": "black"}
 LABELS = {"sp": "SP (spatial)", "ip": "IP (interspace)", "dense": "dense"}
@@ -25,9 +26,9 @@ def series(records: Sequence[RunRecord], key: str) -> dict[str, dict[str, dict[f
     """``out[method][rep][sparsity] = [values over seeds]`` for summary field ``key``."""
     out: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for r in records:
-        p = r.config.prune
-        if p.representation != "dense" and key in r.summary:
-            out[p.method][p.representation][p.sparsity].append(r.summary[key])
+        method, sparsity = row_key(r.config)
+        if method != "dense" and key in r.summary:
+            out[method][side(r.config)][sparsity].append(r.summary[key])
     return out
 
 

@@ -29,33 +29,74 @@ def finite(values: list) -> list[float]:
     return [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
 
 
+def row_key(cfg: RunConfig) -> tuple[str, float]:
+    """The table row a run belongs to, as ``(method label, sparsity)``.
+
+    Dense runs and IP at sparsity 0 (dense training in the interspace) share the row
+    ``("dense", 0.0)``, where the dense run is the SP side; pruning a trained model
+    (``init_from``) gets its own label, apart from pruning at initialisation.
+    """
+    p = cfg.prune
+    if p.representation == "dense" or p.sparsity == 0:
+        return "dense", 0.0
+    if cfg.model.init_from:
+        return f"{p.method} (trained + fine-tune)", p.sparsity
+    return p.method, p.sparsity
+
+
+def side(cfg: RunConfig) -> str:
+    """``sp`` or ``ip``: the column of a run (plain dense training counts as SP)."""
+    return "ip" if cfg.prune.representation == "ip" else "sp"
+
+
+def paired_diff(sp: dict[int, float], ip: dict[int, float]) -> tuple[str, str]:
+    """``IP - SP`` per seed present in both, as ``"+m ± s (n=k)"`` in points, and the winner.
+
+    The winner is the side ahead in every pair; otherwise ``mixed`` (``tie`` if all equal).
+    """
+    seeds = sorted(set(sp) & set(ip))
+    if not seeds:
+        return "-", "-"
+    diffs = [ip[s] - sp[s] for s in seeds]
+    m, s = mean_std([d * 100 for d in diffs])
+    if all(d > 0 for d in diffs):
+        winner = "IP"
+    elif all(d < 0 for d in diffs):
+        winner = "SP"
+    else:
+        winner = "tie" if all(d == 0 for d in diffs) else "mixed"
+    return f"{m:+.2f} ± {s:.2f} (n={len(seeds)})", winner
+
+
 def ip_vs_sp_table(results: Iterable[tuple[RunConfig, dict]], metric: str = "test_acc") -> str:
-    """One row per (method, sparsity): SP, IP, IP - SP; dense as a reference line."""
-    cells: dict[tuple[str, float], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    """One row per (method, sparsity): SP, IP and the IP - SP difference paired by seed.
+
+    Dense training is the SP side of the ``dense`` row, dense training in the interspace
+    (IP at sparsity 0) its IP side; the dense runs are also listed as the reference.
+    """
+    cells: dict[tuple[str, float], dict[str, dict[int, float]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
     dense: list[float] = []
     seeds: set[int] = set()
     for cfg, summary in results:
         seeds.add(cfg.train.seed)
         if cfg.prune.representation == "dense":
             dense.append(summary.get(metric))
-        else:
-            key = (cfg.prune.method, cfg.prune.sparsity)
-            cells[key][cfg.prune.representation].append(summary.get(metric))
+        cells[row_key(cfg)][side(cfg)][cfg.train.seed] = summary.get(metric)
     lines = [
-        "| method | sparsity | SP | IP | IP − SP | winner |",
+        "| method | sparsity | SP | IP | IP − SP (paired by seed) | winner |",
         "|---|---|---|---|---|---|",
     ]
     for (method, sparsity), reps in sorted(cells.items()):
-        sp, ip = reps.get("sp", []), reps.get("ip", [])
+        sp, ip = list(reps["sp"].values()), list(reps["ip"].values())
+        if method == "dense" and not ip:
+            continue  # plain dense only: the reference line below
         failed = [rep.upper() for rep, v in (("sp", sp), ("ip", ip)) if len(finite(v)) < len(v)]
         if failed:  # a NaN mean is no "tie": say which side diverged
             diff_s, winner = "-", f"none: {' and '.join(failed)} diverged"
-        elif sp and ip:
-            diff = statistics.fmean(ip) - statistics.fmean(sp)
-            winner = "IP" if diff > 0 else ("SP" if diff < 0 else "tie")
-            diff_s = f"{diff * 100:+.2f}"
         else:
-            diff_s, winner = "-", "-"
+            diff_s, winner = paired_diff(reps["sp"], reps["ip"])
         lines.append(
             f"| {method} | {sparsity:.0%} | {fmt_pct(sp) if sp else '-'} | "
             f"{fmt_pct(ip) if ip else '-'} | {diff_s} | {winner} |"
@@ -63,5 +104,9 @@ def ip_vs_sp_table(results: Iterable[tuple[RunConfig, dict]], metric: str = "tes
     if dense:
         lines.append(f"| dense | 0% | {fmt_pct(dense)} (reference) | | | |")
     lines.append("")
-    lines.append(f"{metric} in % over seeds {sorted(seeds)}: mean ± standard deviation.")
+    lines.append(
+        f"{metric} in % over seeds {sorted(seeds)}: mean ± standard deviation; IP − SP is the "
+        "mean ± standard deviation of the per-seed differences (same initial weights and data "
+        "order), in points; the winner is ahead in every seed, else mixed."
+    )
     return "\n".join(lines)

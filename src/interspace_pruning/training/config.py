@@ -28,6 +28,11 @@ class TrainConfig:
     schedule: str = hp("cosine", "learning-rate schedule", LR_SCHEDULES)
     step_gamma: float = hp(0.1, "step schedule: decay factor")
     step_milestones: str = hp("0.5,0.75", "step schedule: epochs (as fractions) to decay at")
+    warmup_epochs: float = hp(
+        0.0,
+        "linear learning-rate warm-up over this many epochs, then the schedule (0 = none)",
+        identity="non-default",
+    )
     label_smoothing: float = hp(0.0, "label smoothing of the cross-entropy loss")
     seed: int = hp(0, "seed for initial weights, pruning data and data order")
     # Execution options. The device, layout and compilation do not change what is computed
@@ -77,6 +82,10 @@ class TrainConfig:
         if self.channels_last not in LAYOUTS:
             raise ValueError(
                 f"unknown --channels-last {self.channels_last!r}; choose one of {LAYOUTS}"
+            )
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(
+                f"--warmup-epochs must be in [0, --epochs={self.epochs}), got {self.warmup_epochs}"
             )
         self.milestones()  # validates the string
 

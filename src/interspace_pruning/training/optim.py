@@ -34,7 +34,16 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 
 def lr_factor(cfg: TrainConfig, step: int, total_steps: int) -> float:
-    """Multiplier of the peak learning rate at ``step`` (0-based) of ``total_steps``."""
+    """Multiplier of the peak learning rate at ``step`` (0-based) of ``total_steps``.
+
+    With ``warmup_epochs > 0`` the factor rises linearly to 1 over the warm-up steps, and
+    the schedule then runs over the remaining steps as it would over a whole run.
+    """
+    if cfg.warmup_epochs > 0:
+        warm = cfg.warmup_epochs / cfg.epochs * total_steps
+        if step < warm:
+            return (step + 1) / (warm + 1)  # never 0, so the first step already moves
+        step, total_steps = step - warm, total_steps - warm
     t = step / max(total_steps, 1)
     if cfg.schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * t))

@@ -1,0 +1,289 @@
+"""CIFAR-10 / ResNet-20 on CPU: the whole IP vs SP table of issue 14, resumable, N workers.
+
+Runs every grid of recipes/cifar10_resnet20_cpu.yaml (same protocol, same folder) plus the
+runs that prune a *trained* dense model: each seed's dense run of the sweep, pruned once by
+global magnitude (IP: filter bases initialised by PCA of the trained filters), fine-tuned for
+2 epochs at lr 0.01 (cosine, no warm-up), at 98/95% (after the first tier of the sweep) and 90%
+(at the end).
+
+    python recipes/cifar10_resnet20_cpu.py                  # one worker, 1 thread
+    python recipes/cifar10_resnet20_cpu.py --workers 2      # two 1-thread workers
+    python recipes/cifar10_resnet20_cpu.py --git-commit     # commit each finished run's files
+    interspace report docs/results/cifar10_resnet20_cpu/runs
+
+Workers take the highest-priority run nobody holds: a claim is a file named by the run's
+hash under --claims holding the worker's process id (a claim whose process is gone on this
+machine is taken over). Finished runs (``summary.json``) are skipped and interrupted ones
+continue from their checkpoints, so stop it at any time (Ctrl-C / SIGTERM: each worker saves
+a checkpoint first) and run the same command again. With --git-commit each finished run's
+small files (config.json, summary.json, metrics.jsonl; checkpoints and models are *.pt and
+ignored by git) are committed, so a fresh clone continues where this one stopped. Run it from
+the repository root: run folders and the fine-tuning runs' --init-from paths are relative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fcntl
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import yaml
+
+from interspace_pruning.experiments import PruneConfig, RunConfig
+from interspace_pruning.experiments.config import config_from_dict
+from interspace_pruning.experiments.grid import canonical, expand, run_dir
+from interspace_pruning.experiments.run import run
+from interspace_pruning.experiments.sweep import base_config, load_sweep
+from interspace_pruning.foundations.hparams import config_hash
+from interspace_pruning.training.loop import TrainingStopped
+
+RECIPE = Path(__file__).with_suffix(".yaml")
+#: The fine-tuning runs at 98/95% go after this many grids of the recipe (the first tier).
+FINETUNE_AFTER_GRIDS = 3
+FINETUNE = {"epochs": 2, "lr": 0.01, "warmup_epochs": 0.0}
+
+
+def finetune_configs(dense_runs: list[RunConfig], out: Path, sparsities) -> list[RunConfig]:
+    """Prune each trained dense run once by magnitude and fine-tune it, SP and IP."""
+    configs = []
+    for sparsity in sparsities:
+        for dense in dense_runs:
+            for rep in ("sp", "ip"):
+                cfg = dataclasses.replace(
+                    dense,
+                    model=dataclasses.replace(dense.model, init_from=str(run_dir(out, dense))),
+                    prune=PruneConfig(
+                        representation=rep, method="magnitude", sparsity=sparsity, basis="pca"
+                    ),
+                    train=dataclasses.replace(dense.train, **FINETUNE),
+                )
+                configs.append(canonical(cfg))
+    return configs
+
+
+def ordered_configs(recipe: Path, out: Path) -> list[RunConfig]:
+    """The recipe's runs in its order, with the fine-tuning runs placed by priority."""
+    sweep = load_sweep(recipe)
+    spec = yaml.safe_load(recipe.read_text())
+    base = base_config(spec.get("base"))
+    first = {config_hash(c) for g in spec["grids"][:FINETUNE_AFTER_GRIDS] for c in expand(base, g)}
+    n_first = sum(config_hash(c) in first for c in sweep.configs)
+    dense = [c for c in sweep.configs if c.prune.representation == "dense"]
+    return (
+        sweep.configs[:n_first]
+        + finetune_configs(dense, out, [0.98, 0.95])
+        + sweep.configs[n_first:]
+        + finetune_configs(dense, out, [0.9])
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def try_claim(claims: Path, cfg: RunConfig) -> bool:
+    """Atomically claim a run (a file created with O_EXCL); take over claims of dead workers."""
+    path = claims / config_hash(cfg)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text() or "0")
+            except (OSError, ValueError):
+                return False
+            if pid and _alive(pid):
+                return False
+            path.unlink(missing_ok=True)  # its worker is gone: try once more
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+    return False
+
+
+@contextmanager
+def git_lock(claims: Path):
+    with open(claims / ".git.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def git_commit(claims: Path, out: Path, what: str) -> None:
+    """Commit the small files (json, jsonl; never *.pt) of every finished run under ``out``,
+    so that runs whose commit failed before are picked up too; failures are reported only."""
+    files = sorted(
+        str(p)
+        for summary in out.glob("*/summary.json")
+        for p in summary.parent.rglob("*")
+        if p.is_file() and p.suffix in (".json", ".jsonl")
+    )
+    with git_lock(claims):
+        for cmd in (
+            ["git", "add", "--", *files],
+            ["git", "commit", "-q", "-m", what, "--", *files],
+        ):
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode and "nothing" not in done.stdout + done.stderr:
+                print(f"git failed ({done.stderr.strip()[:200]}); files stay on disk", flush=True)
+                return
+
+
+def restore_dense_model(dense_dir: Path, claims: Path) -> bool:
+    """A finished dense run without its (uncommitted) model.pt: train it again, bitwise the
+    same on CPU, in a scratch folder, and put its model.pt back. False if another worker is
+    already doing it."""
+    cfg = config_from_dict(json.loads((dense_dir / "config.json").read_text()))
+    if not try_claim(claims, cfg):
+        return False
+    try:
+        with tempfile.TemporaryDirectory(dir=claims) as tmp:
+            print(f"re-training {dense_dir} for its model.pt (fine-tuning needs it)", flush=True)
+            run(cfg, Path(tmp) / "run", progress=False, resume=False)
+            shutil.copy2(Path(tmp) / "run" / "model.pt", dense_dir / "model.pt.tmp")
+            os.replace(dense_dir / "model.pt.tmp", dense_dir / "model.pt")
+    finally:
+        (claims / config_hash(cfg)).unlink(missing_ok=True)
+    return True
+
+
+def describe(cfg: RunConfig) -> str:
+    p = cfg.prune
+    if p.representation == "dense":
+        return f"dense seed {cfg.train.seed}"
+    trained = " trained+FT" if cfg.model.init_from else ""
+    return f"{p.representation} {p.method}{trained} {p.sparsity:g} seed {cfg.train.seed}"
+
+
+def work(worker: int, configs: list[RunConfig], out: Path, claims: Path, commit: bool) -> None:
+    """Train the highest-priority run that is neither finished nor held, until none is left."""
+    pending = list(configs)
+    while pending:
+        started = False
+        waiting = False
+        for cfg in list(pending):
+            d = run_dir(out, cfg)
+            if (d / "summary.json").is_file():
+                pending.remove(cfg)
+                continue
+            if cfg.model.init_from:  # needs its finished dense run and that run's model.pt
+                dense_dir = Path(cfg.model.init_from)
+                if not (dense_dir / "summary.json").is_file():
+                    waiting = True
+                    continue
+                missing = not (dense_dir / "model.pt").is_file()
+                if missing and not restore_dense_model(dense_dir, claims):
+                    waiting = True
+                    continue
+            if not try_claim(claims, cfg):
+                continue
+            try:
+                if not (d / "summary.json").is_file():  # finished between the check and the claim
+                    i = configs.index(cfg) + 1
+                    print(
+                        f"[worker {worker}] [{i}/{len(configs)}] {describe(cfg)} -> {d}", flush=True
+                    )
+                    t0 = time.perf_counter()
+                    try:
+                        summary = run(cfg, d, progress=False, resume=True).summary
+                    except TrainingStopped:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - one failed run must not stop the rest
+                        print(f"[worker {worker}] FAILED {describe(cfg)}: {e!r}", flush=True)
+                        pending.remove(cfg)
+                        started = True
+                        break
+                    print(
+                        f"[worker {worker}] done {describe(cfg)}: test_acc "
+                        f"{summary['test_acc']:.4f} in {time.perf_counter() - t0:.0f} s",
+                        flush=True,
+                    )
+                    if commit:
+                        git_commit(claims, out, f"cifar10-resnet20-cpu: {describe(cfg)}")
+            finally:
+                (claims / config_hash(cfg)).unlink(missing_ok=True)
+            pending.remove(cfg)
+            started = True
+            break  # back to the top: always the highest-priority run first
+        if not started:
+            if not waiting:
+                return  # what is left is being trained by other workers
+            time.sleep(60)  # fine-tuning runs wait for their dense runs
+
+
+def _worker_main(worker, configs, out, claims, commit, threads) -> None:
+    torch.set_num_threads(threads)
+    try:
+        work(worker, configs, out, claims, commit)
+    except TrainingStopped as e:
+        print(f"[worker {worker}] {e}", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--recipe", type=Path, default=RECIPE)
+    p.add_argument("--out", type=Path, default=None, help="default: the recipe's out")
+    p.add_argument("--claims", type=Path, default=Path("runs/claims/cifar10-resnet20-cpu"))
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker")
+    p.add_argument("--git-commit", action="store_true", help="commit each finished run's files")
+    p.add_argument("--dry-run", action="store_true", help="list the runs in order, train nothing")
+    args = p.parse_args()
+    out = args.out or load_sweep(args.recipe).out
+    configs = ordered_configs(args.recipe, out)
+    if args.dry_run:
+        for i, cfg in enumerate(configs, 1):
+            done = (run_dir(out, cfg) / "summary.json").is_file()
+            print(f"{i:4d} {'done' if done else '    '} {describe(cfg)} -> {run_dir(out, cfg)}")
+        return
+    args.claims.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    finished = sum((run_dir(out, c) / "summary.json").is_file() for c in configs)
+    print(
+        f"{len(configs)} runs, {finished} finished, {args.workers} worker(s) -> {out}", flush=True
+    )
+    procs = [
+        mp.get_context("fork").Process(
+            target=_worker_main,
+            args=(w, configs, out, args.claims, args.git_commit, args.threads),
+        )
+        for w in range(args.workers)
+    ]
+    for proc in procs:
+        proc.start()
+        time.sleep(5)  # staggered, so that workers pick different runs without contention
+
+    def stop(signum, frame):  # workers checkpoint on SIGTERM, then exit
+        for proc in procs:
+            if proc.is_alive():
+                os.kill(proc.pid, signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for proc in procs:
+        proc.join()
+    finished = sum((run_dir(out, c) / "summary.json").is_file() for c in configs)
+    print(f"{finished}/{len(configs)} runs finished in {out}", flush=True)
+    sys.exit(0 if finished == len(configs) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The IP vs SP table: differences paired by seed, dense training in the interspace, and
+pruning of trained models kept apart from pruning at initialisation."""
+
+import statistics
+
+from interspace_pruning.experiments import ModelConfig, PruneConfig, RunConfig
+from interspace_pruning.report import ip_vs_sp_table
+from interspace_pruning.training import TrainConfig
+
+
+def _run(rep, method, sparsity, seed, acc, init_from=None):
+    cfg = RunConfig(
+        model=ModelConfig(init_from=init_from),
+        prune=PruneConfig(representation=rep, method=method, sparsity=sparsity),
+        train=TrainConfig(seed=seed),
+    )
+    return cfg, {"test_acc": acc}
+
+
+def test_difference_is_paired_by_seed_and_winner_needs_every_seed():
+    # seed offsets dominate the spread of each side; the paired differences are 2, 4, 3 points
+    sp = {0: 0.50, 1: 0.60, 2: 0.70}
+    ip = {0: 0.52, 1: 0.64, 2: 0.73}
+    runs = [_run("sp", "snip", 0.98, s, a) for s, a in sp.items()]
+    runs += [_run("ip", "snip", 0.98, s, a) for s, a in ip.items()]
+    # random: IP ahead in two seeds, behind in one
+    runs += [_run("sp", "random", 0.98, s, 0.5) for s in range(3)]
+    runs += [_run("ip", "random", 0.98, s, a) for s, a in enumerate([0.52, 0.53, 0.49])]
+    table = ip_vs_sp_table(runs)
+    sd = statistics.stdev([2, 4, 3])
+    assert f"| +3.00 ± {sd:.2f} (n=3) | IP |" in table
+    assert "(n=3) | mixed |" in table
+
+
+def test_equal_pairs_are_a_tie():
+    table = ip_vs_sp_table([_run("sp", "snip", 0.9, 0, 0.5), _run("ip", "snip", 0.9, 0, 0.5)])
+    assert "| +0.00 ± 0.00 (n=1) | tie |" in table
+
+
+def test_unpaired_seeds_give_no_difference():
+    table = ip_vs_sp_table([_run("sp", "snip", 0.9, 0, 0.5), _run("ip", "snip", 0.9, 1, 0.6)])
+    assert "| snip | 90% | 50.00 ± 0.00 | 60.00 ± 0.00 | - | - |" in table
+
+
+def test_dense_ip_is_compared_with_dense_and_trained_pruning_has_its_own_row():
+    runs = [_run("dense", "snip", 0.98, s, a) for s, a in enumerate([0.80, 0.82])]
+    runs += [_run("ip", "random", 0.0, s, a) for s, a in enumerate([0.81, 0.84])]
+    runs += [_run("sp", "magnitude", 0.95, 0, 0.40), _run("ip", "magnitude", 0.95, 0, 0.45)]
+    runs += [
+        _run("sp", "magnitude", 0.95, 0, 0.70, init_from="runs/d0"),
+        _run("ip", "magnitude", 0.95, 0, 0.74, init_from="runs/d0"),
+    ]
+    table = ip_vs_sp_table(runs)
+    sd = statistics.stdev([80, 82])
+    assert f"| dense | 0% | 81.00 ± {sd:.2f} | 82.50 ± " in table
+    assert "| +1.50 ± 0.71 (n=2) | IP |" in table
+    assert f"| dense | 0% | 81.00 ± {sd:.2f} (reference) |" in table
+    assert "| magnitude | 95% | 40.00 ± 0.00 | 45.00 ± 0.00 | +5.00 ± 0.00 (n=1) | IP |" in table
+    trained = "| magnitude (trained + fine-tune) | 95% | 70.00 ± 0.00 | 74.00 ± 0.00 | +4.00"
+    assert trained in table
+
+
+def test_plain_dense_alone_is_only_the_reference_line():
+    table = ip_vs_sp_table([_run("dense", "snip", 0.98, 0, 0.8), _run("sp", "snip", 0.9, 0, 0.5)])
+    assert table.count("| dense |") == 1 and "(reference)" in table
