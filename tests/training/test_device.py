@@ -21,7 +21,13 @@ from interspace_pruning.training import device as dev
 
 from ..conftest import MixedNet
 
-NEW_FIELDS = ("device", "precision", "channels_last", "compile", "sync_bn")
+#: Fields added after runs were first named, per RunConfig section (all at their defaults
+#: here, so they must not enter the hash).
+NEW_FIELDS = {
+    "train": ("device", "precision", "channels_last", "compile", "sync_bn", "warmup_epochs"),
+    "model": ("model_args",),
+    "prune": ("pattern",),
+}
 
 
 # --- resolution and errors ---------------------------------------------------------------
@@ -79,8 +85,9 @@ def test_backend_choice():
 def _old_hash(cfg) -> str:
     """The hash as computed before the execution options existed."""
     d = dataclasses.asdict(cfg)
-    for k in NEW_FIELDS:
-        d["train"].pop(k)
+    for section, names in NEW_FIELDS.items():
+        for k in names:
+            d[section].pop(k)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 

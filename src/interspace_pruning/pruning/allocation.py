@@ -38,6 +38,16 @@ class LayerCollapseWarning(UserWarning):
     """A layer lost all its entries: the network is disconnected there."""
 
 
+#: The keyword arguments of ``prune``/``allocate`` that say how sparsity is spread.
+ALLOCATION_OPTIONS = ("allocation", "keep_first_dense", "keep_last_dense", "min_density", "pattern")
+
+
+def allocation_options(obj: object) -> dict:
+    """``obj``'s allocation settings (attributes named as :data:`ALLOCATION_OPTIONS`), as the
+    keyword arguments ``prune`` takes."""
+    return {name: getattr(obj, name) for name in ALLOCATION_OPTIONS}
+
+
 def check_sparsity(sparsity: float) -> float:
     """Validate a target sparsity in ``[0, 1)``."""
     try:

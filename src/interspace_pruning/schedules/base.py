@@ -30,6 +30,7 @@ from torch import nn
 
 from ..interspace import basis_parameters
 from ..masks import PrunableTensor, attach_masks, no_gradient_capture, prunable
+from ..pruning.allocation import allocation_options
 from ..training import Callback, TrainState, distributed, reset_state_entries
 
 __all__ = ["Pruner", "no_gradient_capture", "settle_after_mask_change", "snapshot_masks"]
@@ -151,13 +152,7 @@ class Pruner(Callback):
         """The mask before training (default: leave the model as it is)."""
 
     def prune_kwargs(self) -> dict:
-        return {
-            "allocation": self.allocation,
-            "keep_first_dense": self.keep_first_dense,
-            "keep_last_dense": self.keep_last_dense,
-            "min_density": self.min_density,
-            "pattern": self.pattern,
-        }
+        return allocation_options(self)
 
     # -- stepping ------------------------------------------------------------------------
     def step(self) -> None:

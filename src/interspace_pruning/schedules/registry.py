@@ -30,7 +30,7 @@ from torch import nn
 
 from ..foundations.hparams import coerce
 from ..pruning import ALLOCATIONS, method_names
-from ..pruning.allocation import check_sparsity, parse_pattern
+from ..pruning.allocation import allocation_options, check_sparsity, parse_pattern
 from ..pruning.registry import Batch, LossFn
 from .base import Pruner
 from .dst import DynamicSparseTraining
@@ -55,13 +55,7 @@ class AllocationOptions:
         parse_pattern(self.pattern)
 
     def allocation_kwargs(self) -> dict:
-        return {
-            "allocation": self.allocation,
-            "keep_first_dense": self.keep_first_dense,
-            "keep_last_dense": self.keep_last_dense,
-            "min_density": self.min_density,
-            "pattern": self.pattern,
-        }
+        return allocation_options(self)
 
 
 @dataclass
