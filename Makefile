@@ -29,7 +29,6 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/train_step_time.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/export_size.py
 	$(BIN)/python benchmarks/inference_speed.py
