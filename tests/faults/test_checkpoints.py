@@ -17,6 +17,7 @@ from interspace_pruning.foundations import checkpoint as ckpt_mod
 from interspace_pruning.foundations.checkpoint import load_tensors, save_tensors
 from interspace_pruning.training import Callback, TrainConfig, TrainingError
 
+from ..hardening.test_failure_modes import PoisonAt
 from .conftest import FAST, cli_command, env, flip_bit, one_line
 
 
@@ -36,16 +37,6 @@ class CrashAt(Callback):
     def on_step_end(self, state):
         if state.step + 1 == self.step:
             raise RuntimeError("simulated crash")
-
-
-class PoisonAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, state):
-        if state.step + 1 == self.step:
-            with torch.no_grad():
-                next(state.model.parameters()).fill_(float("nan"))
 
 
 def _same_models(a, b):
