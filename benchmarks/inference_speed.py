@@ -27,11 +27,9 @@ import argparse
 import ctypes
 import gc
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -39,6 +37,7 @@ from _models import pruned_model
 
 import interspace_pruning as ip
 from interspace_pruning.inference import native
+from interspace_pruning.inference.timing import interleaved_medians
 
 TARGETS = {"vgg16": 3.0, "resnet20": 1.5}  # IP speed-up over ONNX Runtime, 95%, batch 32
 IP_OVER_SP = 1.3
@@ -69,20 +68,6 @@ class OrtEngine:
 
     def __call__(self, x: torch.Tensor):
         return self.session.run(None, {self.name: x.numpy()})[0]
-
-
-def interleaved_medians(engines: dict, x: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Median seconds per forward pass of each engine, the engines taking turns."""
-    times: dict[str, list[float]] = {k: [] for k in engines}
-    with torch.no_grad():
-        for m in engines.values():
-            m(x)  # warm-up
-        for _ in range(repeats):
-            for k, m in engines.items():
-                t0 = time.perf_counter()
-                m(x)
-                times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def _layer_inputs(engine: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:

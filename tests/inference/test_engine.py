@@ -60,6 +60,47 @@ def test_auto_mode_measures_and_dense_mode_folds():
     assert "sparse" in thresholds.plan.values()
 
 
+@pytest.mark.parametrize("fastest", ["dense", "sparse"])
+def test_auto_mode_returns_the_fastest_whole_model(monkeypatch, fastest):
+    """auto mode never returns a model slower than the dense one *as measured*: the
+    per-layer plan is checked whole against all-dense and all-sparse (timer stubbed, so
+    the test checks the choice, not this machine's speed)."""
+    from interspace_pruning.inference import engine
+
+    seen = {}
+
+    def fake_times(modules, x, rounds):
+        seen.update(modules)
+        return {k: (0.001 if k == fastest else 0.002) for k in modules}
+
+    monkeypatch.setattr(engine.timing, "interleaved_medians", fake_times)
+    # per layer, only the first layer's sparse path "measures" faster: a mixed plan
+    sparse_first = iter([0.5, 1.0])
+    monkeypatch.setattr(
+        engine,
+        "median_time",
+        lambda fn, x, r: next(sparse_first, 2.0) if isinstance(fn, engine._SparseConv) else 1.0,
+    )
+    model = _pruned("ip", sparsity=0.5)
+    x = torch.randn(2, 3, 16, 16)
+    out = sparse_inference(model, example=x, repeats=1)
+    assert set(seen) == {"per-layer", "dense", "sparse"}
+    assert set(out.plan.values()) == {fastest}
+    assert out.auto_timings[fastest] == 1.0
+    assert torch.allclose(out(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_interleaved_times_calls_every_module_each_round():
+    calls = []
+    mods = {k: nn.Identity() for k in "ab"}
+    for k, m in mods.items():
+        m.register_forward_hook(lambda m, i, o, k=k: calls.append(k))
+    from interspace_pruning.inference.timing import interleaved_medians
+
+    times = interleaved_medians(mods, torch.zeros(1), 3)
+    assert calls == ["a", "b"] + ["a", "b"] * 3 and set(times) == {"a", "b"}
+
+
 def test_engine_errors():
     with pytest.raises(ValueError, match="has no masks"):
         sparse_inference(MixedNet())

@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -43,6 +42,7 @@ from . import native
 from .engine import sparse_inference
 from .fusion import fuse_batchnorm
 from .onnx_export import export_onnx
+from .timing import interleaved_times
 
 ENGINES = ("torch", "sparse", "onnxruntime")
 ORT_MISSING = (
@@ -245,32 +245,6 @@ def build_engines(
                     continue
                 notes[name] = "folded dense model, CPU provider"
     return fns, notes
-
-
-def interleaved_times(
-    fns: dict[str, Callable[[torch.Tensor], torch.Tensor]],
-    x: torch.Tensor,
-    repeats: int,
-    progress: bool = False,
-    desc: str = "bench",
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Seconds per forward pass of each engine over ``repeats`` rounds, engines taking turns
-    (after two warm-up passes each): wall-clock times, and the calling thread's CPU times."""
-    from tqdm.auto import tqdm
-
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    cpu: dict[str, list[float]] = {k: [] for k in fns}
-    with torch.no_grad():
-        for fn in fns.values():
-            fn(x)
-            fn(x)
-        for _ in tqdm(range(repeats), desc=desc, disable=not progress, leave=False):
-            for k, fn in fns.items():
-                c0, t0 = time.thread_time(), time.perf_counter()
-                fn(x)
-                times[k].append(time.perf_counter() - t0)
-                cpu[k].append(time.thread_time() - c0)
-    return times, cpu
 
 
 def bench(

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..interspace import fold
 from ..masks import PrunableTensor, prunable
-from . import native
+from . import native, timing
 from .epilogue import fuse_epilogues
 from .fusion import fuse_batchnorm, set_module
 
@@ -362,12 +362,18 @@ def sparse_inference(
     """A copy of ``model`` for inference whose pruned layers compute through their sparsity.
 
     Args:
-        example: an input batch; with it each layer keeps whichever path (dense or sparse)
-            measures faster on the input it really gets.
-        mode: ``"auto"`` (decide per layer), ``"sparse"`` (every pruned layer sparse) or
-            ``"dense"`` (none: the folded model, BatchNorm fused as below).
+        example: an input batch. With it, ``auto`` mode never returns a model slower than
+            the dense one: each layer first keeps whichever path (dense or sparse) measures
+            faster on the input it really gets, then that per-layer plan, the all-sparse plan
+            and the all-dense (folded) model are timed whole, interleaved, on ``example``,
+            and the fastest is returned (fusions change a layer's cost, so per-layer
+            timings alone can mislead).
+        mode: ``"auto"`` (decide by measurement, or by FLOPs without ``example``),
+            ``"sparse"`` (every pruned layer sparse) or ``"dense"`` (none: the folded model,
+            BatchNorm fused as below).
         min_density_gain: without ``example``, a layer goes sparse when its dense FLOPs
             exceed its sparse FLOPs by this factor.
+        repeats: timed calls per layer, and interleaved rounds of the whole-model check.
         backend: ``"native"`` (the compiled kernel of :mod:`.native`), ``"torch"`` (the
             portable ``torch.sparse`` path) or ``"auto"`` (native when it was built).
         fuse_bn: fold each BatchNorm2d into the convolution that feeds it (dense or sparse;
@@ -379,9 +385,10 @@ def sparse_inference(
     Returns an eval-mode module with the same outputs (to float round-off); its ``plan``
     attribute maps layer names to ``"sparse"`` or ``"dense"``, ``fused_bn`` lists the
     ``(conv, batchnorm)`` pairs folded, ``fused_epilogue`` the sparse layers that took over
-    a following ReLU or residual addition, and ``kernel_path`` names the code the sparse
+    a following ReLU or residual addition, ``kernel_path`` names the code the sparse
     convolutions run on (``native.kernel_path()``: ``"avx512"``, ``"avx2"``, ``"neon"``,
-    ``"scalar"``, or ``"torch"`` off the native kernel).
+    ``"scalar"``, or ``"torch"`` off the native kernel), and ``auto_timings`` (``auto``
+    mode with ``example``) gives the whole-model median milliseconds of each plan timed.
     """
     _use_native(backend)  # validates
     if mode not in ("auto", "sparse", "dense"):
@@ -389,27 +396,50 @@ def sparse_inference(
     entries = [e for e in prunable(model) if e.is_masked]
     if not entries:
         raise ValueError("the model has no masks; prune it first (sparse_inference needs sparsity)")
+    build = lambda choose: _assemble(model, entries, choose, backend, fuse_bn, fuse_epilogue)  # noqa: E731
+    if mode != "auto":
+        return build(lambda e, plain, sparse: mode == "sparse")
+    if example is None:
+        return build(lambda e, plain, sparse: _density_gain(e, plain) >= min_density_gain)
+    inputs = _layer_inputs(fold(model).eval(), example, {e.name for e in entries})
+
+    def faster(e: PrunableTensor, plain: nn.Module, sparse: nn.Module) -> bool:
+        x = inputs.get(e.name)
+        return x is not None and median_time(sparse, x, repeats) < median_time(plain, x, repeats)
+
+    candidates = {"per-layer": build(faster), "sparse": None, "dense": None}
+    if set(candidates["per-layer"].plan.values()) != {"sparse"}:
+        candidates["sparse"] = build(lambda e, plain, sparse: True)
+    if set(candidates["per-layer"].plan.values()) != {"dense"}:
+        candidates["dense"] = build(lambda e, plain, sparse: False)
+    candidates = {k: m for k, m in candidates.items() if m is not None}
+    timings = timing.interleaved_medians(candidates, example, repeats)
+    best = min(timings, key=timings.get)
+    out = candidates[best]
+    out.auto_timings = {k: round(t * 1e3, 4) for k, t in timings.items()}
+    return out
+
+
+def _assemble(
+    model: nn.Module,
+    entries: list[PrunableTensor],
+    choose,
+    backend: str,
+    fuse_bn: bool,
+    fuse_epilogue: bool,
+) -> nn.Module:
+    """The folded copy of ``model``, each entry sparse where ``choose(entry, plain, sparse)``."""
     out = fold(model).eval()  # a copy; the sparse modules only read (and clone) model's tensors
     modules = dict(out.named_modules())
-    inputs = _layer_inputs(out, example, {e.name for e in entries}) if example is not None else {}
     plan: dict[str, str] = {}
     for e in entries:
         plain = modules[e.name]
-        if mode == "dense":
-            plan[e.name] = "dense"
-            continue
         try:
             sparse = _sparse_module(e, plain, backend)
-        except ValueError:
+        except ValueError:  # a layer the sparse path does not cover stays dense
             plan[e.name] = "dense"
             continue
-        if mode == "sparse":
-            use = True
-        elif e.name in inputs:
-            x = inputs[e.name]
-            use = median_time(sparse, x, repeats) < median_time(plain, x, repeats)
-        else:
-            use = _density_gain(e, plain) >= min_density_gain
+        use = bool(choose(e, plain, sparse))
         plan[e.name] = "sparse" if use else "dense"
         if use:
             set_module(out, e.name, sparse)
@@ -420,6 +450,7 @@ def sparse_inference(
     out.plan, out.fused_bn, out.fused_epilogue = plan, fused_bn, fused_epilogue
     on_kernel = any(isinstance(m, _SparseConv) and m.kernel for m in out.modules())
     out.kernel_path = native.kernel_path() if on_kernel else "torch"
+    out.auto_timings = {}
     return out
 
 
