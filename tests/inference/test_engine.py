@@ -90,7 +90,7 @@ def test_auto_mode_returns_the_fastest_whole_model(monkeypatch, fastest):
     assert torch.allclose(out(x), model(x), rtol=1e-4, atol=1e-5)
 
 
-def test_interleaved_times_calls_every_module_each_round():
+def test_interleaved_times_alternates_blocks_of_calls():
     calls = []
     mods = {k: nn.Identity() for k in "ab"}
     for k, m in mods.items():
@@ -98,7 +98,14 @@ def test_interleaved_times_calls_every_module_each_round():
     from interspace_pruning.inference.timing import interleaved_medians
 
     times = interleaved_medians(mods, torch.zeros(1), 3)
-    assert calls == ["a", "b"] + ["a", "b"] * 3 and set(times) == {"a", "b"}
+    # a first call each, then per block one untimed call and the timed ones
+    assert calls == ["a", "b"] + ["a"] * 4 + ["b"] * 4 and set(times) == {"a", "b"}
+    from interspace_pruning.inference.timing import interleaved_times
+
+    calls.clear()
+    wall, cpu = interleaved_times(mods, torch.zeros(1), 7, block=5)
+    assert calls == ["a", "b"] + ["a"] * 6 + ["b"] * 6 + ["a"] * 3 + ["b"] * 3
+    assert len(wall["a"]) == len(cpu["b"]) == 7
 
 
 def test_engine_errors():
