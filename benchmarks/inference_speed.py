@@ -169,7 +169,8 @@ x = np.random.default_rng(0).standard_normal((batch, 3, 32, 32), dtype=np.float3
 for _ in range(3):
     s.run(None, {s.get_inputs()[0].name: x})
 peak = status("VmHWM")
-print(json.dumps({"peak": peak, "growth": peak - before, "tensors": Path(path).stat().st_size}))
+size = sum(f.stat().st_size for f in Path(path).parent.glob(Path(path).name + "*"))  # + .data
+print(json.dumps({"peak": peak, "growth": peak - before, "tensors": size}))
 """
 
 
@@ -178,7 +179,7 @@ def memory_table(args) -> None:
     print(
         "\nPeak resident memory, MB: each engine alone in a fresh process (ONNX Runtime "
         "without torch); whole process after 3 forward passes / growth during them / "
-        "engine tensors (ONNX Runtime: the .onnx file)"
+        "engine tensors (ONNX Runtime: the .onnx file and its external data)"
     )
     print("\n| model | sparsity | batch | " + " | ".join(kinds) + " |")
     print("|---|---|---|" + "---|" * len(kinds))

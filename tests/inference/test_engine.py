@@ -159,3 +159,19 @@ def test_tap_index_matches_unfold():
                 starts = (chunks[t, q] - torch.arange(16))[valid]
                 assert starts.unique().numel() > 1
     assert (runs != native.GATHER).any() and (runs == native.GATHER).any()
+
+
+@pytest.mark.skipif(not native.available(), reason="needs the native kernel")
+def test_kernel_layers_hold_one_copy_of_the_weights():
+    """On the native kernel a sparse layer keeps only the kernel's arrays; the torch CSR
+    matrix (for the fallback path) is rebuilt on demand, exactly."""
+    model = _pruned("ip", sparsity=0.9)
+    engine = sparse_inference(model, mode="sparse", backend="native", fuse_epilogue=False)
+    conv = engine.stem
+    assert conv._csr is None
+    rebuilt = conv.matrix.to_dense()
+    ref = sparse_inference(model, mode="sparse", backend="torch", fuse_epilogue=False).stem
+    assert torch.equal(rebuilt, ref.matrix.to_dense())
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)  # off the kernel: the rebuilt CSR
+    with pytest.raises(RuntimeError, match="input type"):
+        conv(x)

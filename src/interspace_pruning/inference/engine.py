@@ -84,15 +84,15 @@ def check_conv_input(conv: _SparseConv, x: torch.Tensor) -> None:
             f"{name}: expected input{list(x.shape)} to have {conv.in_channels} channels, "
             f"but got {x.shape[1]} channels instead"
         )
-    weight = conv.matrix.values()
-    if x.device != weight.device:
+    device, dtype = conv.weight_device, conv.weight_dtype
+    if x.device != device:
         raise RuntimeError(
             f"{name}: input and weight should be on the same device, got {x.device} and "
-            f"{weight.device}"
+            f"{device}"
         )
-    if x.dtype != weight.dtype:
+    if x.dtype != dtype:
         raise RuntimeError(
-            f"{name}: input type ({x.dtype}) and weight type ({weight.dtype}) should be the same"
+            f"{name}: input type ({x.dtype}) and weight type ({dtype}) should be the same"
         )
     padded = [n + 2 * p for n, p in zip(x.shape[2:], conv.padding, strict=True)]
     span = [d * (k - 1) + 1 for k, d in zip(conv.kernel_size, conv.dilation, strict=True)]
@@ -135,9 +135,11 @@ class _SparseConv(nn.Module):
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.bias = None if conv.bias is None else conv.bias.detach().clone()
         self.basis = basis
+        self._csr: torch.Tensor | None = None
         self.matrix = _block_csr(
             values.reshape(values.shape[0], -1), conv.groups, values[0].numel()
         )
+        self.weight_device, self.weight_dtype = values.device, values.dtype
         self.kernel = use_native and (basis is None or basis.shape[0] <= native.max_basis())
         # epilogue work taken over from the graph (see .epilogue): out = relu?(conv + residual)
         self.fuse_relu = False
@@ -146,6 +148,25 @@ class _SparseConv(nn.Module):
         self._index_cache: dict[tuple[int, int, int], tuple] = {}
         if self.kernel:
             self._prepare_kernel()
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        """The CSR weight matrix. On the native kernel only its arrays are kept (a second
+        copy as a torch CSR tensor would double the weights' memory); this rebuilds it."""
+        if self._csr is None:
+            with _quiet_csr():
+                self._csr = torch.sparse_csr_tensor(
+                    self._rowptr,
+                    self._cols.to(torch.int64),
+                    self._vals.to(self.weight_dtype),
+                    (self.out_channels, self._in_rows),
+                    check_invariants=False,
+                )
+        return self._csr
+
+    @matrix.setter
+    def matrix(self, value: torch.Tensor) -> None:
+        self._csr = value
 
     def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
@@ -189,6 +210,9 @@ class _SparseConv(nn.Module):
         )  # (C, rows, kh*kw)
         bias = self.bias if self.bias is not None else torch.zeros(self.out_channels)
         self._bias = bias.to(torch.float32).contiguous()
+        self._in_rows = matrix.shape[1]
+        if matrix.values().dtype == torch.float32:  # the kernel's arrays hold it exactly
+            self._csr = None
 
     @torch.no_grad()
     def rescale_outputs(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
