@@ -5,7 +5,7 @@ subset of 10,000 training images, the full test set, 3 epochs of SGD, lr 0.05, m
 weight decay 5e-4, cosine, batch 64), SNIP with global allocation for SP and IP (per-layer
 trainable DCT bases), plus dense. Then every finished run is timed on this CPU with
 ``interspace bench`` (torch dense, the sparse engine in auto mode, ONNX Runtime; batch 1 and
-32; same thread count; interleaved rounds, medians) into its ``latency.json``, and the
+32; same thread count; engines taking turns, medians) into its ``latency.json``, and the
 accuracy-vs-latency plot and the matched-accuracy statement are built:
 
     python recipes/fashion_mnist_latency.py --stage train --shard 0/2 &   # two workers

@@ -33,7 +33,7 @@ def add_parser(sub, formatter_class) -> None:
     b.add_argument("source", type=Path, help="a run directory or a sparse file (.isp)")
     b.add_argument("--batch", type=int, nargs="+", default=[1, 32], help="batch sizes")
     b.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    b.add_argument("--repeats", type=int, default=30, help="interleaved rounds per batch size")
+    b.add_argument("--repeats", type=int, default=30, help="timed passes per engine and batch size")
     b.add_argument(
         "--engines", nargs="+", default=list(ENGINES), choices=ENGINES, help="engines to time"
     )

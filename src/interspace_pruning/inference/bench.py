@@ -263,7 +263,7 @@ def bench(
     Args:
         input_shape: one input's shape, e.g. ``(1, 28, 28)``.
         threads: CPU threads for every engine (torch, the sparse kernel, ONNX Runtime).
-        repeats: interleaved rounds; each engine's time is the median.
+        repeats: timed passes per engine (in alternating blocks, see ``timing``).
         clock: ``"wall"`` (elapsed time) or ``"cpu"`` (CPU time of the calling thread, for
             a machine shared with other work: time spent preempted is not counted; needs
             ``threads=1``, where torch, the kernel and ONNX Runtime compute in that thread).

@@ -87,8 +87,7 @@ def check_conv_input(conv: _SparseConv, x: torch.Tensor) -> None:
     device, dtype = conv.weight_device, conv.weight_dtype
     if x.device != device:
         raise RuntimeError(
-            f"{name}: input and weight should be on the same device, got {x.device} and "
-            f"{device}"
+            f"{name}: input and weight should be on the same device, got {x.device} and {device}"
         )
     if x.dtype != dtype:
         raise RuntimeError(

@@ -357,8 +357,9 @@ def _bench_info(records: Iterable[RunRecord], batch: int) -> str:
                 return (
                     f"Timed by `interspace bench` on {x.get('cpu')}, kernel: {x.get('kernel')}, "
                     f"threads: {x.get('threads')}, median {x.get('clock', 'wall')} time of "
-                    f"{x.get('repeats')} interleaved rounds per run (median over seeds); SP and "
-                    "IP on the sparse engine (auto mode), dense on torch (BatchNorm fused) and "
+                    f"{x.get('repeats')} passes per engine and run, the engines taking turns "
+                    "in blocks (median over seeds); SP and IP on the sparse engine (auto "
+                    "mode), dense on torch (BatchNorm fused) and "
                     "ONNX Runtime. Each time is relative to torch dense in the same rounds, "
                     "times the median torch-dense time over all runs (drifts cancel)."
                 )
