@@ -175,3 +175,29 @@ def test_kernel_layers_hold_one_copy_of_the_weights():
     x = torch.randn(2, 3, 16, 16, dtype=torch.float64)  # off the kernel: the rebuilt CSR
     with pytest.raises(RuntimeError, match="input type"):
         conv(x)
+
+
+@pytest.mark.skipif(not native.available(), reason="needs the native kernel")
+def test_fused_engine_keeps_containers_indexable():
+    """After the epilogue rewrite (an fx.GraphModule) ``features[i]`` still indexes the
+    model's own Sequential, whose sparse layers carry the fused ReLU / pool."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3)
+            )
+
+        def forward(self, x):
+            return self.features(x).mean((2, 3))
+
+    torch.manual_seed(0)
+    model = ip.to_interspace(Net().eval())
+    ip.prune(model, "random", 0.8, allocation="uniform")
+    engine = sparse_inference(model, mode="sparse", backend="native")
+    assert "features.0" in engine.fused_epilogue
+    assert type(engine.features) is nn.Sequential
+    assert engine.features[0].fuse_relu and engine.features[0].fuse_pool
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.allclose(engine(x), model(x), rtol=1e-4, atol=1e-5)

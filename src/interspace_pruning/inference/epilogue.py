@@ -119,10 +119,10 @@ def fuse_epilogues(
     if not fused:
         return model, []
     graph.lint()
-    # every submodule stays (the replaced ReLUs and folded BatchNorms too, unused), so that
-    # names and attributes of the model still resolve
+    # every submodule stays (the replaced ReLUs and folded BatchNorms too, unused), in its
+    # original container, so that names, attributes and indexing (``features[3]``) of the
+    # model still resolve: fx would copy the called modules into plain nn.Module containers
     out = fx.GraphModule(model, graph, class_name=type(model).__name__)
     for name, child in model.named_children():
-        if not hasattr(out, name):
-            out.add_module(name, child)
+        out.add_module(name, child)
     return out, fused
