@@ -72,6 +72,15 @@ class OrtEngine:
         return self.session.run(None, {self.name: x.numpy()})[0]
 
 
+def auto_choice(engine: torch.nn.Module) -> str:
+    """Which plan ``sparse_inference(mode="auto")`` kept, and the timings it compared."""
+    timings = engine.auto_timings
+    kept = sum(v == "sparse" for v in engine.plan.values())
+    won = min(timings, key=timings.get) if timings else "FLOP rule"
+    shown = ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
+    return f"{won} plan, {kept}/{len(engine.plan)} layers sparse ({shown})"
+
+
 def _layer_inputs(engine: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     seen: dict[str, torch.Tensor] = {}
     modules = dict(engine.named_modules())
@@ -232,7 +241,7 @@ def main() -> None:
         "| IP / ORT | IP / torch dense | IP / SP time |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    results = {}
+    results, choices = {}, []
     tmp = tempfile.TemporaryDirectory()
     for name in args.models:
         for s in args.sparsities:
@@ -250,6 +259,10 @@ def main() -> None:
                 if args.mode == "auto":  # chosen by measurement on this batch size
                     for rep in ("sp", "ip"):
                         engines[rep] = ip.sparse_inference(models[rep], example=x)
+                    choices.append(
+                        f"{name} {s:.0%} batch {b}: "
+                        + "; ".join(f"{r.upper()} {auto_choice(engines[r])}" for r in ("sp", "ip"))
+                    )
                 t = interleaved_medians(engines, x, args.repeats)
                 base = t["ort"] if use_ort else t["dense"]
                 results[name, s, b] = t
@@ -267,6 +280,10 @@ def main() -> None:
                 print(f"\n{name}, {s:.0%} sparsity, batch {x.shape[0]}:")
                 per_layer({k: engines[k] for k in ("dense", "sp", "ip")}, x, args.repeats)
                 print()
+    if choices:
+        print("\nauto mode's choice (whole-model check, median ms of each plan it timed):")
+        for line in choices:
+            print(f"- {line}")
     if use_ort:
         print("\nTargets at 95% sparsity, batch 32:")
         for name, (key, target) in ((n, ((n, 0.95, 32), TARGETS[n])) for n in TARGETS):

@@ -69,6 +69,32 @@ def test_times_are_relative_to_torch_in_the_same_rounds():
     assert matched(list(pts.values()), "snip", 0.9).speedup == pytest.approx(8.0 / 6.0)
 
 
+def test_one_slow_reference_engine_is_not_taken_for_a_drift():
+    from interspace_pruning.report.pareto import Timed
+
+    both = {"torch": 10.0, "onnxruntime": 5.0}
+    runs = [
+        Timed("convnet", "dense", "dense", 0.0, 0, 0.9, dict(both)),
+        Timed("convnet", "dense", "dense", 0.0, 1, 0.9, dict(both)),
+        Timed("convnet", "snip", "sp", 0.9, 0, 0.8, {**both, "sparse": 8.0}),
+        # torch dense alone ran slow for this model; ONNX Runtime says no drift
+        Timed("convnet", "snip", "ip", 0.95, 0, 0.8, {**both, "torch": 15.0, "sparse": 9.0}),
+        # a real drift: both references twice as slow
+        Timed(
+            "convnet",
+            "snip",
+            "ip",
+            0.98,
+            0,
+            0.7,
+            {"torch": 20.0, "onnxruntime": 10.0, "sparse": 12.0},
+        ),
+    ]
+    pts = {(p.representation, p.sparsity): p for p in points(runs)}
+    assert pts["ip", 0.95].ms == pytest.approx(9.0)
+    assert pts["ip", 0.98].ms == pytest.approx(6.0)
+
+
 def _run(root, name, rep, sparsity, seed, acc, ms: dict[int, dict[str, float]] | None):
     d = root / name
     d.mkdir(parents=True)

@@ -5,8 +5,9 @@ basis filters (the basis convolution), and the projections are combined by a spa
 product with the coefficients (a sparse 1x1 convolution). SP layers are the same pipeline with
 the taps themselves in place of the projections (im2col of the kept taps, then a sparse
 product with the spatial weights); linear layers are a sparse product. Each layer keeps its
-dense convolution where the sparse path is not worth it: by measurement on an example input,
-or by a FLOP threshold without one.
+dense convolution where the sparse path is not worth it: by measurement on an example input
+(per layer, then the whole model against its all-dense and all-sparse forms, so that the
+result is never slower than the dense model as measured), or by a FLOP threshold without one.
 
 Convolutions run on the native kernel of :mod:`.native` (``spconv.c``) when it was built: it
 reads and writes ordinary NCHW tensors, without im2col copies of the input. Without it they
@@ -19,7 +20,7 @@ import contextlib
 import statistics
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,7 @@ def _block_csr(values: torch.Tensor, groups: int, group_cols: int) -> torch.Tens
     out = values.shape[0]
     per = out // groups
     v = values.reshape(out, group_cols)
-    full = torch.zeros(out, groups * group_cols, dtype=v.dtype)
+    full = torch.zeros(out, groups * group_cols, dtype=v.dtype, device=v.device)
     for g in range(groups):
         full[g * per : (g + 1) * per, g * group_cols : (g + 1) * group_cols] = v[
             g * per : (g + 1) * per
@@ -421,20 +422,26 @@ def sparse_inference(
         raise ValueError("the model has no masks; prune it first (sparse_inference needs sparsity)")
     build = lambda choose: _assemble(model, entries, choose, backend, fuse_bn, fuse_epilogue)  # noqa: E731
     if mode != "auto":
-        return build(lambda e, plain, sparse: mode == "sparse")
+        return build(mode == "sparse")
+
+    def cheaper(e: PrunableTensor, plain: nn.Module, sparse: nn.Module) -> bool:
+        return _density_gain(e, plain) >= min_density_gain
+
     if example is None:
-        return build(lambda e, plain, sparse: _density_gain(e, plain) >= min_density_gain)
+        return build(cheaper)
     inputs = _layer_inputs(fold(model).eval(), example, {e.name for e in entries})
 
     def faster(e: PrunableTensor, plain: nn.Module, sparse: nn.Module) -> bool:
         x = inputs.get(e.name)
-        return x is not None and median_time(sparse, x, repeats) < median_time(plain, x, repeats)
+        if x is None:  # a layer the example does not reach: the FLOP rule
+            return cheaper(e, plain, sparse)
+        return median_time(sparse, x, repeats) < median_time(plain, x, repeats)
 
     candidates = {"per-layer": build(faster), "sparse": None, "dense": None}
     if set(candidates["per-layer"].plan.values()) != {"sparse"}:
-        candidates["sparse"] = build(lambda e, plain, sparse: True)
+        candidates["sparse"] = build(True)
     if set(candidates["per-layer"].plan.values()) != {"dense"}:
-        candidates["dense"] = build(lambda e, plain, sparse: False)
+        candidates["dense"] = build(False)
     candidates = {k: m for k, m in candidates.items() if m is not None}
     timings = timing.interleaved_medians(candidates, example, 4 * repeats)
     best = min(timings, key=timings.get)
@@ -446,23 +453,27 @@ def sparse_inference(
 def _assemble(
     model: nn.Module,
     entries: list[PrunableTensor],
-    choose,
+    choose: bool | Callable[[PrunableTensor, nn.Module, nn.Module], bool],
     backend: str,
     fuse_bn: bool,
     fuse_epilogue: bool,
 ) -> nn.Module:
-    """The folded copy of ``model``, each entry sparse where ``choose(entry, plain, sparse)``."""
+    """The folded copy of ``model``, each entry sparse where ``choose(entry, plain, sparse)``
+    (or everywhere / nowhere for ``choose=True`` / ``False``)."""
     out = fold(model).eval()  # a copy; the sparse modules only read (and clone) model's tensors
     modules = dict(out.named_modules())
     plan: dict[str, str] = {}
     for e in entries:
         plain = modules[e.name]
+        if choose is False:  # no sparse module to build
+            plan[e.name] = "dense"
+            continue
         try:
             sparse = _sparse_module(e, plain, backend)
         except ValueError:  # a layer the sparse path does not cover stays dense
             plan[e.name] = "dense"
             continue
-        use = bool(choose(e, plain, sparse))
+        use = choose is True or bool(choose(e, plain, sparse))
         plan[e.name] = "sparse" if use else "dense"
         if use:
             set_module(out, e.name, sparse)

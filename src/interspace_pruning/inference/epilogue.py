@@ -12,6 +12,7 @@ intermediate result has a single consumer and the convolution is called once. A 
 
 from __future__ import annotations
 
+import functools
 import operator
 
 import torch
@@ -125,4 +126,20 @@ def fuse_epilogues(
     out = fx.GraphModule(model, graph, class_name=type(model).__name__)
     for name, child in model.named_children():
         out.add_module(name, child)
+    # a container's own forward would run its fused layers a second way (the ReLU or pool
+    # again, a residual missing): calling it is refused, indexing still works
+    modules = dict(out.named_modules())
+    for target in fused:
+        parts = target.split(".")
+        for i in range(1, len(parts)):
+            prefix = ".".join(parts[:i])
+            modules[prefix].forward = functools.partial(_refuse_fused_container, prefix)
     return out, fused
+
+
+def _refuse_fused_container(name: str, *args, **kwargs):
+    raise RuntimeError(
+        f"{name} holds layers fused with what follows them (ReLU, pooling, residual "
+        "addition), so it cannot run on its own; call the whole engine, or build it with "
+        "sparse_inference(..., fuse_epilogue=False)"
+    )

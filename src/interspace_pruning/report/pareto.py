@@ -132,19 +132,26 @@ def _median(values: list[float]) -> float | None:
 def points(runs: Sequence[Timed]) -> list[Point]:
     """Runs grouped over seeds. SP and IP are timed on the sparse engine, dense on torch.
 
-    Every run of one model also timed torch dense in the same interleaved rounds, and that
-    computation is the same in every run; so each engine's time is taken relative to it and
-    scaled by the median torch-dense time over all runs, which cancels the drifts of a busy
-    machine between runs (runs without a torch time keep their own).
+    Every run of one model also timed the same dense computation (torch dense, and ONNX
+    Runtime where installed) in the same rounds. A drift of a busy machine between runs
+    slows all of a run's engines alike, so each run's times are divided by its drift
+    factor: its reference time over the median reference time of all runs. With both
+    references the smaller factor counts, because one engine can be slow for one model
+    alone (measured: torch dense 1.5x slower for one Fashion-MNIST model in every
+    retiming, while ONNX Runtime and the sparse engine were not). Runs without a
+    reference keep their own times.
     """
-    ref = _median([t.ms["torch"] for t in runs if "torch" in t.ms])
+    refs = {
+        e: m
+        for e in ("torch", "onnxruntime")
+        if (m := _median([t.ms[e] for t in runs if t.ms.get(e)])) is not None
+    }
 
     def norm(t: Timed, engine: str) -> float | None:
         if engine not in t.ms:
             return None
-        if ref is None or not t.ms.get("torch"):
-            return t.ms[engine]
-        return t.ms[engine] / t.ms["torch"] * ref
+        factors = [t.ms[e] / ref for e, ref in refs.items() if t.ms.get(e)]
+        return t.ms[engine] / min(factors) if factors else t.ms[engine]
 
     groups: dict[tuple, list[Timed]] = defaultdict(list)
     for t in runs:
@@ -360,8 +367,9 @@ def _bench_info(records: Iterable[RunRecord], batch: int) -> str:
                     f"{x.get('repeats')} passes per engine and run, the engines taking turns "
                     "in blocks (median over seeds); SP and IP on the sparse engine (auto "
                     "mode), dense on torch (BatchNorm fused) and "
-                    "ONNX Runtime. Each time is relative to torch dense in the same rounds, "
-                    "times the median torch-dense time over all runs (drifts cancel)."
+                    "ONNX Runtime. Each run's times are divided by its drift factor: its dense "
+                    "reference times over their medians across runs, the smaller of torch's "
+                    "and ONNX Runtime's (drifts between runs cancel)."
                 )
     return ""
 
