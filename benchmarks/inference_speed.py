@@ -39,6 +39,7 @@ from _models import pruned_model
 
 import interspace_pruning as ip
 from interspace_pruning.inference import native
+from interspace_pruning.inference.engine import layer_inputs
 from interspace_pruning.inference.timing import interleaved_medians
 
 TARGETS = {"vgg16": 3.0, "resnet20": 1.5}  # IP speed-up over ONNX Runtime, 95%, batch 32
@@ -81,23 +82,9 @@ def auto_choice(engine: torch.nn.Module) -> str:
     return f"{won} plan, {kept}/{len(engine.plan)} layers sparse ({shown})"
 
 
-def _layer_inputs(engine: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    seen: dict[str, torch.Tensor] = {}
-    modules = dict(engine.named_modules())
-    handles = [
-        modules[n].register_forward_pre_hook(lambda m, i, n=n: seen.setdefault(n, i[0]))
-        for n in engine.plan
-    ]
-    with torch.no_grad():
-        engine(x)
-    for h in handles:
-        h.remove()
-    return seen
-
-
 def per_layer(engines: dict, x: torch.Tensor, repeats: int) -> None:
     """Per pruned layer: median ms of each engine's module on the input it gets."""
-    inputs = {k: _layer_inputs(m, x) for k, m in engines.items()}
+    inputs = {k: layer_inputs(m, x, set(m.plan)) for k, m in engines.items()}
     totals = interleaved_medians(engines, x, repeats)
     print(f"\n| layer | input | {' | '.join(f'{k} ms' for k in engines)} |")
     print("|---|---|" + "---|" * len(engines))

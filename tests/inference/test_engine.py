@@ -79,19 +79,15 @@ def test_auto_mode_returns_the_fastest_whole_model(monkeypatch, fastest):
     from interspace_pruning.inference import engine
 
     seen = {}
+    per_layer = iter([0.5, 1.0])  # only the first layer's sparse path "measures" faster
 
-    def fake_times(modules, x, rounds):
+    def fake_times(modules, x, rounds, settle=0.05):
+        if "per-layer" not in modules:  # one layer, sparse vs dense: a mixed plan
+            return {"sparse": next(per_layer, 2.0), "dense": 1.0}
         seen.update(modules)
         return {k: (0.001 if k == fastest else 0.002) for k in modules}
 
     monkeypatch.setattr(engine.timing, "interleaved_medians", fake_times)
-    # per layer, only the first layer's sparse path "measures" faster: a mixed plan
-    sparse_first = iter([0.5, 1.0])
-    monkeypatch.setattr(
-        engine,
-        "median_time",
-        lambda fn, x, r: next(sparse_first, 2.0) if isinstance(fn, engine._SparseConv) else 1.0,
-    )
     model = _pruned("ip", sparsity=0.5)
     x = torch.randn(2, 3, 16, 16)
     out = sparse_inference(model, example=x, repeats=1)

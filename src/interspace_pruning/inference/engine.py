@@ -17,8 +17,6 @@ run on the portable torch path (unfold and ``torch.sparse`` CSR products).
 from __future__ import annotations
 
 import contextlib
-import statistics
-import time
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -345,21 +343,10 @@ def _sparse_module(entry: PrunableTensor, plain: nn.Module, backend: str) -> nn.
     return entry.parametrization.sparse_module(entry, plain, backend)
 
 
-def median_time(fn, x: torch.Tensor, repeats: int) -> float:
-    """Median wall time of ``fn(x)`` in seconds (after one warm-up call, without grad)."""
-    with torch.no_grad():
-        fn(x)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def _layer_inputs(
+def layer_inputs(
     model: nn.Module, example: torch.Tensor, names: set[str]
 ) -> dict[str, torch.Tensor]:
+    """The input each named submodule of ``model`` gets when ``model(example)`` runs."""
     seen: dict[str, torch.Tensor] = {}
     handles = [
         m.register_forward_pre_hook(lambda m, inp, n=n: seen.setdefault(n, inp[0].detach()))
@@ -429,13 +416,14 @@ def sparse_inference(
 
     if example is None:
         return build(cheaper)
-    inputs = _layer_inputs(fold(model).eval(), example, {e.name for e in entries})
+    inputs = layer_inputs(fold(model).eval(), example, {e.name for e in entries})
 
     def faster(e: PrunableTensor, plain: nn.Module, sparse: nn.Module) -> bool:
         x = inputs.get(e.name)
         if x is None:  # a layer the example does not reach: the FLOP rule
             return cheaper(e, plain, sparse)
-        return median_time(sparse, x, repeats) < median_time(plain, x, repeats)
+        t = timing.interleaved_medians({"sparse": sparse, "dense": plain}, x, repeats, settle=0)
+        return t["sparse"] < t["dense"]
 
     candidates = {"per-layer": build(faster), "sparse": None, "dense": None}
     if set(candidates["per-layer"].plan.values()) != {"sparse"}:
