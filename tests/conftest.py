@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+import interspace_pruning as ip
+
 
 def pytest_collection_modifyitems(config, items):
     """``@pytest.mark.cuda`` tests skip without a CUDA device."""
@@ -61,3 +63,24 @@ def random_batches(n: int, shape: tuple[int, ...], classes: int, seed: int = 0):
         (torch.randn(8, *shape, generator=g), torch.randint(0, classes, (8,), generator=g))
         for _ in range(n)
     ]
+
+
+def prune_randomly(
+    model: nn.Module, representation: str, sparsity: float, seed: int = 0
+) -> nn.Module:
+    """``model`` in eval mode, pruned at random (IP: perturbed bases), with non-trivial
+    BatchNorm statistics: the inference tests' subject."""
+    torch.manual_seed(seed)
+    model = model.eval()
+    if representation == "ip":
+        ip.to_interspace(model)
+        with torch.no_grad():
+            for fb in ip.filter_bases(model):
+                fb.weight.add_(0.1 * torch.randn_like(fb.weight))
+    ip.prune(model, "random", sparsity, allocation="uniform")
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+    return model

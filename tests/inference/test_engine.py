@@ -5,21 +5,12 @@ from torch import nn
 import interspace_pruning as ip
 from interspace_pruning.inference import SparseIPConv2d, SparseSPConv2d, native, sparse_inference
 
-from ..conftest import MixedNet
+from ..conftest import MixedNet, prune_randomly
 
 
 def _pruned(representation, sparsity=0.85, seed=0):
     torch.manual_seed(seed)
-    model = MixedNet().eval()
-    if representation == "ip":
-        ip.to_interspace(model)
-        with torch.no_grad():
-            for fb in ip.filter_bases(model):
-                fb.weight.add_(0.1 * torch.randn_like(fb.weight))
-    ip.prune(model, "random", sparsity, allocation="uniform")
-    with torch.no_grad():  # non-trivial BN statistics
-        model.bn.running_mean.uniform_(-0.5, 0.5)
-    return model
+    return prune_randomly(MixedNet(), representation, sparsity, seed)
 
 
 BACKENDS = [

@@ -19,10 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import interspace_pruning as ip
 from interspace_pruning.inference import native, sparse_inference
 
-from ..conftest import MixedNet
+from ..conftest import MixedNet, prune_randomly
 
 ALL_PATHS = ("avx512", "avx2", "neon", "scalar")
 PATHS = native.available_paths()
@@ -61,21 +60,7 @@ class ResidualPoolNet(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
-def _pruned(model: nn.Module, representation: str, sparsity: float, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = model.eval()
-    if representation == "ip":
-        ip.to_interspace(model)
-        with torch.no_grad():
-            for fb in ip.filter_bases(model):
-                fb.weight.add_(0.1 * torch.randn_like(fb.weight))
-    ip.prune(model, "random", sparsity, allocation="uniform")
-    with torch.no_grad():  # non-trivial BatchNorm statistics
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 1.5)
-    return model
+_pruned = prune_randomly
 
 
 @pytest.fixture
