@@ -11,14 +11,17 @@ global magnitude (IP: filter bases initialised by PCA of the trained filters), f
     python recipes/cifar10_resnet20_cpu.py --git-commit     # commit each finished run's files
     interspace report docs/results/cifar10_resnet20_cpu/runs
 
-Workers take the highest-priority run nobody holds: a claim is a file named by the run's
-hash under --claims holding the worker's process id (a claim whose process is gone on this
-machine is taken over). Finished runs (``summary.json``) are skipped and interrupted ones
-continue from their checkpoints, so stop it at any time (Ctrl-C / SIGTERM: each worker saves
-a checkpoint first) and run the same command again. With --git-commit each finished run's
-small files (config.json, summary.json, metrics.jsonl; checkpoints and models are *.pt and
-ignored by git) are committed, so a fresh clone continues where this one stopped. Run it from
-the repository root: run folders and the fine-tuning runs' --init-from paths are relative.
+Workers take the highest-priority run nobody holds. They use the library's run-directory
+claims (``.claim`` in each run folder, see ``interspace_pruning.foundations.claims``), so any
+number of these processes, on any machines sharing the repository folder, split the table
+between them; ``--shard i/n`` gives one process (e.g. one SLURM array task) a fixed part
+(runs i, i+n, i+2n, ... of the order that ``--dry-run`` lists). Finished runs
+(``summary.json``) are skipped and interrupted ones continue from their checkpoints, so stop
+it at any time (Ctrl-C / SIGTERM: each worker saves a checkpoint first) and run the same
+command again. With --git-commit each finished run's small files (config.json, summary.json,
+metrics.jsonl; checkpoints and models are *.pt and ignored by git) are committed, so a fresh
+clone continues where this one stopped. Run it from the repository root: run folders and the
+fine-tuning runs' --init-from paths are relative.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from interspace_pruning.experiments import PruneConfig, RunConfig
 from interspace_pruning.experiments.config import config_from_dict
 from interspace_pruning.experiments.grid import canonical, expand, run_dir
 from interspace_pruning.experiments.run import run
-from interspace_pruning.experiments.sweep import base_config, load_sweep
+from interspace_pruning.experiments.sweep import base_config, load_sweep, parse_shard, shard_configs
+from interspace_pruning.foundations.claims import Claim, RunClaimedError, try_claim
 from interspace_pruning.foundations.hparams import config_hash
 from interspace_pruning.training.loop import TrainingStopped
 
@@ -89,45 +93,29 @@ def ordered_configs(recipe: Path, out: Path) -> list[RunConfig]:
     )
 
 
-def _alive(pid: int) -> bool:
+def claim(run_folder: Path) -> Claim | None:
+    """The run folder's claim, or None while another live process (on any host) holds it."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def try_claim(claims: Path, cfg: RunConfig) -> bool:
-    """Atomically claim a run (a file created with O_EXCL); take over claims of dead workers."""
-    path = claims / config_hash(cfg)
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(path.read_text() or "0")
-            except (OSError, ValueError):
-                return False
-            if pid and _alive(pid):
-                return False
-            path.unlink(missing_ok=True)  # its worker is gone: try once more
-            continue
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        return True
-    return False
+        return try_claim(run_folder)
+    except RunClaimedError:
+        return None
 
 
 @contextmanager
-def git_lock(claims: Path):
-    with open(claims / ".git.lock", "w") as f:
+def git_lock():
+    """One commit at a time from this clone (git's own index.lock would fail the others)."""
+    path = subprocess.run(
+        ["git", "rev-parse", "--git-path", "interspace-sweep.lock"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
 
 
-def git_commit(claims: Path, out: Path, what: str) -> None:
+def git_commit(out: Path, what: str) -> None:
     """Commit the small files (json, jsonl; never *.pt) of every finished run under ``out``,
     so that runs whose commit failed before are picked up too; failures are reported only."""
     files = sorted(
@@ -136,7 +124,7 @@ def git_commit(claims: Path, out: Path, what: str) -> None:
         for p in summary.parent.rglob("*")
         if p.is_file() and p.suffix in (".json", ".jsonl")
     )
-    with git_lock(claims):
+    with git_lock():
         for cmd in (
             ["git", "add", "--", *files],
             ["git", "commit", "-q", "-m", what, "--", *files],
@@ -147,21 +135,21 @@ def git_commit(claims: Path, out: Path, what: str) -> None:
                 return
 
 
-def restore_dense_model(dense_dir: Path, claims: Path) -> bool:
+def restore_dense_model(dense_dir: Path) -> bool:
     """A finished dense run without its (uncommitted) model.pt: train it again, bitwise the
     same on CPU, in a scratch folder, and put its model.pt back. False if another worker is
-    already doing it."""
-    cfg = config_from_dict(json.loads((dense_dir / "config.json").read_text()))
-    if not try_claim(claims, cfg):
+    already doing it (it holds the dense run's claim meanwhile)."""
+    held = claim(dense_dir)
+    if held is None:
         return False
-    try:
-        with tempfile.TemporaryDirectory(dir=claims) as tmp:
-            print(f"re-training {dense_dir} for its model.pt (fine-tuning needs it)", flush=True)
-            run(cfg, Path(tmp) / "run", progress=False, resume=False)
-            shutil.copy2(Path(tmp) / "run" / "model.pt", dense_dir / "model.pt.tmp")
-            os.replace(dense_dir / "model.pt.tmp", dense_dir / "model.pt")
-    finally:
-        (claims / config_hash(cfg)).unlink(missing_ok=True)
+    with held, tempfile.TemporaryDirectory(prefix="interspace-retrain-") as tmp:
+        if (dense_dir / "model.pt").is_file():  # restored meanwhile by another process
+            return True
+        cfg = config_from_dict(json.loads((dense_dir / "config.json").read_text()))
+        print(f"re-training {dense_dir} for its model.pt (fine-tuning needs it)", flush=True)
+        run(cfg, Path(tmp) / "run", progress=False, resume=False)
+        shutil.copy2(Path(tmp) / "run" / "model.pt", dense_dir / "model.pt.tmp")
+        os.replace(dense_dir / "model.pt.tmp", dense_dir / "model.pt")
     return True
 
 
@@ -173,33 +161,40 @@ def describe(cfg: RunConfig) -> str:
     return f"{p.representation} {p.method}{trained} {p.sparsity:g} seed {cfg.train.seed}"
 
 
-def work(worker: int, configs: list[RunConfig], out: Path, claims: Path, commit: bool) -> None:
-    """Train the highest-priority run that is neither finished nor held, until none is left."""
+def ready(cfg: RunConfig) -> bool:
+    """A fine-tuning run needs its finished dense run and that run's model.pt."""
+    if not cfg.model.init_from:
+        return True
+    dense_dir = Path(cfg.model.init_from)
+    if not (dense_dir / "summary.json").is_file():
+        return False
+    return (dense_dir / "model.pt").is_file() or restore_dense_model(dense_dir)
+
+
+def work(worker: int, configs: list[RunConfig], out: Path, commit: bool, order=None) -> None:
+    """Train the highest-priority run that is neither finished nor held, until none is left.
+
+    ``order`` numbers the runs in messages (default: their place in ``configs``)."""
+    order = order or configs
     pending = list(configs)
     while pending:
-        started = False
-        waiting = False
+        started = waiting = False
         for cfg in list(pending):
             d = run_dir(out, cfg)
             if (d / "summary.json").is_file():
                 pending.remove(cfg)
                 continue
-            if cfg.model.init_from:  # needs its finished dense run and that run's model.pt
-                dense_dir = Path(cfg.model.init_from)
-                if not (dense_dir / "summary.json").is_file():
-                    waiting = True
-                    continue
-                missing = not (dense_dir / "model.pt").is_file()
-                if missing and not restore_dense_model(dense_dir, claims):
-                    waiting = True
-                    continue
-            if not try_claim(claims, cfg):
+            if not ready(cfg):
+                waiting = True
                 continue
-            try:
+            held = claim(d)
+            if held is None:
+                continue  # another process trains it
+            with held:
                 if not (d / "summary.json").is_file():  # finished between the check and the claim
-                    i = configs.index(cfg) + 1
+                    i = order.index(cfg) + 1
                     print(
-                        f"[worker {worker}] [{i}/{len(configs)}] {describe(cfg)} -> {d}", flush=True
+                        f"[worker {worker}] [{i}/{len(order)}] {describe(cfg)} -> {d}", flush=True
                     )
                     t0 = time.perf_counter()
                     try:
@@ -208,62 +203,67 @@ def work(worker: int, configs: list[RunConfig], out: Path, claims: Path, commit:
                         raise
                     except Exception as e:  # noqa: BLE001 - one failed run must not stop the rest
                         print(f"[worker {worker}] FAILED {describe(cfg)}: {e!r}", flush=True)
-                        pending.remove(cfg)
-                        started = True
-                        break
-                    print(
-                        f"[worker {worker}] done {describe(cfg)}: test_acc "
-                        f"{summary['test_acc']:.4f} in {time.perf_counter() - t0:.0f} s",
-                        flush=True,
-                    )
-                    if commit:
-                        git_commit(claims, out, f"cifar10-resnet20-cpu: {describe(cfg)}")
-            finally:
-                (claims / config_hash(cfg)).unlink(missing_ok=True)
+                        summary = None
+                    if summary is not None:
+                        print(
+                            f"[worker {worker}] done {describe(cfg)}: test_acc "
+                            f"{summary['test_acc']:.4f} in {time.perf_counter() - t0:.0f} s",
+                            flush=True,
+                        )
+                        if commit:
+                            git_commit(out, f"cifar10-resnet20-cpu: {describe(cfg)}")
             pending.remove(cfg)
             started = True
             break  # back to the top: always the highest-priority run first
         if not started:
             if not waiting:
-                return  # what is left is being trained by other workers
+                return  # what is left is being trained by other processes
             time.sleep(60)  # fine-tuning runs wait for their dense runs
 
 
-def _worker_main(worker, configs, out, claims, commit, threads) -> None:
+def _worker_main(worker, configs, out, commit, threads, order) -> None:
     torch.set_num_threads(threads)
     try:
-        work(worker, configs, out, claims, commit)
+        work(worker, configs, out, commit, order)
     except TrainingStopped as e:
         print(f"[worker {worker}] {e}", flush=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--recipe", type=Path, default=RECIPE)
     p.add_argument("--out", type=Path, default=None, help="default: the recipe's out")
-    p.add_argument("--claims", type=Path, default=Path("runs/claims/cifar10-resnet20-cpu"))
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker")
+    p.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=None,
+        help="train only shard I of N (1-based: runs I, I+N, ... of the --dry-run order)",
+    )
     p.add_argument("--git-commit", action="store_true", help="commit each finished run's files")
     p.add_argument("--dry-run", action="store_true", help="list the runs in order, train nothing")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     out = args.out or load_sweep(args.recipe).out
-    configs = ordered_configs(args.recipe, out)
+    order = ordered_configs(args.recipe, out)
+    configs = order if args.shard is None else shard_configs(order, *args.shard)
     if args.dry_run:
-        for i, cfg in enumerate(configs, 1):
+        for cfg in configs:
             done = (run_dir(out, cfg) / "summary.json").is_file()
+            i = order.index(cfg) + 1
             print(f"{i:4d} {'done' if done else '    '} {describe(cfg)} -> {run_dir(out, cfg)}")
         return
-    args.claims.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     finished = sum((run_dir(out, c) / "summary.json").is_file() for c in configs)
+    part = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
     print(
-        f"{len(configs)} runs, {finished} finished, {args.workers} worker(s) -> {out}", flush=True
+        f"{len(configs)} runs{part}, {finished} finished, {args.workers} worker(s) -> {out}",
+        flush=True,
     )
     procs = [
         mp.get_context("fork").Process(
             target=_worker_main,
-            args=(w, configs, out, args.claims, args.git_commit, args.threads),
+            args=(w, configs, out, args.git_commit, args.threads, order),
         )
         for w in range(args.workers)
     ]

@@ -1,13 +1,14 @@
 """The CIFAR-10 CPU table's run list: complete cells, in priority order."""
 
 import importlib.util
+import json
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from interspace_pruning.experiments.grid import run_dir
-from interspace_pruning.foundations.hparams import config_hash
+from interspace_pruning.foundations.hparams import config_hash, to_dict
 
 SCRIPT = Path(__file__).parents[2] / "recipes" / "cifar10_resnet20_cpu.py"
 OUT = Path("docs/results/cifar10_resnet20_cpu/runs")
@@ -59,3 +60,68 @@ def test_priority_order_and_fine_tuning_from_the_dense_runs(configs):
             assert c.prune.allocation == "erk"  # no layer collapse at initialisation
     first_ft = min(i for i, c in enumerate(configs) if c.model.init_from)
     assert 6 < first_ft < first_90
+
+
+@pytest.fixture()
+def recipe():
+    spec = importlib.util.spec_from_file_location("cifar10_cpu_recipe_work", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_workers_share_the_table_through_run_folder_claims(recipe, tmp_path, monkeypatch):
+    """Runs another live process holds are left to it; the rest are trained once, fine-tuning
+    runs after their dense run, and shards split the order disjointly."""
+    from interspace_pruning.foundations.claims import CLAIM
+
+    trained = []
+
+    def fake_run(cfg, d, progress, resume):
+        if d.parent == tmp_path:  # a table run (not a scratch re-training)
+            assert (d / CLAIM).is_file()  # the worker holds the run folder's claim
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.json").write_text(json.dumps(to_dict(cfg)))
+        trained.append(cfg)
+        (d / "model.pt").write_bytes(b"")
+        (d / "summary.json").write_text('{"test_acc": 0.5}')
+        return type("Result", (), {"summary": {"test_acc": 0.5}})()
+
+    def no_waiting(seconds):
+        raise AssertionError("a worker waited although every dense run could be trained")
+
+    monkeypatch.setattr(recipe, "run", fake_run)
+    monkeypatch.setattr(recipe.time, "sleep", no_waiting)
+    order = recipe.ordered_configs(recipe.RECIPE, tmp_path)
+    held = order[6]  # a sparse run: nothing waits on it
+    assert held.prune.sparsity > 0 and not held.model.init_from
+    elsewhere = run_dir(tmp_path, held)
+    elsewhere.mkdir(parents=True)
+    (elsewhere / CLAIM).write_text('{"host": "another-machine", "pid": 1, "token": "x"}')
+
+    halves = [recipe.shard_configs(order, i, 2) for i in (1, 2)]
+    assert sorted(map(config_hash, halves[0] + halves[1])) == sorted(map(config_hash, order))
+    recipe.work(0, order[:3], tmp_path, commit=False, order=order)  # the dense runs
+    recipe.work(0, halves[1], tmp_path, commit=False, order=order)
+    assert trained == order[:3] + [c for c in halves[1] if c not in order[:3]]
+    recipe.work(1, halves[0], tmp_path, commit=False, order=order)  # the rest, but not `held`
+    assert len(trained) == len(order) - 1 and held not in trained
+    assert not (elsewhere / "summary.json").exists() and (elsewhere / CLAIM).is_file()
+    for i, cfg in enumerate(trained):
+        if cfg.model.init_from:  # its dense run was trained before it
+            dense = next(c for c in order if str(run_dir(tmp_path, c)) == cfg.model.init_from)
+            assert dense in trained[:i]
+
+    # a fresh clone has the dense runs' small files but not their model.pt: re-trained once
+    dense_dir = run_dir(tmp_path, order[0])
+    (dense_dir / "model.pt").unlink()
+    finetune = next(c for c in order if c.model.init_from == str(dense_dir))
+    assert recipe.ready(finetune)
+    assert (dense_dir / "model.pt").is_file() and not (dense_dir / CLAIM).exists()
+    assert trained[-1] == order[0]
+
+
+def test_dry_run_lists_one_shard_in_the_table_order(recipe, capsys):
+    recipe.main(["--dry-run", "--shard", "2/3"])
+    numbers = [int(line.split()[0]) for line in capsys.readouterr().out.splitlines()]
+    assert numbers[:3] == [2, 5, 8] and len(numbers) == 58
