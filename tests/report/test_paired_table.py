@@ -63,3 +63,14 @@ def test_dense_ip_is_compared_with_dense_and_trained_pruning_has_its_own_row():
 def test_plain_dense_alone_is_only_the_reference_line():
     table = ip_vs_sp_table([_run("dense", "snip", 0.98, 0, 0.8), _run("sp", "snip", 0.9, 0, 0.5)])
     assert table.count("| dense |") == 1 and "(reference)" in table
+
+
+def test_paired_differences_skip_unpaired_and_diverged_seeds():
+    from interspace_pruning.report.tables import paired_differences, seed_cells
+
+    runs = [_run("sp", "snip", 0.98, s, a) for s, a in enumerate([0.50, 0.60, float("nan")])]
+    runs += [_run("ip", "snip", 0.98, s, a) for s, a in enumerate([0.52, 0.57, 0.70, 0.9])]
+    runs += [_run("sp", "random", 0.9, 0, 0.5)]  # no IP side: no row
+    diffs = paired_differences(seed_cells(runs))
+    assert list(diffs) == [("snip", 0.98)]
+    assert [round(d, 6) for d in diffs[("snip", 0.98)]] == [0.02, -0.03]

@@ -63,7 +63,7 @@ def test_report_tables_from_known_numbers(fake_sweep):
     assert "5 finished runs, 1 unfinished" in text
     # diagnostics: gradient norm at init (mean of 1.60, 1.64 for SP), gap in points
     assert "1.62 ± 0.0283" in text and "| 6.20 ± 0.28 | 7.20 ± 0.28 |" in text
-    for png in ("accuracy", "curves", "gradnorm", "gap", "filter_density"):
+    for png in ("accuracy", "paired", "curves", "gradnorm", "gap", "filter_density"):
         f = report.parent / f"digits_convnet_{png}.png"
         assert f.is_file() and f.stat().st_size > 1000, png
         assert f"({f.name})" in text

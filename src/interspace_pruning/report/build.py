@@ -109,6 +109,10 @@ def write_report(root: str | Path, out: str | Path | None = None) -> Path:
                     recs, "test_acc", "test accuracy (%)", out / f"{slug}_accuracy.png", 100.0
                 ),
             ),
+            (
+                "IP − SP, paired by seed",
+                plots.plot_paired_differences(recs, out / f"{slug}_paired.png"),
+            ),
             ("training curves", plots.plot_training_curves(recs, out / f"{slug}_curves.png")),
             (
                 "gradient norm at initialisation",

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from ..bases import filter_bases  # noqa: E402
 from ..foundations.checkpoint import load_tensors  # noqa: E402
 from .collect import RunRecord, load_model  # noqa: E402
-from .tables import row_key, side  # noqa: E402
+from .tables import paired_differences, row_key, seed_cells, side  # noqa: E402
 
 COLORS = {"sp": "tab:blue", "ip": "tab:red", "dense": "black"}
 LABELS = {"sp": "SP (spatial)", "ip": "IP (interspace)", "dense": "dense"}
@@ -91,6 +91,36 @@ def plot_metric_vs_sparsity(
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_paired_differences(records: Sequence[RunRecord], path: Path) -> Path | None:
+    """IP - SP test accuracy per seed (dots) and its mean +- std (bar), one row per cell.
+
+    SP and IP of a seed share initial weights and data order, so each dot is one paired
+    comparison; a row whose dots all lie right of 0 is a cell IP wins in every seed.
+    """
+    diffs = paired_differences(seed_cells([(r.config, r.summary) for r in records]))
+    if not diffs:
+        return None
+    rows = sorted(diffs, key=lambda k: (k[0] != "dense", k[0], -k[1]))
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.32 * len(rows)))
+    for y, key in enumerate(rows):
+        points = [d * 100 for d in diffs[key]]
+        mean = statistics.fmean(points)
+        std = statistics.stdev(points) if len(points) > 1 else 0.0
+        color = COLORS["ip"] if min(points) > 0 else COLORS["sp"] if max(points) < 0 else "gray"
+        ax.errorbar(mean, y, xerr=std, fmt="|", color=color, capsize=3, markersize=12)
+        ax.scatter(points, [y] * len(points), s=14, color=color, alpha=0.7, zorder=3)
+    ax.axvline(0, color="black", lw=0.8)
+    labels = [
+        "dense-IP − dense" if m == "dense" else f"{m} {sp:.0%} (n={len(diffs[(m, sp)])})"
+        for m, sp in rows
+    ]
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("IP − SP test accuracy (points), per seed")
+    ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
 

@@ -68,22 +68,39 @@ def paired_diff(sp: dict[int, float], ip: dict[int, float]) -> tuple[str, str]:
     return f"{m:+.2f} ± {s:.2f} (n={len(seeds)})", winner
 
 
+Cells = dict[tuple[str, float], dict[str, dict[int, float]]]
+
+
+def seed_cells(results: Iterable[tuple[RunConfig, dict]], metric: str = "test_acc") -> Cells:
+    """``cells[(method, sparsity)][side][seed] = summary[metric]`` (see :func:`row_key`)."""
+    cells: Cells = defaultdict(lambda: defaultdict(dict))
+    for cfg, summary in results:
+        cells[row_key(cfg)][side(cfg)][cfg.train.seed] = summary.get(metric)
+    return cells
+
+
+def paired_differences(cells: Cells) -> dict[tuple[str, float], list[float]]:
+    """IP - SP per seed present on both sides and finite, per row, in the metric's units."""
+    out = {}
+    for key, reps in sorted(cells.items()):
+        sp, ip = reps.get("sp", {}), reps.get("ip", {})
+        pairs = [(sp[s], ip[s]) for s in sorted(set(sp) & set(ip))]
+        diffs = [b - a for a, b in pairs if len(finite([a, b])) == 2]
+        if diffs:
+            out[key] = diffs
+    return out
+
+
 def ip_vs_sp_table(results: Iterable[tuple[RunConfig, dict]], metric: str = "test_acc") -> str:
     """One row per (method, sparsity): SP, IP and the IP - SP difference paired by seed.
 
     Dense training is the SP side of the ``dense`` row, dense training in the interspace
     (IP at sparsity 0) its IP side; the dense runs are also listed as the reference.
     """
-    cells: dict[tuple[str, float], dict[str, dict[int, float]]] = defaultdict(
-        lambda: defaultdict(dict)
-    )
-    dense: list[float] = []
-    seeds: set[int] = set()
-    for cfg, summary in results:
-        seeds.add(cfg.train.seed)
-        if cfg.prune.representation == "dense":
-            dense.append(summary.get(metric))
-        cells[row_key(cfg)][side(cfg)][cfg.train.seed] = summary.get(metric)
+    results = list(results)
+    cells = seed_cells(results, metric)
+    dense = [s.get(metric) for cfg, s in results if cfg.prune.representation == "dense"]
+    seeds = {cfg.train.seed for cfg, _ in results}
     lines = [
         "| method | sparsity | SP | IP | IP − SP (paired by seed) | winner |",
         "|---|---|---|---|---|---|",
