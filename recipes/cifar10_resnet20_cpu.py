@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -101,20 +100,6 @@ def claim(run_folder: Path) -> Claim | None:
         return None
 
 
-@contextmanager
-def git_lock():
-    """One commit at a time from this clone (git's own index.lock would fail the others)."""
-    path = subprocess.run(
-        ["git", "rev-parse", "--git-path", "interspace-sweep.lock"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
 def git_commit(out: Path, what: str) -> None:
     """Commit the small files (json, jsonl; never *.pt) of every finished run under ``out``,
     so that runs whose commit failed before are picked up too; failures are reported only."""
@@ -124,7 +109,15 @@ def git_commit(out: Path, what: str) -> None:
         for p in summary.parent.rglob("*")
         if p.is_file() and p.suffix in (".json", ".jsonl")
     )
-    with git_lock():
+    # one commit at a time from this clone (git's own index.lock would fail the others)
+    lock = subprocess.run(
+        ["git", "rev-parse", "--git-path", "interspace-sweep.lock"], capture_output=True, text=True
+    )
+    if lock.returncode:
+        print(f"git failed ({lock.stderr.strip()[:200]}); files stay on disk", flush=True)
+        return
+    with open(lock.stdout.strip(), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
         for cmd in (
             ["git", "add", "--", *files],
             ["git", "commit", "-q", "-m", what, "--", *files],

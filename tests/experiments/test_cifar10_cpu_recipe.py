@@ -125,3 +125,29 @@ def test_dry_run_lists_one_shard_in_the_table_order(recipe, capsys):
     recipe.main(["--dry-run", "--shard", "2/3"])
     numbers = [int(line.split()[0]) for line in capsys.readouterr().out.splitlines()]
     assert numbers[:3] == [2, 5, 8] and len(numbers) == 58
+
+
+def test_git_commit_takes_only_finished_runs_small_files(recipe, tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    monkeypatch.chdir(tmp_path)
+    out = Path("runs")
+    for name, files in (
+        ("done", ("summary.json", "metrics.jsonl", "checkpoint.pt")),
+        ("running", ("config.json", "checkpoint.pt")),
+    ):
+        (out / name).mkdir(parents=True)
+        for f in files:
+            (out / name / f).write_text("{}")
+    recipe.git_commit(out, "not a repository yet")
+    assert "git failed" in capsys.readouterr().out
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "t")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "t@t")
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "root"], check=True)
+    recipe.git_commit(out, "one run")
+    listed = subprocess.run(
+        ["git", "show", "--name-only", "--format=%s"], capture_output=True, text=True
+    ).stdout.split()
+    assert listed == ["one", "run", "runs/done/metrics.jsonl", "runs/done/summary.json"]
