@@ -41,18 +41,10 @@ import interspace_pruning as ip
 from interspace_pruning.inference import native
 from interspace_pruning.inference.engine import layer_inputs
 from interspace_pruning.inference.timing import interleaved_medians
+from interspace_pruning.training.device import cpu_model
 
 TARGETS = {"vgg16": 3.0, "resnet20": 1.5}  # IP speed-up over ONNX Runtime, 95%, batch 32
 IP_OVER_SP = 1.3
-
-
-def cpu_model() -> str:
-    for line in (
-        Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    ):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 class OrtEngine:

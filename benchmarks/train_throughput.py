@@ -13,26 +13,14 @@ step ends with a synchronisation. Random data on the device; 90% random sparsity
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from _models import pruned_model
 
 from interspace_pruning.training import device as dev
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class Setting:
@@ -106,7 +94,7 @@ def main() -> None:
         for s in settings:
             times[s.key] += s.steps(args.steps)
     ips = {k: args.batch_size / statistics.median(v) for k, v in times.items()}
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else dev.cpu_model()
     print(
         f"{args.model}, batch {args.batch_size}, {where} ({device}), "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, "

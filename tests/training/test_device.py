@@ -292,3 +292,10 @@ def test_cuda_training_keeps_zeros_and_resumes_on_cpu(precision, tmp_path):
     again.load_state_dict(load_tensors(tmp_path / "checkpoint.pt")["model"])
     assert next(again.parameters()).device.type == "cpu"
     del cpu_cfg
+
+
+def test_cpu_model_names_the_widest_vector_extension(monkeypatch):
+    monkeypatch.setattr(dev, "_cpuinfo", lambda: ("AMD EPYC", frozenset({"avx2", "fma"})))
+    assert dev.cpu_model() == "AMD EPYC (avx2)"
+    monkeypatch.setattr(dev, "_cpuinfo", lambda: ("", frozenset({"asimd"})))  # aarch64
+    assert dev.cpu_model().endswith("(asimd)") and dev.cpu_flags() == {"asimd"}

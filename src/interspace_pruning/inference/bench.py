@@ -23,7 +23,6 @@ import io
 import json
 import logging
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ import torch
 from torch import nn
 
 from ..masks import has_masks
+from ..training.device import cpu_model
 from . import native
 from .engine import sparse_inference
 from .fusion import fuse_batchnorm
@@ -124,22 +124,6 @@ class BenchResult:
 
 def _fmt(v: float | None, fmt: str) -> str:
     return "-" if v is None else fmt.format(v)
-
-
-def cpu_model() -> str:
-    """The CPU's model name and its widest vector extension (from /proc/cpuinfo)."""
-    name, flags = platform.processor() or platform.machine(), set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                name = value.strip()
-            elif key.strip() in ("flags", "Features"):
-                flags = set(value.split())
-            if name and flags:
-                break
-    isa = next((f for f in ("avx512f", "avx2", "asimd", "neon") if f in flags), None)
-    return f"{name} ({isa})" if isa else name
 
 
 def kernel_path(engine: nn.Module | None = None) -> str:

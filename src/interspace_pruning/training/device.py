@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import platform
 from pathlib import Path
 
 import torch
@@ -57,16 +58,33 @@ def resolve_device(spec: str) -> torch.device:
 
 
 @functools.lru_cache(maxsize=1)
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    """The first CPU's model name and feature flags from ``/proc/cpuinfo`` (x86 ``flags``,
+    ARM ``Features``); ``("", {})`` where that file does not exist."""
+    name, flags = "", frozenset()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not name:
+                name = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = frozenset(value.split())
+            if name and flags:
+                break
+    return name, flags
+
+
 def cpu_flags() -> frozenset[str]:
     """The CPU feature flags from ``/proc/cpuinfo`` (empty where it does not exist)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+    return _cpuinfo()[1]
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its widest vector extension, e.g. ``AMD EPYC (avx2)``: what
+    every published timing records beside it."""
+    name = _cpuinfo()[0] or platform.processor() or platform.machine() or "unknown CPU"
+    isa = next((f for f in ("avx512f", "avx2", "asimd", "neon") if f in cpu_flags()), None)
+    return f"{name} ({isa})" if isa else name
 
 
 def cpu_has_native_bf16() -> bool:
