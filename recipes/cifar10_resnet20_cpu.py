@@ -50,6 +50,8 @@ from interspace_pruning.experiments.run import run
 from interspace_pruning.experiments.sweep import base_config, load_sweep, parse_shard, shard_configs
 from interspace_pruning.foundations.claims import Claim, RunClaimedError, try_claim
 from interspace_pruning.foundations.hparams import config_hash
+from interspace_pruning.foundations.io import atomic_write_json
+from interspace_pruning.training.device import cpu_model
 from interspace_pruning.training.loop import TrainingStopped
 
 RECIPE = Path(__file__).with_suffix(".yaml")
@@ -129,9 +131,14 @@ def git_commit(out: Path, what: str) -> None:
 
 
 def restore_dense_model(dense_dir: Path) -> bool:
-    """A finished dense run without its (uncommitted) model.pt: train it again, bitwise the
-    same on CPU, in a scratch folder, and put its model.pt back. False if another worker is
-    already doing it (it holds the dense run's claim meanwhile)."""
+    """A finished dense run without its (uncommitted) model.pt: train it again in a scratch
+    folder and put its model.pt back. False if another worker is already doing it (it holds
+    the dense run's claim meanwhile).
+
+    The same configuration on the same CPU gives the same weights bitwise; another CPU (other
+    kernels) or a run that was resumed with another memory layout agrees only up to rounding,
+    so ``model_restored.json`` records the re-trained model's accuracy beside the committed one.
+    """
     held = claim(dense_dir)
     if held is None:
         return False
@@ -140,9 +147,25 @@ def restore_dense_model(dense_dir: Path) -> bool:
             return True
         cfg = config_from_dict(json.loads((dense_dir / "config.json").read_text()))
         print(f"re-training {dense_dir} for its model.pt (fine-tuning needs it)", flush=True)
-        run(cfg, Path(tmp) / "run", progress=False, resume=False)
+        summary = run(cfg, Path(tmp) / "run", progress=False, resume=False).summary
+        committed = json.loads((dense_dir / "summary.json").read_text())
+        atomic_write_json(
+            dense_dir / "model_restored.json",
+            {
+                "why": "model.pt is not committed; fine-tuning runs start from this re-training",
+                "cpu": cpu_model(),
+                "torch": torch.__version__,
+                "test_acc_committed": committed.get("test_acc"),
+                "test_acc_retrained": summary.get("test_acc"),
+            },
+        )
         shutil.copy2(Path(tmp) / "run" / "model.pt", dense_dir / "model.pt.tmp")
         os.replace(dense_dir / "model.pt.tmp", dense_dir / "model.pt")
+        print(
+            f"restored {dense_dir}/model.pt: test_acc {summary.get('test_acc')} "
+            f"(committed run: {committed.get('test_acc')})",
+            flush=True,
+        )
     return True
 
 

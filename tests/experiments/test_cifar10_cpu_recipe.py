@@ -118,6 +118,8 @@ def test_workers_share_the_table_through_run_folder_claims(recipe, tmp_path, mon
     finetune = next(c for c in order if c.model.init_from == str(dense_dir))
     assert recipe.ready(finetune)
     assert (dense_dir / "model.pt").is_file() and not (dense_dir / CLAIM).exists()
+    restored = json.loads((dense_dir / "model_restored.json").read_text())
+    assert restored["test_acc_retrained"] == restored["test_acc_committed"] == 0.5
     assert trained[-1] == order[0]
 
 
