@@ -22,6 +22,8 @@ def test_ip_at_sparsity_zero_trains_a_dense_model_with_learned_bases(tmp_path):
     entries = prunable(result.model)
     assert entries and all(e.num_kept() == e.numel() for e in entries)
     assert result.summary["basis_grad_norm_init"] > 0
+    where = result.summary["hardware"]  # wall_time means nothing without the machine
+    assert where["device"] == "cpu" and where["cpu"] and where["torch"] == torch.__version__
     init = torch.load(tmp_path / "run" / "bases_init.pt", weights_only=True)
     learned = [fb.weight.detach() for fb in filter_bases(result.model)]
     assert len(learned) == len(init) > 0

@@ -18,6 +18,7 @@ from ..inference import costs
 from ..interspace import Representation, prepare
 from ..masks import sparsity_report
 from ..training import evaluate
+from ..training.device import hardware
 from ..training.loop import CHECKPOINT, PREVIOUS_CHECKPOINT
 from .config import DataConfig, PruneConfig, RunConfig
 
@@ -143,7 +144,8 @@ def summarise(
         "basis_params": report.basis_params if report else 0,
         "basis_overhead": report.basis_overhead if report else 0.0,
         "parameters": report.dense_model_params if report else plain_params,
-        "wall_time": wall_time,
+        "wall_time": wall_time,  # this process: a resumed run counts from its resume
+        "hardware": hardware(next(model.parameters()).device),
         "epochs": len(history),
         "dense_flops": cost.dense_flops,
         "sparse_flops": cost.sparse_flops,

@@ -87,6 +87,19 @@ def cpu_model() -> str:
     return f"{name} ({isa})" if isa else name
 
 
+def hardware(device: torch.device) -> dict:
+    """Where a run's timings were measured: device, CPU model, torch threads and version."""
+    out = {
+        "device": str(device),
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    return out
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), so autocast can win."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
