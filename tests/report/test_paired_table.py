@@ -74,3 +74,17 @@ def test_paired_differences_skip_unpaired_and_diverged_seeds():
     diffs = paired_differences(seed_cells(runs))
     assert list(diffs) == [("snip", 0.98)]
     assert [round(d, 6) for d in diffs[("snip", 0.98)]] == [0.02, -0.03]
+
+
+def test_min_seeds_keeps_only_complete_cells():
+    runs = [_run("sp", "snip", 0.98, s, 0.5) for s in range(3)]
+    runs += [_run("ip", "snip", 0.98, s, 0.6) for s in range(3)]
+    runs += [_run("sp", "rigl", 0.98, s, 0.5) for s in range(3)]
+    runs += [_run("ip", "rigl", 0.98, 0, 0.6)]  # 1 of 3 seeds so far
+    runs += [_run("dense", "snip", 0.98, s, 0.8) for s in range(2)]
+    full, complete = ip_vs_sp_table(runs), ip_vs_sp_table(runs, min_seeds=3)
+    assert "| rigl |" in full and "| rigl |" not in complete
+    assert "(reference)" in full and "(reference)" not in complete  # 2 dense seeds
+    snip = next(line for line in full.splitlines() if line.startswith("| snip |"))
+    assert snip in complete.splitlines()
+    assert "Left out: 1 row(s) with fewer than 3 seeds on a side." in complete

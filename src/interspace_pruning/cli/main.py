@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("dir", type=Path, help="a run directory or a sweep directory")
     r.add_argument("--out", type=Path, default=None, help="default: DIR/report")
+    r.add_argument(
+        "--min-seeds",
+        type=int,
+        default=1,
+        help="table rows need this many runs on each side (3: only complete cells, so the "
+        "table stays fixed while a sweep goes on)",
+    )
     bench_cmd.add_parser(sub, fmt)
     return parser
 
@@ -250,7 +257,7 @@ def _check_out_dir(out: Path) -> None:
 
 
 def _cmd_report(ns: argparse.Namespace) -> None:
-    print(write_report(ns.dir, ns.out))
+    print(write_report(ns.dir, ns.out, ns.min_seeds))
 
 
 COMMANDS = {

@@ -54,8 +54,11 @@ def _label(r: RunRecord) -> str:
     return f"{p.representation} {p.method} {p.sparsity:g} seed {r.config.train.seed}"
 
 
-def write_report(root: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``report.md`` and its PNG figures for all finished runs under ``root``."""
+def write_report(root: str | Path, out: str | Path | None = None, min_seeds: int = 1) -> Path:
+    """Write ``report.md`` and its PNG figures for all finished runs under ``root``; the
+    IP vs SP table keeps the rows with at least ``min_seeds`` runs on each side."""
+    if min_seeds < 1:
+        raise ValueError(f"--min-seeds must be at least 1, got {min_seeds}")
     root = Path(root)
     damaged: list[str] = []
     records, unfinished = collect_runs(root, damaged)
@@ -95,7 +98,7 @@ def write_report(root: str | Path, out: str | Path | None = None) -> Path:
             "",
             f"{len(all_recs)} runs, {epochs} epochs, mean wall time per run {wall:.0f} s.",
             "",
-            ip_vs_sp_table([(r.config, r.summary) for r in all_recs]),
+            ip_vs_sp_table([(r.config, r.summary) for r in all_recs], min_seeds=min_seeds),
         ]
         diag = diagnostics_table(recs) if recs else None
         if diag:

@@ -91,11 +91,15 @@ def paired_differences(cells: Cells) -> dict[tuple[str, float], list[float]]:
     return out
 
 
-def ip_vs_sp_table(results: Iterable[tuple[RunConfig, dict]], metric: str = "test_acc") -> str:
+def ip_vs_sp_table(
+    results: Iterable[tuple[RunConfig, dict]], metric: str = "test_acc", min_seeds: int = 1
+) -> str:
     """One row per (method, sparsity): SP, IP and the IP - SP difference paired by seed.
 
     Dense training is the SP side of the ``dense`` row, dense training in the interspace
-    (IP at sparsity 0) its IP side; the dense runs are also listed as the reference.
+    (IP at sparsity 0) its IP side; the dense runs are also listed as the reference. Rows
+    with fewer than ``min_seeds`` runs on a side are left out (and counted below the table),
+    so that a table of complete cells does not change while a sweep adds runs.
     """
     results = list(results)
     cells = seed_cells(results, metric)
@@ -105,10 +109,14 @@ def ip_vs_sp_table(results: Iterable[tuple[RunConfig, dict]], metric: str = "tes
         "| method | sparsity | SP | IP | IP − SP (paired by seed) | winner |",
         "|---|---|---|---|---|---|",
     ]
+    partial = 0
     for (method, sparsity), reps in sorted(cells.items()):
         sp, ip = list(reps["sp"].values()), list(reps["ip"].values())
         if method == "dense" and not ip:
             continue  # plain dense only: the reference line below
+        if min(len(sp), len(ip)) < min_seeds:
+            partial += 1
+            continue
         failed = [rep.upper() for rep, v in (("sp", sp), ("ip", ip)) if len(finite(v)) < len(v)]
         if failed:  # a NaN mean is no "tie": say which side diverged
             diff_s, winner = "-", f"none: {' and '.join(failed)} diverged"
@@ -118,9 +126,12 @@ def ip_vs_sp_table(results: Iterable[tuple[RunConfig, dict]], metric: str = "tes
             f"| {method} | {sparsity:.0%} | {fmt_pct(sp) if sp else '-'} | "
             f"{fmt_pct(ip) if ip else '-'} | {diff_s} | {winner} |"
         )
-    if dense:
+    if dense and len(dense) >= min_seeds:
         lines.append(f"| dense | 0% | {fmt_pct(dense)} (reference) | | | |")
     lines.append("")
+    if partial:
+        lines.append(f"Left out: {partial} row(s) with fewer than {min_seeds} seeds on a side.")
+        lines.append("")
     lines.append(
         f"{metric} in % over seeds {sorted(seeds)}: mean ± standard deviation; IP − SP is the "
         "mean ± standard deviation of the per-seed differences (same initial weights and data "
