@@ -88,3 +88,14 @@ def test_min_seeds_keeps_only_complete_cells():
     snip = next(line for line in full.splitlines() if line.startswith("| snip |"))
     assert snip in complete.splitlines()
     assert "Left out: 1 row(s) with fewer than 3 seeds on a side." in complete
+
+
+def test_per_seed_table_shows_each_pair():
+    from interspace_pruning.report.tables import per_seed_table
+
+    runs = [_run("sp", "snip", 0.98, 0, 0.50), _run("ip", "snip", 0.98, 0, 0.54)]
+    runs += [_run("sp", "snip", 0.98, 1, 0.60), _run("ip", "snip", 0.98, 1, float("nan"))]
+    runs += [_run("sp", "snip", 0.98, 2, 0.55)]
+    rows = per_seed_table(runs).splitlines()
+    assert rows[0].count("seed ") == 3
+    assert rows[2] == "| snip | 98% | 50.00 → 54.00 (+4.00) | 60.00 → diverged | 55.00 → - |"

@@ -10,7 +10,7 @@ from ..foundations.io import atomic_write_text
 from . import plots
 from .collect import RunRecord, collect_runs
 from .pareto import pareto_section
-from .tables import ip_vs_sp_table, mean_std, row_key, side
+from .tables import ip_vs_sp_table, mean_std, per_seed_table, row_key, side
 
 DIAGNOSTIC_COLUMNS = [
     ("grad_norm_init", "‖∇θ L‖ at init", 1.0, "{:.3g}"),
@@ -100,6 +100,9 @@ def write_report(root: str | Path, out: str | Path | None = None, min_seeds: int
             "",
             ip_vs_sp_table([(r.config, r.summary) for r in all_recs], min_seeds=min_seeds),
         ]
+        if len({r.config.train.seed for r in all_recs}) > 1:
+            per_seed = per_seed_table([(r.config, r.summary) for r in all_recs])
+            lines += ["", "### Per seed (test accuracy %)", "", per_seed]
         diag = diagnostics_table(recs) if recs else None
         if diag:
             lines += ["", "### Diagnostics (mean ± std over seeds)", "", diag]

@@ -138,3 +138,30 @@ def ip_vs_sp_table(
         "order), in points; the winner is ahead in every seed, else mixed."
     )
     return "\n".join(lines)
+
+
+def per_seed_table(results: Iterable[tuple[RunConfig, dict]], metric: str = "test_acc") -> str:
+    """One row per (method, sparsity), one column per seed: ``SP → IP (IP − SP)`` in %, the
+    pairs behind the paired difference of :func:`ip_vs_sp_table` (``-`` where a side is
+    missing)."""
+    cells = seed_cells(results, metric)
+    seeds = sorted({seed for reps in cells.values() for side in reps.values() for seed in side})
+
+    def pct(v) -> str:
+        return f"{v * 100:.2f}" if finite([v]) else "diverged" if v is not None else "-"
+
+    lines = [
+        "| method | sparsity | " + " | ".join(f"seed {s}: SP → IP (IP − SP)" for s in seeds) + " |",
+        "|---|---|" + "---|" * len(seeds),
+    ]
+    for (method, sparsity), reps in sorted(cells.items()):
+        sp, ip = reps.get("sp", {}), reps.get("ip", {})
+        if method == "dense" and not ip:
+            continue
+        row = []
+        for seed in seeds:
+            a, b = sp.get(seed), ip.get(seed)
+            diff = f" ({(b - a) * 100:+.2f})" if len(finite([a, b])) == 2 else ""
+            row.append(f"{pct(a)} → {pct(b)}{diff}")
+        lines.append(f"| {method} | {sparsity:.0%} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
