@@ -36,7 +36,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from interspace_pruning.experiments import PruneConfig, RunConfig
 from interspace_pruning.experiments.config import config_from_dict
 from interspace_pruning.experiments.grid import canonical, expand, run_dir
 from interspace_pruning.experiments.run import run
+from interspace_pruning.experiments.runfiles import DIVERGED
 from interspace_pruning.experiments.sweep import base_config, load_sweep, parse_shard, shard_configs
 from interspace_pruning.foundations.claims import Claim, RunClaimedError, try_claim
 from interspace_pruning.foundations.hparams import config_hash
@@ -58,6 +58,8 @@ RECIPE = Path(__file__).with_suffix(".yaml")
 #: The fine-tuning runs at 98/95% go after this many grids of the recipe (the first tier).
 FINETUNE_AFTER_GRIDS = 3
 FINETUNE = {"epochs": 2, "lr": 0.01, "warmup_epochs": 0.0}
+#: Where a dense run is re-trained when its model.pt is missing (ignored by git).
+SCRATCH = Path(__file__).resolve().parents[1] / "runs" / "restore"
 
 
 def finetune_configs(dense_runs: list[RunConfig], out: Path, sparsities) -> list[RunConfig]:
@@ -130,24 +132,31 @@ def git_commit(out: Path, what: str) -> None:
                 return
 
 
-def restore_dense_model(dense_dir: Path) -> bool:
-    """A finished dense run without its (uncommitted) model.pt: train it again in a scratch
-    folder and put its model.pt back. False if another worker is already doing it (it holds
-    the dense run's claim meanwhile).
+def restore_dense_model(dense_dir: Path, scratch: Path) -> bool:
+    """A finished dense run without its (uncommitted) model.pt: train it again in
+    ``scratch/<hash>`` (resumable, like any run) and put its model.pt back. False if another
+    process is already doing it (it holds the dense run's claim meanwhile).
 
     The same configuration on the same CPU gives the same weights bitwise; another CPU (other
     kernels) or a run that was resumed with another memory layout agrees only up to rounding,
-    so ``model_restored.json`` records the re-trained model's accuracy beside the committed one.
+    so ``model_restored.json`` records the re-trained model's accuracy beside the committed one
+    (and each fine-tuning run's summary has the sha256 of the model.pt it started from).
     """
     held = claim(dense_dir)
     if held is None:
         return False
-    with held, tempfile.TemporaryDirectory(prefix="interspace-retrain-") as tmp:
+    with held:
         if (dense_dir / "model.pt").is_file():  # restored meanwhile by another process
             return True
         cfg = config_from_dict(json.loads((dense_dir / "config.json").read_text()))
-        print(f"re-training {dense_dir} for its model.pt (fine-tuning needs it)", flush=True)
-        summary = run(cfg, Path(tmp) / "run", progress=False, resume=False).summary
+        where = scratch / config_hash(cfg)
+        print(
+            f"re-training {dense_dir} in {where} for its model.pt (fine-tuning needs it)",
+            flush=True,
+        )
+        summary = run(cfg, where, progress=False, resume=True).summary
+        shutil.copy2(where / "model.pt", dense_dir / "model.pt.tmp")
+        os.replace(dense_dir / "model.pt.tmp", dense_dir / "model.pt")
         committed = json.loads((dense_dir / "summary.json").read_text())
         atomic_write_json(
             dense_dir / "model_restored.json",
@@ -159,8 +168,7 @@ def restore_dense_model(dense_dir: Path) -> bool:
                 "test_acc_retrained": summary.get("test_acc"),
             },
         )
-        shutil.copy2(Path(tmp) / "run" / "model.pt", dense_dir / "model.pt.tmp")
-        os.replace(dense_dir / "model.pt.tmp", dense_dir / "model.pt")
+        shutil.rmtree(where, ignore_errors=True)
         print(
             f"restored {dense_dir}/model.pt: test_acc {summary.get('test_acc')} "
             f"(committed run: {committed.get('test_acc')})",
@@ -177,68 +185,113 @@ def describe(cfg: RunConfig) -> str:
     return f"{p.representation} {p.method}{trained} {p.sparsity:g} seed {cfg.train.seed}"
 
 
-def ready(cfg: RunConfig) -> bool:
-    """A fine-tuning run needs its finished dense run and that run's model.pt."""
-    if not cfg.model.init_from:
-        return True
-    dense_dir = Path(cfg.model.init_from)
-    if not (dense_dir / "summary.json").is_file():
-        return False
-    return (dense_dir / "model.pt").is_file() or restore_dense_model(dense_dir)
+class _Worker:
+    """One worker's loop: the highest-priority run that is neither finished nor held, until
+    none is left. Fine-tuning runs wait for their dense run: one in another shard is trained
+    here unless another process is training it, and one that failed drops its fine-tuning."""
 
+    def __init__(self, worker, configs, out, commit, order=None) -> None:
+        self.name, self.out, self.commit = f"[worker {worker}]", out, commit
+        self.order = order or configs
+        self.pending = list(configs)
+        self.failed: set[Path] = set()
+        self.announced: set[Path] = set()
 
-def work(worker: int, configs: list[RunConfig], out: Path, commit: bool, order=None) -> None:
-    """Train the highest-priority run that is neither finished nor held, until none is left.
+    def say(self, text: str) -> None:
+        print(f"{self.name} {text}", flush=True)
 
-    ``order`` numbers the runs in messages (default: their place in ``configs``)."""
-    order = order or configs
-    pending = list(configs)
-    while pending:
-        started = waiting = False
-        for cfg in list(pending):
-            d = run_dir(out, cfg)
+    def drop(self, cfg: RunConfig, why: str) -> None:
+        self.say(f"skipped {describe(cfg)}: {why}")
+        self.pending.remove(cfg)
+
+    def blocked(self, cfg: RunConfig) -> bool | None:
+        """For a fine-tuning run: True while it must wait, None once it was dropped or its
+        dense run was queued here, False when it can start."""
+        dense_dir = Path(cfg.model.init_from)
+        if not (dense_dir / "summary.json").is_file():
+            if dense_dir in self.failed or (dense_dir / DIVERGED).is_file():
+                return self.drop(cfg, f"its dense run {dense_dir} failed")
+            dense = next((c for c in self.order if run_dir(self.out, c) == dense_dir), None)
+            if dense is None:
+                return self.drop(cfg, f"{dense_dir} is not a run of this table")
+            if dense not in self.pending:  # another shard's: train it here unless held
+                self.pending.insert(0, dense)
+                return None
+            if dense_dir not in self.announced:
+                self.announced.add(dense_dir)
+                self.say(f"{describe(cfg)} waits for its dense run {dense_dir}")
+            return True
+        if (dense_dir / "model.pt").is_file():
+            return False
+        try:
+            return not restore_dense_model(dense_dir, SCRATCH)
+        except Exception as e:  # noqa: BLE001 - one failed run must not stop the rest
+            self.failed.add(dense_dir)
+            self.say(f"FAILED re-training {dense_dir}: {e!r}")
+            return None
+
+    def train(self, cfg: RunConfig, d: Path) -> None:
+        i = self.order.index(cfg) + 1
+        self.say(f"[{i}/{len(self.order)}] {describe(cfg)} -> {d}")
+        t0 = time.perf_counter()
+        try:
+            summary = run(cfg, d, progress=False, resume=True).summary
+        except Exception as e:  # noqa: BLE001 - one failed run must not stop the rest
+            self.failed.add(d)
+            self.say(f"FAILED {describe(cfg)}: {e!r}")
+            return
+        took = time.perf_counter() - t0
+        self.say(f"done {describe(cfg)}: test_acc {summary['test_acc']:.4f} in {took:.0f} s")
+        if self.commit:
+            git_commit(self.out, f"cifar10-resnet20-cpu: {describe(cfg)}")
+
+    def step(self) -> bool | None:
+        """Train (or drop) one run: True; only runs that wait: None; nothing left: False."""
+        waiting = False
+        for cfg in list(self.pending):
+            d = run_dir(self.out, cfg)
             if (d / "summary.json").is_file():
-                pending.remove(cfg)
+                self.pending.remove(cfg)
                 continue
-            if not ready(cfg):
-                waiting = True
-                continue
+            if cfg.model.init_from:
+                blocked = self.blocked(cfg)
+                if blocked is None:
+                    return True  # the pending list changed: start again from the top
+                if blocked:
+                    waiting = True
+                    continue
             held = claim(d)
             if held is None:
                 continue  # another process trains it
             with held:
-                if not (d / "summary.json").is_file():  # finished between the check and the claim
-                    i = order.index(cfg) + 1
-                    print(
-                        f"[worker {worker}] [{i}/{len(order)}] {describe(cfg)} -> {d}", flush=True
-                    )
-                    t0 = time.perf_counter()
-                    try:
-                        summary = run(cfg, d, progress=False, resume=True).summary
-                    except TrainingStopped:
-                        raise
-                    except Exception as e:  # noqa: BLE001 - one failed run must not stop the rest
-                        print(f"[worker {worker}] FAILED {describe(cfg)}: {e!r}", flush=True)
-                        summary = None
-                    if summary is not None:
-                        print(
-                            f"[worker {worker}] done {describe(cfg)}: test_acc "
-                            f"{summary['test_acc']:.4f} in {time.perf_counter() - t0:.0f} s",
-                            flush=True,
-                        )
-                        if commit:
-                            git_commit(out, f"cifar10-resnet20-cpu: {describe(cfg)}")
-            pending.remove(cfg)
-            started = True
-            break  # back to the top: always the highest-priority run first
-        if not started:
-            if not waiting:
+                if not (d / "summary.json").is_file():  # finished between check and claim
+                    self.train(cfg, d)
+            self.pending.remove(cfg)
+            return True
+        return None if waiting else False
+
+    def loop(self) -> None:
+        while self.pending:
+            progressed = self.step()
+            if progressed is False:
                 return  # what is left is being trained by other processes
-            time.sleep(60)  # fine-tuning runs wait for their dense runs
+            if progressed is None:
+                time.sleep(60)  # fine-tuning runs wait for their dense runs
+
+
+def work(worker: int, configs: list[RunConfig], out: Path, commit: bool, order=None) -> None:
+    """Train ``configs`` (a part of ``order``, the whole table) in priority order."""
+    _Worker(worker, configs, out, commit, order).loop()
 
 
 def _worker_main(worker, configs, out, commit, threads, order) -> None:
     torch.set_num_threads(threads)
+
+    def stop(signum, frame):  # between runs; while training, train() checkpoints first
+        raise TrainingStopped(f"stopped by signal {signum} between runs", signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         work(worker, configs, out, commit, order)
     except TrainingStopped as e:
@@ -290,10 +343,12 @@ def main(argv: list[str] | None = None) -> None:
     def stop(signum, frame):  # workers checkpoint on SIGTERM, then exit
         for proc in procs:
             if proc.is_alive():
-                os.kill(proc.pid, signum)
+                os.kill(proc.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # Ctrl-C reaches the workers from the terminal itself: forwarding it too would be their
+    # second signal, which stops them without a checkpoint
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for proc in procs:
         proc.join()
     finished = sum((run_dir(out, c) / "summary.json").is_file() for c in configs)

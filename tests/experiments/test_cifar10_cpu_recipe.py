@@ -70,29 +70,51 @@ def recipe():
     return module
 
 
-def test_workers_share_the_table_through_run_folder_claims(recipe, tmp_path, monkeypatch):
-    """Runs another live process holds are left to it; the rest are trained once, fine-tuning
-    runs after their dense run, and shards split the order disjointly."""
-    from interspace_pruning.foundations.claims import CLAIM
+class FakeTrainer:
+    """Stands in for ``run``: writes what a finished run leaves, fails where told to."""
 
-    trained = []
+    def __init__(self, root: Path, fail=()) -> None:
+        self.root, self.fail, self.trained = root, [config_hash(c) for c in fail], []
 
-    def fake_run(cfg, d, progress, resume):
-        if d.parent == tmp_path:  # a table run (not a scratch re-training)
+    def __call__(self, cfg, d, progress, resume):
+        from interspace_pruning.foundations.claims import CLAIM
+
+        if d.parent == self.root:  # a table run (not a scratch re-training)
             assert (d / CLAIM).is_file()  # the worker holds the run folder's claim
+        if config_hash(cfg) in self.fail:
+            raise RuntimeError("loss is NaN")
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.json").write_text(json.dumps(to_dict(cfg)))
-        trained.append(cfg)
         (d / "model.pt").write_bytes(b"")
         (d / "summary.json").write_text('{"test_acc": 0.5}')
+        self.trained.append(cfg)
         return type("Result", (), {"summary": {"test_acc": 0.5}})()
 
-    def no_waiting(seconds):
-        raise AssertionError("a worker waited although every dense run could be trained")
 
-    monkeypatch.setattr(recipe, "run", fake_run)
+@pytest.fixture()
+def table(recipe, tmp_path, monkeypatch):
+    """The table's runs in tmp_path, trained by a fake that never waits."""
+
+    def no_waiting(seconds):
+        raise AssertionError("a worker waited although no other process trains anything")
+
     monkeypatch.setattr(recipe.time, "sleep", no_waiting)
-    order = recipe.ordered_configs(recipe.RECIPE, tmp_path)
+    monkeypatch.setattr(recipe, "SCRATCH", tmp_path / "scratch")
+    return recipe.ordered_configs(recipe.RECIPE, tmp_path)
+
+
+def _dense_of(cfg, order, root):
+    return next(c for c in order if str(run_dir(root, c)) == cfg.model.init_from)
+
+
+def test_shards_share_the_table_through_run_folder_claims(recipe, table, tmp_path, monkeypatch):
+    """Runs another live process holds are left to it; each other run is trained once, and a
+    shard trains the dense runs its fine-tuning runs need (no waiting on other shards)."""
+    from interspace_pruning.foundations.claims import CLAIM
+
+    fake = FakeTrainer(tmp_path)
+    monkeypatch.setattr(recipe, "run", fake)
+    order = table
     held = order[6]  # a sparse run: nothing waits on it
     assert held.prune.sparsity > 0 and not held.model.init_from
     elsewhere = run_dir(tmp_path, held)
@@ -101,26 +123,44 @@ def test_workers_share_the_table_through_run_folder_claims(recipe, tmp_path, mon
 
     halves = [recipe.shard_configs(order, i, 2) for i in (1, 2)]
     assert sorted(map(config_hash, halves[0] + halves[1])) == sorted(map(config_hash, order))
-    recipe.work(0, order[:3], tmp_path, commit=False, order=order)  # the dense runs
-    recipe.work(0, halves[1], tmp_path, commit=False, order=order)
-    assert trained == order[:3] + [c for c in halves[1] if c not in order[:3]]
+    recipe.work(0, halves[1], tmp_path, commit=False, order=order)  # shard 2 first, alone
+    extra = [c for c in fake.trained if c not in halves[1]]
+    assert extra and all(c.prune.representation == "dense" for c in extra)
     recipe.work(1, halves[0], tmp_path, commit=False, order=order)  # the rest, but not `held`
-    assert len(trained) == len(order) - 1 and held not in trained
+    assert len(fake.trained) == len(order) - 1 and held not in fake.trained
+    assert len({config_hash(c) for c in fake.trained}) == len(fake.trained)  # each once
     assert not (elsewhere / "summary.json").exists() and (elsewhere / CLAIM).is_file()
-    for i, cfg in enumerate(trained):
-        if cfg.model.init_from:  # its dense run was trained before it
-            dense = next(c for c in order if str(run_dir(tmp_path, c)) == cfg.model.init_from)
-            assert dense in trained[:i]
+    for i, cfg in enumerate(fake.trained):
+        if cfg.model.init_from:
+            assert _dense_of(cfg, order, tmp_path) in fake.trained[:i]
 
-    # a fresh clone has the dense runs' small files but not their model.pt: re-trained once
-    dense_dir = run_dir(tmp_path, order[0])
+
+def test_a_failed_dense_run_drops_its_fine_tuning_runs(recipe, table, tmp_path, monkeypatch):
+    dense = table[0]
+    fake = FakeTrainer(tmp_path, fail=[dense])
+    monkeypatch.setattr(recipe, "run", fake)
+    recipe.work(0, table, tmp_path, commit=False)
+    dropped = [c for c in table if c.model.init_from == str(run_dir(tmp_path, dense))]
+    assert dropped and not set(map(config_hash, dropped)) & set(map(config_hash, fake.trained))
+    assert len(fake.trained) == len(table) - 1 - len(dropped)
+
+
+def test_a_missing_dense_model_is_re_trained_once(recipe, table, tmp_path, monkeypatch):
+    """A fresh clone has the dense runs' small files but not their model.pt."""
+    from interspace_pruning.foundations.claims import CLAIM
+
+    fake = FakeTrainer(tmp_path)
+    monkeypatch.setattr(recipe, "run", fake)
+    dense_dir = run_dir(tmp_path, table[0])
+    recipe.work(0, table[:1], tmp_path, commit=False)
     (dense_dir / "model.pt").unlink()
-    finetune = next(c for c in order if c.model.init_from == str(dense_dir))
-    assert recipe.ready(finetune)
+    assert recipe.restore_dense_model(dense_dir, tmp_path / "scratch")
+    assert recipe.restore_dense_model(dense_dir, tmp_path / "scratch")  # present: no training
+    assert [config_hash(c) for c in fake.trained] == [config_hash(table[0])] * 2
     assert (dense_dir / "model.pt").is_file() and not (dense_dir / CLAIM).exists()
     restored = json.loads((dense_dir / "model_restored.json").read_text())
     assert restored["test_acc_retrained"] == restored["test_acc_committed"] == 0.5
-    assert trained[-1] == order[0]
+    assert not any((tmp_path / "scratch").iterdir())  # the scratch run is gone
 
 
 def test_dry_run_lists_one_shard_in_the_table_order(recipe, capsys):
@@ -133,6 +173,12 @@ def test_git_commit_takes_only_finished_runs_small_files(recipe, tmp_path, monke
     import subprocess
 
     monkeypatch.chdir(tmp_path)
+    # this machine's git settings stay out (signing, hooks, an enclosing repository)
+    for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     out = Path("runs")
     for name, files in (
         ("done", ("summary.json", "metrics.jsonl", "checkpoint.pt")),

@@ -99,3 +99,8 @@ def test_per_seed_table_shows_each_pair():
     rows = per_seed_table(runs).splitlines()
     assert rows[0].count("seed ") == 3
     assert rows[2] == "| snip | 98% | 50.00 → 54.00 (+4.00) | 60.00 → diverged | 55.00 → - |"
+
+
+def test_a_row_with_one_side_only_is_shown_by_default():
+    table = ip_vs_sp_table([_run("sp", "snip", 0.9, 0, 0.5)])
+    assert "| snip | 90% | 50.00 ± 0.00 | - | - | - |" in table and "Left out" not in table

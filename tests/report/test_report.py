@@ -95,3 +95,24 @@ def test_report_of_a_real_tiny_sweep_has_basis_and_filter_pictures(tmp_path):
     for png in ("bases", "filters"):
         assert (report.parent / f"digits_convnet_{png}.png").is_file(), png
     assert "grad" in text and "dense 3x3 filters" in text
+
+
+def test_pairs_fine_tuned_from_different_weights_are_named():
+    from pathlib import Path
+
+    from interspace_pruning.experiments import ModelConfig
+    from interspace_pruning.report.build import mismatched_starts
+    from interspace_pruning.report.collect import RunRecord
+
+    def record(rep, seed, digest):
+        cfg = RunConfig(
+            model=ModelConfig(init_from="runs/dense0"),
+            prune=PruneConfig(representation=rep, method="magnitude", sparsity=0.95),
+            train=TrainConfig(seed=seed),
+        )
+        return RunRecord(Path("x"), cfg, {"test_acc": 0.5, "init_from_sha256": digest})
+
+    same = [record("sp", 0, "aa"), record("ip", 0, "aa")]
+    assert mismatched_starts(same) == []
+    (line,) = mismatched_starts([*same, record("sp", 1, "aa"), record("ip", 1, "bb")])
+    assert "magnitude (trained + fine-tune) 95% seed 1" in line

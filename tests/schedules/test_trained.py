@@ -1,7 +1,7 @@
 import pytest
 
 from interspace_pruning.experiments import ModelConfig, PruneConfig, RunConfig, run
-from interspace_pruning.foundations.checkpoint import save_tensors
+from interspace_pruning.foundations.checkpoint import file_digest, save_tensors
 from interspace_pruning.training import TrainConfig
 
 
@@ -28,6 +28,7 @@ def test_prune_a_trained_model_then_fine_tune(representation, basis, digits, den
     result = run(cfg, tmp_path, dataset=digits, progress=False)
     assert result.summary["sparsity"] == pytest.approx(0.8, abs=1e-3)
     assert result.summary["test_acc"] > 0.3
+    assert result.summary["init_from_sha256"] == file_digest(dense_run / "model.pt")
 
 
 def test_init_from_errors(digits, dense_run, tmp_path):

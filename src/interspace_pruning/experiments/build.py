@@ -49,11 +49,15 @@ def initial_model(cfg: RunConfig, dataset: data_mod.ImageDataset) -> nn.Module:
     return cfg.model.build(dataset.num_classes, dataset.in_channels)
 
 
+def pretrained_file(path: str | Path) -> Path:
+    """The ``model.pt`` that ``--init-from path`` (a file or a run directory) names."""
+    path = Path(path)
+    return path / "model.pt" if path.is_dir() else path
+
+
 def load_pretrained(model: nn.Module, path: str | Path) -> None:
     """Load a trained *dense* state dict (a ``model.pt`` or the run directory holding one)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
+    path = pretrained_file(path)
     state = load_tensors(path)
     if any("parametrizations" in k for k in state):
         raise ValueError(

@@ -13,6 +13,7 @@ from torch import nn
 
 from .. import data as data_mod
 from ..diagnostics import Diagnostics
+from ..foundations.checkpoint import file_digest
 from ..foundations.claims import CLAIM, Claim, RunClaimedError, try_claim
 from ..foundations.hparams import config_hash, to_dict
 from ..foundations.io import CorruptFileError, atomic_write_json, remove_stale_temps
@@ -30,6 +31,7 @@ from .build import (
     load_data,
     load_pretrained,
     prepare_representation,
+    pretrained_file,
     pruning_batches,
     representation,
     save_initial_bases,
@@ -193,6 +195,7 @@ def _run(
         return run_imp(cfg, out, dataset, model, callbacks or [], progress, resume)
     start = time.perf_counter()
     model, schedule = prepare(cfg, dataset, model)
+    init_digest = cfg.model.init_from and file_digest(pretrained_file(cfg.model.init_from))
     if writes:
         save_initial_bases(out, model)
     p = cfg.prune
@@ -204,6 +207,8 @@ def _run(
         model, dataset, cfg.train, out, cbs, progress, desc, resume=resume, tag=config_hash(cfg)
     )
     summary = summarise(model, dataset, history, time.perf_counter() - start, p.representation)
+    if init_digest:  # which trained weights it started from (they are not committed)
+        summary["init_from_sha256"] = init_digest
     if writes:
         finish(out, model, summary)
     return RunResult(cfg, history, summary, model)

@@ -21,6 +21,7 @@ deterministically (``--shard i/n``: runs i, i+n, i+2n, ... of the file's order, 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,10 @@ def load_sweep(path: str | Path) -> Sweep:
     return Sweep(name, out, list(configs.values()))
 
 
+class ShardError(argparse.ArgumentTypeError, ValueError):
+    """A bad ``--shard``; argparse shows an ``ArgumentTypeError``'s message as it is."""
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``"2/8"`` -> ``(2, 8)``: shard 2 of 8 (1-based)."""
     i, sep, n = str(text).partition("/")
@@ -93,7 +98,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     except ValueError:
         shard = count = 0
     if not sep or count < 1 or not 1 <= shard <= count:
-        raise ValueError(
+        raise ShardError(
             f"--shard must look like i/n with 1 <= i <= n (e.g. 1/4 ... 4/4), got {text!r}"
         )
     return shard, count

@@ -49,6 +49,22 @@ def diagnostics_table(records: list[RunRecord]) -> str | None:
     return "\n".join(lines)
 
 
+def mismatched_starts(records: list[RunRecord]) -> list[str]:
+    """Pairs (same row and seed) whose runs were fine-tuned from different trained weights
+    (``init_from_sha256``), e.g. because one side started from a re-trained ``model.pt``."""
+    starts: dict = defaultdict(set)
+    for r in records:
+        digest = r.summary.get("init_from_sha256")
+        if digest:
+            starts[(row_key(r.config), r.config.train.seed)].add(digest)
+    return [
+        f"- not exactly paired: {method} {sparsity:.0%} seed {seed}: SP and IP were fine-tuned "
+        "from different trained weights"
+        for ((method, sparsity), seed), digests in sorted(starts.items())
+        if len(digests) > 1
+    ]
+
+
 def _label(r: RunRecord) -> str:
     p = r.config.prune
     return f"{p.representation} {p.method} {p.sparsity:g} seed {r.config.train.seed}"
@@ -100,6 +116,8 @@ def write_report(root: str | Path, out: str | Path | None = None, min_seeds: int
             "",
             ip_vs_sp_table([(r.config, r.summary) for r in all_recs], min_seeds=min_seeds),
         ]
+        if warnings := mismatched_starts(all_recs):
+            lines += ["", *warnings]
         if len({r.config.train.seed for r in all_recs}) > 1:
             per_seed = per_seed_table([(r.config, r.summary) for r in all_recs])
             lines += ["", "### Per seed (test accuracy %)", "", per_seed]

@@ -114,7 +114,7 @@ def ip_vs_sp_table(
         sp, ip = list(reps["sp"].values()), list(reps["ip"].values())
         if method == "dense" and not ip:
             continue  # plain dense only: the reference line below
-        if min(len(sp), len(ip)) < min_seeds:
+        if min_seeds > 1 and min(len(sp), len(ip)) < min_seeds:  # 1: one-sided rows stay
             partial += 1
             continue
         failed = [rep.upper() for rep, v in (("sp", sp), ("ip", ip)) if len(finite(v)) < len(v)]
