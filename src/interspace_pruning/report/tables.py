@@ -49,15 +49,19 @@ def side(cfg: RunConfig) -> str:
     return "ip" if cfg.prune.representation == "ip" else "sp"
 
 
+def seed_pairs(sp: dict[int, float], ip: dict[int, float]) -> list[float]:
+    """``IP - SP`` for each seed that has a finite result on both sides, in seed order."""
+    return [ip[s] - sp[s] for s in sorted(set(sp) & set(ip)) if len(finite([sp[s], ip[s]])) == 2]
+
+
 def paired_diff(sp: dict[int, float], ip: dict[int, float]) -> tuple[str, str]:
     """``IP - SP`` per seed present in both, as ``"+m ± s (n=k)"`` in points, and the winner.
 
     The winner is the side ahead in every pair; otherwise ``mixed`` (``tie`` if all equal).
     """
-    seeds = sorted(set(sp) & set(ip))
-    if not seeds:
+    diffs = seed_pairs(sp, ip)
+    if not diffs:
         return "-", "-"
-    diffs = [ip[s] - sp[s] for s in seeds]
     m, s = mean_std([d * 100 for d in diffs])
     if all(d > 0 for d in diffs):
         winner = "IP"
@@ -65,7 +69,7 @@ def paired_diff(sp: dict[int, float], ip: dict[int, float]) -> tuple[str, str]:
         winner = "SP"
     else:
         winner = "tie" if all(d == 0 for d in diffs) else "mixed"
-    return f"{m:+.2f} ± {s:.2f} (n={len(seeds)})", winner
+    return f"{m:+.2f} ± {s:.2f} (n={len(diffs)})", winner
 
 
 Cells = dict[tuple[str, float], dict[str, dict[int, float]]]
@@ -81,14 +85,8 @@ def seed_cells(results: Iterable[tuple[RunConfig, dict]], metric: str = "test_ac
 
 def paired_differences(cells: Cells) -> dict[tuple[str, float], list[float]]:
     """IP - SP per seed present on both sides and finite, per row, in the metric's units."""
-    out = {}
-    for key, reps in sorted(cells.items()):
-        sp, ip = reps.get("sp", {}), reps.get("ip", {})
-        pairs = [(sp[s], ip[s]) for s in sorted(set(sp) & set(ip))]
-        diffs = [b - a for a, b in pairs if len(finite([a, b])) == 2]
-        if diffs:
-            out[key] = diffs
-    return out
+    pairs = {key: seed_pairs(reps.get("sp", {}), reps.get("ip", {})) for key, reps in cells.items()}
+    return {key: diffs for key, diffs in sorted(pairs.items()) if diffs}
 
 
 def ip_vs_sp_table(
