@@ -69,6 +69,16 @@ def test_report_tables_from_known_numbers(fake_sweep):
         assert f"({f.name})" in text
 
 
+def test_min_seeds_leaves_incomplete_rows_out_of_every_section(fake_sweep):
+    # rigl has an SP run but no IP run yet: with --min-seeds 2 no table or figure shows it
+    _fake_run(fake_sweep, "rigl_sp0", "sp", "rigl", 0.95, 0, 0.50, grad0=1.5)
+    everything = write_report(fake_sweep, fake_sweep / "all").read_text()
+    complete = write_report(fake_sweep, fake_sweep / "complete", min_seeds=2).read_text()
+    assert everything.count("| rigl |") == 3  # IP vs SP, per seed, diagnostics
+    assert "| rigl |" not in complete and "| snip | 95% |" in complete
+    assert "Left out: 1 row(s)" in complete  # rigl
+
+
 def test_report_errors(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         write_report(tmp_path / "nope")

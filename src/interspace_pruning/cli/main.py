@@ -143,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-seeds",
         type=int,
         default=1,
-        help="table rows need this many runs on each side (3: only complete cells, so the "
-        "table stays fixed while a sweep goes on)",
+        help="report only the rows with this many runs on each side, in every table and "
+        "figure (3: only complete cells, so the report stays fixed while a sweep goes on)",
     )
     bench_cmd.add_parser(sub, fmt)
     return parser

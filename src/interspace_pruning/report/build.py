@@ -10,7 +10,7 @@ from ..foundations.io import atomic_write_text
 from . import plots
 from .collect import RunRecord, collect_runs
 from .pareto import pareto_section
-from .tables import ip_vs_sp_table, mean_std, per_seed_table, row_key, side
+from .tables import ip_vs_sp_table, mean_std, per_seed_table, row_key, seed_cells, side
 
 DIAGNOSTIC_COLUMNS = [
     ("grad_norm_init", "‖∇θ L‖ at init", 1.0, "{:.3g}"),
@@ -70,9 +70,20 @@ def _label(r: RunRecord) -> str:
     return f"{p.representation} {p.method} {p.sparsity:g} seed {r.config.train.seed}"
 
 
+def complete_runs(records: list[RunRecord], min_seeds: int) -> list[RunRecord]:
+    """The runs of the rows (see :func:`row_key`) with at least ``min_seeds`` runs on each
+    side, SP and IP; all of them when ``min_seeds`` is 1."""
+    if min_seeds <= 1:
+        return records
+    cells = seed_cells((r.config, r.summary) for r in records)
+    keep = {k for k, reps in cells.items() if min(len(reps["sp"]), len(reps["ip"])) >= min_seeds}
+    return [r for r in records if row_key(r.config) in keep]
+
+
 def write_report(root: str | Path, out: str | Path | None = None, min_seeds: int = 1) -> Path:
-    """Write ``report.md`` and its PNG figures for all finished runs under ``root``; the
-    IP vs SP table keeps the rows with at least ``min_seeds`` runs on each side."""
+    """Write ``report.md`` and its PNG figures for all finished runs under ``root``. With
+    ``min_seeds`` > 1 the tables, diagnostics and figures cover only the rows with at least
+    that many runs on each side (the IP vs SP table counts the rows it left out)."""
     if min_seeds < 1:
         raise ValueError(f"--min-seeds must be at least 1, got {min_seeds}")
     root = Path(root)
@@ -104,7 +115,8 @@ def write_report(root: str | Path, out: str | Path | None = None, min_seeds: int
     for problem in damaged:
         lines += ["", f"- left out: {problem}"]
     for (dataset, model), all_recs in sorted(groups.items()):
-        recs = [r for r in all_recs if not r.diverged]  # plots and diagnostics: finite runs
+        shown = complete_runs(all_recs, min_seeds)
+        recs = [r for r in shown if not r.diverged]  # plots and diagnostics: finite runs
         slug = f"{dataset}_{model}"
         epochs = sorted({r.config.train.epochs for r in all_recs})
         wall = statistics.fmean(r.summary.get("wall_time", 0.0) for r in recs) if recs else 0.0
@@ -118,8 +130,8 @@ def write_report(root: str | Path, out: str | Path | None = None, min_seeds: int
         ]
         if warnings := mismatched_starts(all_recs):
             lines += ["", *warnings]
-        if len({r.config.train.seed for r in all_recs}) > 1:
-            per_seed = per_seed_table([(r.config, r.summary) for r in all_recs])
+        if len({r.config.train.seed for r in shown}) > 1:
+            per_seed = per_seed_table([(r.config, r.summary) for r in shown])
             lines += ["", "### Per seed (test accuracy %)", "", per_seed]
         diag = diagnostics_table(recs) if recs else None
         if diag:
