@@ -10,7 +10,15 @@ from ..foundations.io import atomic_write_text
 from . import plots
 from .collect import RunRecord, collect_runs
 from .pareto import pareto_section
-from .tables import ip_vs_sp_table, mean_std, per_seed_table, row_key, seed_cells, side
+from .tables import (
+    ip_vs_sp_table,
+    is_complete,
+    mean_std,
+    per_seed_table,
+    row_key,
+    seed_cells,
+    side,
+)
 
 DIAGNOSTIC_COLUMNS = [
     ("grad_norm_init", "‖∇θ L‖ at init", 1.0, "{:.3g}"),
@@ -76,7 +84,7 @@ def complete_runs(records: list[RunRecord], min_seeds: int) -> list[RunRecord]:
     if min_seeds <= 1:
         return records
     cells = seed_cells((r.config, r.summary) for r in records)
-    keep = {k for k, reps in cells.items() if min(len(reps["sp"]), len(reps["ip"])) >= min_seeds}
+    keep = {k for k, reps in cells.items() if is_complete(reps, min_seeds)}
     return [r for r in records if row_key(r.config) in keep]
 
 

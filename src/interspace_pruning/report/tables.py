@@ -83,6 +83,11 @@ def seed_cells(results: Iterable[tuple[RunConfig, dict]], metric: str = "test_ac
     return cells
 
 
+def is_complete(reps: dict[str, dict[int, float]], min_seeds: int) -> bool:
+    """Whether a row has ``min_seeds`` runs on each side; with 1, one-sided rows count too."""
+    return min_seeds <= 1 or min(len(reps.get("sp", {})), len(reps.get("ip", {}))) >= min_seeds
+
+
 def paired_differences(cells: Cells) -> dict[tuple[str, float], list[float]]:
     """IP - SP per seed present on both sides and finite, per row, in the metric's units."""
     pairs = {key: seed_pairs(reps.get("sp", {}), reps.get("ip", {})) for key, reps in cells.items()}
@@ -112,7 +117,7 @@ def ip_vs_sp_table(
         sp, ip = list(reps["sp"].values()), list(reps["ip"].values())
         if method == "dense" and not ip:
             continue  # plain dense only: the reference line below
-        if min_seeds > 1 and min(len(sp), len(ip)) < min_seeds:  # 1: one-sided rows stay
+        if not is_complete(reps, min_seeds):
             partial += 1
             continue
         failed = [rep.upper() for rep, v in (("sp", sp), ("ip", ip)) if len(finite(v)) < len(v)]
