@@ -81,8 +81,6 @@ def _label(r: RunRecord) -> str:
 def complete_runs(records: list[RunRecord], min_seeds: int) -> list[RunRecord]:
     """The runs of the rows (see :func:`row_key`) with at least ``min_seeds`` runs on each
     side, SP and IP; all of them when ``min_seeds`` is 1."""
-    if min_seeds <= 1:
-        return records
     cells = seed_cells((r.config, r.summary) for r in records)
     keep = {k for k, reps in cells.items() if is_complete(reps, min_seeds)}
     return [r for r in records if row_key(r.config) in keep]
