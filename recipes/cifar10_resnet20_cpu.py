@@ -12,16 +12,17 @@ global magnitude (IP: filter bases initialised by PCA of the trained filters), f
     interspace report docs/results/cifar10_resnet20_cpu/runs
 
 Workers take the highest-priority run nobody holds. They use the library's run-directory
-claims (``.claim`` in each run folder, see ``interspace_pruning.foundations.claims``), so any
-number of these processes, on any machines sharing the repository folder, split the table
-between them; ``--shard i/n`` gives one process (e.g. one SLURM array task) a fixed part
-(runs i, i+n, i+2n, ... of the order that ``--dry-run`` lists). Finished runs
-(``summary.json``) are skipped and interrupted ones continue from their checkpoints, so stop
-it at any time (Ctrl-C / SIGTERM: each worker saves a checkpoint first) and run the same
-command again. With --git-commit each finished run's small files (config.json, summary.json,
-metrics.jsonl; checkpoints and models are *.pt and ignored by git) are committed, so a fresh
-clone continues where this one stopped. Run it from the repository root: run folders and the
-fine-tuning runs' --init-from paths are relative.
+claims (``.claim`` in each run folder, see ``interspace_pruning.foundations.claims``), so
+any number of these processes, on any machines sharing the repository folder, split the
+table between them; ``--shard i/n`` gives one process (e.g. one SLURM array task) a fixed
+part (runs i, i+n, i+2n, ... of the order that ``--dry-run`` lists), and ``--runs 103-174``
+a range of that order (say, the end of the table for a GPU while the CPUs work on its
+start). Finished runs (``summary.json``) are skipped and interrupted ones continue from
+their checkpoints, so stop it at any time (Ctrl-C / SIGTERM: each worker saves a checkpoint
+first) and run the same command again. With --git-commit each finished run's small files
+(config.json, summary.json, metrics.jsonl; checkpoints and models are *.pt and ignored by
+git) are committed, so a fresh clone continues where this one stopped. Run it from the
+repository root: run folders and the fine-tuning runs' --init-from paths are relative.
 """
 
 from __future__ import annotations
@@ -298,6 +299,24 @@ def _worker_main(worker, configs, out, commit, threads, order) -> None:
         print(f"[worker {worker}] {e}", flush=True)
 
 
+def parse_runs(text: str) -> list[int]:
+    """``"103-120,150"`` -> run numbers 103..120 and 150 (1-based, as ``--dry-run`` lists)."""
+    numbers: list[int] = []
+    for part in str(text).split(","):
+        first, sep, last = part.strip().partition("-")
+        try:
+            lo, hi = int(first), int(last) if sep else int(first)
+        except ValueError:
+            lo = hi = 0
+        if lo < 1 or hi < lo:
+            raise argparse.ArgumentTypeError(
+                f"--runs takes run numbers and ranges such as 103-120,150 (1-based, as "
+                f"--dry-run lists them), got {text!r}"
+            )
+        numbers.extend(range(lo, hi + 1))
+    return numbers
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--recipe", type=Path, default=RECIPE)
@@ -310,12 +329,25 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="train only shard I of N (1-based: runs I, I+N, ... of the --dry-run order)",
     )
+    p.add_argument(
+        "--runs",
+        type=parse_runs,
+        default=None,
+        help="train only these runs, e.g. 103-174 (numbers of the --dry-run order)",
+    )
     p.add_argument("--git-commit", action="store_true", help="commit each finished run's files")
     p.add_argument("--dry-run", action="store_true", help="list the runs in order, train nothing")
     args = p.parse_args(argv)
     out = args.out or load_sweep(args.recipe).out
     order = ordered_configs(args.recipe, out)
-    configs = order if args.shard is None else shard_configs(order, *args.shard)
+    configs = order
+    if args.runs is not None:
+        if max(args.runs) > len(order):
+            p.error(f"--runs: the table has {len(order)} runs, not {max(args.runs)}")
+        chosen = set(args.runs)
+        configs = [c for i, c in enumerate(order, 1) if i in chosen]
+    if args.shard is not None:
+        configs = shard_configs(configs, *args.shard)
     if args.dry_run:
         for cfg in configs:
             done = (run_dir(out, cfg) / "summary.json").is_file()
@@ -338,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for proc in procs:
         proc.start()
-        time.sleep(5)  # staggered, so that workers pick different runs without contention
+        time.sleep(5 if args.workers <= 4 else 1)  # staggered: workers pick different runs
 
     def stop(signum, frame):  # workers checkpoint on SIGTERM, then exit
         for proc in procs:

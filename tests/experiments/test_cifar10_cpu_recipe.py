@@ -169,6 +169,19 @@ def test_dry_run_lists_one_shard_in_the_table_order(recipe, capsys):
     assert numbers[:3] == [2, 5, 8] and len(numbers) == 58
 
 
+def test_runs_selects_a_range_of_the_table_order(recipe, capsys):
+    recipe.main(["--dry-run", "--runs", "103-105,170"])
+    numbers = [int(line.split()[0]) for line in capsys.readouterr().out.splitlines()]
+    assert numbers == [103, 104, 105, 170]
+    recipe.main(["--dry-run", "--runs", "1-6", "--shard", "2/2"])
+    numbers = [int(line.split()[0]) for line in capsys.readouterr().out.splitlines()]
+    assert numbers == [2, 4, 6]
+    for bad in ("0-3", "5-2", "x", "170-175"):
+        with pytest.raises(SystemExit):
+            recipe.main(["--dry-run", "--runs", bad])
+    assert "--runs" in capsys.readouterr().err
+
+
 def test_git_commit_takes_only_finished_runs_small_files(recipe, tmp_path, monkeypatch, capsys):
     import subprocess
 

@@ -79,6 +79,21 @@ def test_backend_choice():
     assert distributed.backend_for("auto") == expected
 
 
+def test_fp32_on_cuda_switches_tf32_off_and_16_bit_precisions_leave_it():
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32
+    try:
+        cudnn.allow_tf32 = matmul.allow_tf32 = True
+        dev.configure_backends(torch.device("cpu"), "fp32")  # CPUs: nothing to change
+        assert cudnn.allow_tf32 and matmul.allow_tf32
+        dev.configure_backends(torch.device("cuda"), "bf16")
+        assert cudnn.allow_tf32 and cudnn.benchmark
+        dev.configure_backends(torch.device("cuda"), "fp32")
+        assert not cudnn.allow_tf32 and not matmul.allow_tf32
+    finally:
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
 # --- run identity --------------------------------------------------------------------------
 
 
@@ -203,7 +218,7 @@ def test_training_on_cpu_with_options_matches_plain_training():
         hist = train(model, ds, TrainConfig(epochs=2, batch_size=32, **kw), progress=False)
         return [{k: v for k, v in h.items() if "time" not in k and k != "elapsed"} for h in hist]
 
-    plain = run()
+    plain = run(device="cpu")  # (the default device, auto, is a GPU where there is one)
     assert run(device="cpu", channels_last="off") == plain  # auto on a CPU is exactly this
     layout = run(device="cpu", channels_last="on")
     for a, b in zip(layout, plain, strict=True):
@@ -292,6 +307,29 @@ def test_cuda_training_keeps_zeros_and_resumes_on_cpu(precision, tmp_path):
     again.load_state_dict(load_tensors(tmp_path / "checkpoint.pt")["model"])
     assert next(again.parameters()).device.type == "cpu"
     del cpu_cfg
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("rep", ["sp", "ip"])
+def test_cuda_fp32_run_matches_the_cpu_run_up_to_rounding(rep):
+    """Run directories do not hash the device: in fp32 (TF32 off) a GPU run must follow the
+    CPU run's trajectory, same masks and all, and differ by rounding only."""
+    ds = data.get("digits", train_subset=256, test_subset=64)
+    models = []
+    for where in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        model = ip.models.get("convnet", 10, 1, width=8)
+        if rep == "ip":
+            model = ip.to_interspace(model)
+        ip.prune(model, "random", 0.9)
+        cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, device=where, precision="fp32")
+        train(model, ds, cfg, progress=False)
+        models.append({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    for k, v in models[0].items():
+        if v.is_floating_point():
+            assert torch.allclose(v, models[1][k], rtol=1e-3, atol=1e-4), k
+        else:
+            assert torch.equal(v, models[1][k]), k
 
 
 def test_cpu_model_names_the_widest_vector_extension(monkeypatch):

@@ -161,3 +161,52 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path):
     other.train = cfg.train
     with pytest.raises(ValueError, match="another configuration"):
         run(other, tmp_path, dataset=ds, progress=False, resume=True)
+
+
+class SignalAtLastEvaluation(Callback):
+    """Sends SIGTERM to this process after the last step check: during the last evaluation."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_epoch_end(self, state, metrics):
+        if state.epoch + 1 == self.epochs:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Stopped(Exception):
+    pass
+
+
+def test_a_signal_during_the_last_evaluation_is_passed_on_not_lost(tmp_path):
+    """A stop request that comes too late to stop training is delivered to the handler that
+    was there before (e.g. a sweep's, which then stops between runs); the run resumes from
+    its final checkpoint to the same result."""
+    from interspace_pruning import data
+
+    def raise_stopped(signum, frame):
+        raise Stopped(signum)
+
+    ds = data.get("digits", train_subset=256, test_subset=64)
+    cfg = CASES["ip-snip"]
+    cfg.train = TrainConfig(epochs=2, batch_size=32, seed=1)
+    run(cfg, tmp_path / "straight", dataset=ds, progress=False)
+    old = signal.signal(signal.SIGTERM, raise_stopped)
+    try:
+        with pytest.raises(Stopped):
+            run(
+                cfg,
+                tmp_path / "b",
+                dataset=ds,
+                progress=False,
+                callbacks=[SignalAtLastEvaluation(2)],
+            )
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert load_tensors(tmp_path / "b" / "checkpoint.pt")["position"]["epoch"] == 2
+    assert not (tmp_path / "b" / "summary.json").exists()
+    run(cfg, tmp_path / "b", dataset=ds, progress=False, resume=True)
+    assert _metrics(tmp_path / "b" / "metrics.jsonl") == _metrics(
+        tmp_path / "straight" / "metrics.jsonl"
+    )
+    _same_models(tmp_path / "b", tmp_path / "straight")

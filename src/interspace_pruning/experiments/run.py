@@ -20,7 +20,7 @@ from ..foundations.io import CorruptFileError, atomic_write_json, remove_stale_t
 from ..pruning import method_names
 from ..schedules import Pruner, pruner
 from ..training import Callback, distributed, train
-from ..training.device import resolve_device
+from ..training.device import configure_backends, resolve_device, resolve_precision
 from ..training.loop import DivergedError
 from .build import (
     DIAGNOSTICS_FINAL,
@@ -107,6 +107,7 @@ def prepare(
     p = cfg.prune
     model = prepare_representation(cfg, dataset, model)
     device = resolve_device(cfg.train.device)
+    configure_backends(device, resolve_precision(cfg.train.precision, device))  # for scoring
     model.to(device)  # prune where training runs (initial weights come from the CPU RNG)
     dataset = dataset.to(device)
     if p.representation == "dense":

@@ -158,11 +158,19 @@ def set_channels_last(model: nn.Module, enabled: bool) -> nn.Module:
     return model
 
 
-def configure_backends(device: torch.device) -> None:
+def configure_backends(device: torch.device, precision: str = "fp32") -> None:
     """cuDNN autotuning on CUDA: input shapes are fixed within a run, so the fastest
-    convolution algorithm is searched once per shape. (TF32 is left at torch's defaults.)"""
+    convolution algorithm is searched once per shape.
+
+    ``fp32`` means IEEE float32 on GPUs too: torch lets cuDNN convolutions use TF32 (a 10-bit
+    mantissa) by default, which is switched off here, so that a run on a GPU differs from the
+    same run on a CPU by rounding only (run directories do not hash the device). bf16 and
+    fp16 leave torch's settings alone."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        if precision == "fp32":
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def local_rank() -> int | None:

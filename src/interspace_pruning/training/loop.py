@@ -245,9 +245,13 @@ class _StopRequests:
             raise KeyboardInterrupt
         self.requested = signum
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
+        if self.requested is not None and exc_type is None and self._old:
+            # it came after the last check (during the last evaluation): training is over and
+            # checkpointed, so pass it on rather than lose it, e.g. a sweep between its runs
+            signal.raise_signal(self.requested)
 
 
 def compile_model(net: nn.Module) -> nn.Module:
@@ -307,7 +311,7 @@ def train(
     device = dev.resolve_device(cfg.device)
     precision = dev.resolve_precision(cfg.precision, device)
     channels_last = dev.resolve_channels_last(cfg.channels_last, device)
-    dev.configure_backends(device)
+    dev.configure_backends(device, precision)
     model.to(device)  # before the optimiser is built: its state follows the parameters
     if channels_last:
         dev.set_channels_last(model, True)
