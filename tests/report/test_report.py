@@ -61,12 +61,30 @@ def test_report_tables_from_known_numbers(fake_sweep):
     assert row in text
     assert "| dense | 0% | 90.00 ± 0.00 (reference) |" in text
     assert "5 finished runs, 1 unfinished" in text
+    assert "Trained: 5 on unrecorded hardware (mean wall time per run 1 s)." in text
     # diagnostics: gradient norm at init (mean of 1.60, 1.64 for SP), gap in points
     assert "1.62 ± 0.0283" in text and "| 6.20 ± 0.28 | 7.20 ± 0.28 |" in text
     for png in ("accuracy", "paired", "curves", "gradnorm", "gap", "filter_density"):
         f = report.parent / f"digits_convnet_{png}.png"
         assert f.is_file() and f.stat().st_size > 1000, png
         assert f"({f.name})" in text
+
+
+def test_report_says_which_hardware_trained_the_runs(fake_sweep):
+    for name, hw, wall in (
+        ("sp0", {"cpu": "AMD EPYC (avx2)"}, 400.0),
+        ("ip0", {"cpu": "AMD EPYC (avx2)"}, 500.0),
+        ("sp1", {"cpu": "Xeon", "gpu": "NVIDIA H200"}, 50.0),
+    ):
+        summary_file = fake_sweep / name / "summary.json"
+        summary = json.loads(summary_file.read_text())
+        summary.update(hardware=hw, wall_time=wall)
+        summary_file.write_text(json.dumps(summary))
+    text = write_report(fake_sweep).read_text()
+    assert (
+        "Trained: 2 on unrecorded hardware (mean wall time per run 1 s); 2 on AMD EPYC (avx2) "
+        "(mean wall time per run 450 s); 1 on NVIDIA H200 (mean wall time per run 50 s)."
+    ) in text
 
 
 def test_min_seeds_leaves_incomplete_rows_out_of_every_section(fake_sweep):

@@ -78,6 +78,21 @@ def _label(r: RunRecord) -> str:
     return f"{p.representation} {p.method} {p.sparsity:g} seed {r.config.train.seed}"
 
 
+def where_trained(records: list[RunRecord]) -> str:
+    """Which hardware trained the runs, with the mean wall time per run on each (from each
+    summary's ``hardware``: the GPU's name, else the CPU's)."""
+    groups: dict[str, list[float]] = {}
+    for r in records:
+        hw = r.summary.get("hardware") or {}
+        name = hw.get("gpu") or hw.get("cpu") or "unrecorded hardware"
+        groups.setdefault(name, []).append(float(r.summary.get("wall_time", 0.0)))
+    parts = [
+        f"{len(times)} on {name} (mean wall time per run {statistics.fmean(times):.0f} s)"
+        for name, times in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    ]
+    return "Trained: " + "; ".join(parts) + "."
+
+
 def complete_runs(records: list[RunRecord], min_seeds: int) -> list[RunRecord]:
     """The runs of the rows (see :func:`row_key`) with at least ``min_seeds`` runs on each
     side, SP and IP; all of them when ``min_seeds`` is 1."""
@@ -125,12 +140,11 @@ def write_report(root: str | Path, out: str | Path | None = None, min_seeds: int
         recs = [r for r in shown if not r.diverged]  # plots and diagnostics: finite runs
         slug = f"{dataset}_{model}"
         epochs = sorted({r.config.train.epochs for r in all_recs})
-        wall = statistics.fmean(r.summary.get("wall_time", 0.0) for r in recs) if recs else 0.0
         lines += [
             "",
             f"## {dataset} / {model}",
             "",
-            f"{len(all_recs)} runs, {epochs} epochs, mean wall time per run {wall:.0f} s.",
+            f"{len(all_recs)} runs, {epochs} epochs. " + where_trained(recs),
             "",
             ip_vs_sp_table([(r.config, r.summary) for r in all_recs], min_seeds=min_seeds),
         ]
