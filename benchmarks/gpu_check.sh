@@ -38,16 +38,17 @@ if [[ $STAGES == *1* ]]; then
         tail -n 15 | tee -a "$OUT/gpu_check.log"
 fi
 
-[[ $STAGES == *2* ]] && log "stage 2: paper recipe epoch time (SNIP 98%, batch 128, 2 epochs)"
-[[ $STAGES == *2* ]] && for precision in fp32 bf16; do
-    for rep in sp ip; do
-        dir=/tmp/epoch_time/$rep-$precision
-        timeout 120 $PY -m interspace_pruning train --dataset cifar10 --root data \
-            --model resnet20 --representation $rep --method snip --sparsity 0.98 \
-            --epochs 2 --batch-size 128 --lr 0.1 --momentum 0.9 --weight-decay 1e-4 \
-            --schedule step --step-milestones 0.5,0.75 --device cuda --precision $precision \
-            --out "$dir" --overwrite --quiet >/dev/null 2>"$OUT/train_$rep-$precision.err"
-        $PY - "$dir" "$rep" "$precision" <<'EOF' | tee -a "$OUT/gpu_check.log"
+if [[ $STAGES == *2* ]]; then
+    log "stage 2: paper recipe epoch time (SNIP 98%, batch 128, 2 epochs)"
+    for precision in fp32 bf16; do
+        for rep in sp ip; do
+            dir=/tmp/epoch_time/$rep-$precision
+            timeout 120 $PY -m interspace_pruning train --dataset cifar10 --root data \
+                --model resnet20 --representation $rep --method snip --sparsity 0.98 \
+                --epochs 2 --batch-size 128 --lr 0.1 --momentum 0.9 --weight-decay 1e-4 \
+                --schedule step --step-milestones 0.5,0.75 --device cuda --precision $precision \
+                --out "$dir" --overwrite --quiet >/dev/null 2>"$OUT/train_$rep-$precision.err"
+            $PY - "$dir" "$rep" "$precision" <<'EOF' | tee -a "$OUT/gpu_check.log"
 import json, sys
 from pathlib import Path
 d, rep, precision = sys.argv[1:]
@@ -60,8 +61,9 @@ else:
     print(f"  {rep} {precision}: epoch 2 {t:.1f} s (160 epochs ~ {160 * t / 60:.0f} min), "
           f"epoch 1 {rows[0]['epoch_time']:.1f} s, test_acc {rows[1]['test_acc']:.4f}")
 EOF
+        done
     done
-done
+fi
 
 if [[ $STAGES == *3* && -n $RUNS ]]; then
     log "stage 3: CIFAR-10 table runs $RUNS, $WORKERS workers, until ${DEADLINE} s"

@@ -144,7 +144,7 @@ def write_report(root: str | Path, out: str | Path | None = None, min_seeds: int
             "",
             f"## {dataset} / {model}",
             "",
-            f"{len(all_recs)} runs, {epochs} epochs. " + where_trained(recs),
+            f"{len(all_recs)} runs, {epochs} epochs. " + where_trained(all_recs),
             "",
             ip_vs_sp_table([(r.config, r.summary) for r in all_recs], min_seeds=min_seeds),
         ]
