@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from interspace_pruning.experiments import PruneConfig, RunConfig, run
+from interspace_pruning.experiments.runfiles import read_model
 from interspace_pruning.foundations import checkpoint as ckpt_mod
 from interspace_pruning.foundations.checkpoint import load_tensors, save_tensors
 from interspace_pruning.training import Callback, TrainConfig, TrainingError
@@ -40,7 +41,7 @@ class CrashAt(Callback):
 
 
 def _same_models(a, b):
-    sa, sb = load_tensors(a / "model.pt"), load_tensors(b / "model.pt")
+    sa, sb = read_model(a / "model.pt"), read_model(b / "model.pt")
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 

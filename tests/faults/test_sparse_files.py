@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import interspace_pruning as ip
+from interspace_pruning.foundations.checkpoint import UncheckedFileWarning, save_tensors
 from interspace_pruning.inference.sparse_format import export_sparse, load_sparse
 
 from .conftest import flip_bit, one_line
@@ -39,8 +40,23 @@ def _tampered(exported, tmp_path, change):
     if payload["meta"] is original:  # the change edited the parsed header
         payload["meta"] = json.dumps(meta)
     path = tmp_path / "t.isp"
-    torch.save(payload, path)  # plain torch.save: no checksum, so validation must catch it
+    # anyone can compute the checksum: the validation must catch what the checksum cannot
+    save_tensors(path, payload)
     return path
+
+
+def _state_key(tensors, leaf):
+    return next(k for k in tensors if k.startswith("state/") and k.endswith(leaf))
+
+
+def _set_state(leaf, value):
+    def change(meta, tensors, payload):
+        key = _state_key(tensors, leaf)
+        t = tensors[key].clone()
+        t.reshape(-1)[0] = value
+        tensors[key] = t
+
+    return change
 
 
 def _first_layer(meta):
@@ -127,6 +143,34 @@ CASES = {
     "header not JSON": (lambda m, t, p: p.__setitem__("meta", "{nope"), "not JSON"),
     "header a list": (lambda m, t, p: p.__setitem__("meta", "[1]"), "not a mapping"),
     "wrong version": (lambda m, t, p: m.__setitem__("version", 99), "is not an interspace-sparse"),
+    "NaN running_var": (_set_state("running_var", float("nan")), "running_var' holds NaN"),
+    "negative running_var": (_set_state("running_var", -1.0), "negative variance"),
+    "inf bias": (_set_state(".bias", float("inf")), "infinite"),
+    "inf running_mean": (_set_state("running_mean", float("-inf")), "infinite"),
+    "negative num_batches_tracked": (_set_state("num_batches_tracked", -3), "non-negative"),
+    "bias of the wrong size": (
+        lambda m, t, p: t.__setitem__(f"state/{_first_layer(m)}.bias", torch.zeros(3)),
+        "the layer's",
+    ),
+    "BN statistics of two sizes": (
+        lambda m, t, p: t.__setitem__(_state_key(t, "running_mean"), torch.zeros(2)),
+        "running_mean",
+    ),
+    "a tensor outside the format": (
+        lambda m, t, p: t.__setitem__("extra/payload", torch.zeros(1)),
+        "not part of the format",
+    ),
+    "model name os:abort": (lambda m, t, p: m["model"].__setitem__("name", "os:abort"), "os:abort"),
+    "model name os:system": (
+        lambda m, t, p: m["model"].__setitem__("name", "os:system"),
+        "never imported",
+    ),
+    "model name builtins:exec": (
+        lambda m, t, p: m["model"].__setitem__("name", "builtins:exec"),
+        "model.name",
+    ),
+    "model name this:x": (lambda m, t, p: m["model"].__setitem__("name", "this:x"), "model.name"),
+    "model name unknown": (lambda m, t, p: m["model"].__setitem__("name", "nonet"), "model.name"),
 }
 
 
@@ -176,3 +220,57 @@ def test_version_1_files_still_load(exported, tmp_path):
     model = load_sparse(path).eval()
     x = torch.randn(2, 1, 28, 28)
     assert torch.allclose(model(x), load_sparse(exported).eval()(x))
+
+
+def _without_trailer(path, out):
+    payload = torch.load(path, weights_only=True)
+    torch.save(payload, out)  # a plain torch.save: the checksum trailer is gone
+    return out
+
+
+def test_a_file_without_its_checksum_is_refused(exported, tmp_path):
+    path = _without_trailer(exported, tmp_path / "bare.isp")
+    with pytest.raises(ValueError) as e:
+        load_sparse(path)
+    assert "has no checksum" in one_line(str(e.value))
+
+
+def test_a_version_1_file_never_had_a_checksum_and_still_loads(exported, tmp_path):
+    payload = torch.load(exported, weights_only=True)
+    meta = json.loads(payload["meta"])
+    meta["version"] = 1
+    payload["meta"] = json.dumps(meta)
+    torch.save(payload, tmp_path / "v1.isp")
+    with pytest.warns(UncheckedFileWarning, match="old version"):
+        model = load_sparse(tmp_path / "v1.isp")
+    assert ip.sparsity_report(model).sparsity > 0.5
+
+
+def test_a_trusted_import_path_is_rebuilt_and_an_untrusted_one_never_imported(
+    exported, tmp_path, monkeypatch
+):
+    """The header names a builder by import path: the marker module is imported only when
+    the caller vouches for that name."""
+    (tmp_path / "marker_builder.py").write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(tmp_path / 'imported')!r}).write_text('yes')\n"
+        "from interspace_pruning import models\n"
+        "def build(num_classes=10, in_channels=1):\n"
+        "    return models.get('convnet', num_classes, in_channels)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = _tampered(
+        exported, tmp_path, lambda m, t, p: m["model"].__setitem__("name", "marker_builder:build")
+    )
+    with pytest.raises(ip.models.UntrustedModelError, match="model.name"):
+        load_sparse(path)
+    assert not (tmp_path / "imported").exists()
+    with pytest.raises(ip.models.UntrustedModelError):
+        load_sparse(path, trust_model_imports={"other:name"})
+    assert not (tmp_path / "imported").exists()
+    model = load_sparse(path, trust_model_imports={"marker_builder:build"})
+    assert (tmp_path / "imported").exists()
+    torch.manual_seed(0)
+    given = load_sparse(path, model=ip.models.get("convnet", 10, 1))  # the caller's model
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.equal(model(x), given(x))

@@ -65,7 +65,7 @@ def test_claims_are_exclusive_and_dead_or_stale_ones_are_taken_over(tmp_path, mo
         claims.try_claim(d, heartbeat=False)
     old = time.time() - 3600
     os.utime(d / claims.CLAIM, (old, old))
-    monkeypatch.setenv("INTERSPACE_CLAIM_TIMEOUT", "60")
+    monkeypatch.setenv("INTERSPACE_CLAIM_TIMEOUT", "120")  # at least 3 heartbeats (30 s)
     c = claims.try_claim(d, heartbeat=False)  # no heartbeat for an hour: taken over
     assert c.held()
     c.release()

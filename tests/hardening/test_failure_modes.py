@@ -12,6 +12,7 @@ import torch
 from interspace_pruning import data
 from interspace_pruning.cli import main
 from interspace_pruning.experiments import PruneConfig, RunConfig, run
+from interspace_pruning.experiments.runfiles import read_model
 from interspace_pruning.foundations.checkpoint import load_tensors
 from interspace_pruning.foundations.io import read_jsonl
 from interspace_pruning.training import Callback, TrainConfig, TrainingError
@@ -109,7 +110,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_bitwise(tmp_path):
         return [{k: v for k, v in r.items() if k not in ("epoch_time", "elapsed")} for r in rows]
 
     assert strip(read_jsonl(tmp_path / "a" / "metrics.jsonl")) == strip(read_jsonl(metrics))
-    a, b = load_tensors(tmp_path / "a" / "model.pt"), load_tensors(tmp_path / "b" / "model.pt")
+    a, b = read_model(tmp_path / "a" / "model.pt"), read_model(tmp_path / "b" / "model.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -126,7 +127,7 @@ def test_checkpoints_are_never_unpickled_with_code(tmp_path, digits):
     cfg = RunConfig(
         model=ModelConfig(init_from=str(tmp_path)), prune=PruneConfig(method="magnitude")
     )
-    with pytest.raises(ValueError, match="cannot read checkpoint"):
+    with pytest.raises(ValueError, match="cannot read model file"):
         run(cfg, None, dataset=digits, progress=False)
     assert not (tmp_path / "pwned").exists()
 

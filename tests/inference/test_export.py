@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import interspace_pruning as ip
+from interspace_pruning.foundations.checkpoint import save_tensors
 from interspace_pruning.inference import export_sparse, load_sparse
 
 from ..conftest import MixedNet
@@ -62,13 +63,13 @@ def test_errors(tmp_path):
     (tmp_path / "junk.isp").write_bytes(b"junk")
     with pytest.raises(ValueError, match="cannot read sparse file"):
         load_sparse(tmp_path / "junk.isp", MixedNet())
-    torch.save({"meta": "{}", "tensors": {}}, tmp_path / "other.isp")
+    save_tensors(tmp_path / "other.isp", {"meta": "{}", "tensors": {}})
     with pytest.raises(ValueError, match="is not an interspace-sparse v2 file"):
         load_sparse(tmp_path / "other.isp", MixedNet())
     ip_file = tmp_path / "ip.isp"
     export_sparse(_pruned("ip"), ip_file)
     payload = torch.load(ip_file, weights_only=True)
     payload["tensors"]["layer/stem/col"][0] = 30000  # out of range
-    torch.save(payload, ip_file)
+    save_tensors(ip_file, payload)
     with pytest.raises(ValueError, match="column index outside"):
         load_sparse(ip_file, MixedNet())

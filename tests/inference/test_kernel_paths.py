@@ -4,7 +4,10 @@ Each path this CPU can run is forced through ``INTERSPACE_KERNEL_PATH`` and comp
 training forward (dense), and with the other paths. Paths this CPU lacks are skipped (e.g.
 ``avx512`` on an AVX2-only machine). The aarch64 ``neon`` path is cross-compiled and run under
 qemu-user when Debian's ``gcc-aarch64-linux-gnu`` and ``qemu-user`` are installed; that checks
-its results only, never its speed.
+its results only, never its speed. The harness cases include NaN and infinities: an input
+holding one is declined (status 1) on every path, and a non-finite residual, and infinite
+weights on a finite input, come out of the fused add, ReLU and max-pool as torch's would
+(test_nonfinite.py checks the same through the engine).
 """
 
 from __future__ import annotations
@@ -211,13 +214,45 @@ def _case_file(path: Path, module: nn.Module, x: torch.Tensor, residual: torch.T
 
 
 def _harness_results(binary: list[str], case: Path, out: Path, count: int) -> dict:
+    """Per "path/threads": ``(status, output)`` (status 1: the input held NaN or inf)."""
     subprocess.run([*binary, str(case), str(out)], check=True, timeout=300)
     data, results = out.read_bytes(), {}
-    step = 16 + 4 * count
+    step = 24 + 4 * count
     for at in range(0, len(data), step):
         name = data[at : at + 16].rstrip(b"\0").decode()
-        results[name] = torch.frombuffer(bytearray(data[at + 16 : at + step]), dtype=torch.float32)
+        (status,) = struct.unpack("<q", data[at + 16 : at + 24])
+        y = torch.frombuffer(bytearray(data[at + 24 : at + step]), dtype=torch.float32)
+        results[name] = (status, y)
     return results
+
+
+def _harness_run(tmp_path, binary, layer, x, residual, expected_paths) -> dict:
+    """Each path's ``(status, output)`` for ``layer`` (its fuse flags set) on ``x``."""
+    shape = _case_file(tmp_path / "case.bin", layer, x, residual)
+    count = torch.Size(shape).numel()
+    results = _harness_results(binary, tmp_path / "case.bin", tmp_path / "out.bin", count)
+    assert {n.split("/")[0] for n in results} == expected_paths
+    return {n: (status, y.view(shape)) for n, (status, y) in results.items()}
+
+
+def _epilogue(layer, plain, residual):
+    """torch's residual add, ReLU and max-pool, as ``layer``'s flags ask."""
+    expected = plain + (residual if residual is not None else 0)
+    if layer.fuse_relu:
+        expected = expected.relu()
+    return F.max_pool2d(expected, 2) if layer.fuse_pool else expected
+
+
+INF = float("inf")
+
+
+def _same_nonfinite(got: torch.Tensor, expected: torch.Tensor) -> bool:
+    """The same NaN / +inf / -inf outputs, and close finite ones."""
+    for kind in (torch.isnan, lambda t: t == INF, lambda t: t == -INF):
+        if not torch.equal(kind(got), kind(expected)):
+            return False
+    finite = expected.isfinite()
+    return _close(got[finite], expected[finite])
 
 
 def _harness_check(tmp_path: Path, binary: list[str], expected_paths: set[str]) -> None:
@@ -240,17 +275,49 @@ def _harness_check(tmp_path: Path, binary: list[str], expected_paths: set[str]) 
                     layer.padding, layer.dilation,
                 )  # fmt: skip
             residual = torch.randn(plain.shape, generator=g) if layer.fuse_residual else None
-            expected = plain + (residual if residual is not None else 0)
-            if layer.fuse_relu:
-                expected = expected.relu()
-            if layer.fuse_pool:
-                expected = F.max_pool2d(expected, 2)
-            shape = _case_file(tmp_path / "case.bin", layer, x, residual)
-            results = _harness_results(binary, tmp_path / "case.bin", tmp_path / "out.bin",
-                                       expected.numel())  # fmt: skip
-            assert {n.split("/")[0] for n in results} == expected_paths
-            for n, y in results.items():
-                assert _close(y.view(shape), expected), (representation, name, n)
+            expected = _epilogue(layer, plain, residual)
+            results = _harness_run(tmp_path, binary, layer, x, residual, expected_paths)
+            for n, (status, y) in results.items():
+                assert status == 0 and _close(y, expected), (representation, name, n)
+            # NaN and inf: an input holding one is declined on every path (the module then
+            # computes the layer densely); a residual's go through the fused add and ReLU
+            for value in (float("nan"), INF, -INF):
+                bad = x.clone()
+                bad.view(-1)[(3 * b) % bad.numel()] = value
+                results = _harness_run(tmp_path, binary, layer, bad, residual, expected_paths)
+                assert all(status == 1 for status, _ in results.values()), (name, value)
+            if residual is not None:
+                residual = residual.clone()
+                residual.view(-1)[::7] = float("nan")
+                residual.view(-1)[1::7], residual.view(-1)[2::7] = INF, -INF
+                expected = _epilogue(layer, plain, residual)
+                results = _harness_run(tmp_path, binary, layer, x, residual, expected_paths)
+                for n, (status, y) in results.items():
+                    assert status == 0 and _same_nonfinite(y, expected), (representation, name, n)
+        _harness_infinite_weights(tmp_path, binary, engine, expected_paths)
+
+
+def _harness_infinite_weights(tmp_path, binary, engine, expected_paths) -> None:
+    """NaN and inf made inside the kernel (finite input): SP layers whose kept centre taps
+    are partly +-inf, so that inf * 0 and inf - inf make NaN at some pixels; the ReLU must
+    keep them and the max-pool must return them, as torch's do."""
+    for name in ("mid", "conv2", "stem"):
+        layer = engine.get_submodule(name)
+        if layer._basis is not None:  # IP: an infinite coefficient is not an infinite weight
+            return
+        layer.fuse_relu, layer.fuse_residual, layer.fuse_pool = name != "stem", False, True
+        vals = layer._vals
+        centre = (layer._cols.long() % 9 == 4).nonzero().flatten()
+        vals[centre[::3]], vals[centre[1::3]] = INF, -INF
+        g = torch.Generator().manual_seed(5)
+        x = torch.randn(2, layer.in_channels, 16, 16, generator=g)
+        x[torch.rand(x.shape, generator=g) < 0.1] = 0.0
+        plain = F.conv2d(x, layer.dense_weight(), layer.bias, layer.stride, layer.padding)
+        expected = _epilogue(layer, plain, None)
+        assert expected.isnan().any() and expected.isfinite().any()
+        results = _harness_run(tmp_path, binary, layer, x, None, expected_paths)
+        for n, (status, y) in results.items():
+            assert status == 0 and _same_nonfinite(y, expected), (name, n)
 
 
 def _dense_weight(model: nn.Module, name: str) -> torch.Tensor:

@@ -115,9 +115,14 @@ def test_cli_trains_prunes_and_reports_a_user_model(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sparsity"] == pytest.approx(0.8, abs=1e-3)
     capsys.readouterr()
-    assert main(["report", str(out)]) == 0
+    assert main(["report", str(out)]) == 0  # the tables need no model; the pictures do
     report = (out / "report" / "report.md").read_text()
     assert f"## digits / {BUILDER}:build" in report
+    assert "never imported" in report and "filter basis" not in report
+    assert main(["report", str(out), "--trust-model-imports"]) == 0  # the user vouches
+    report = (out / "report" / "report.md").read_text()
+    assert "never imported" not in report and "filter basis" in report
+    capsys.readouterr()
     bad = ["train", "--model", f"{BUILDER}:build", "--model-arg", "depth=2", "--quiet"]
     assert main([*bad, "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err.strip()

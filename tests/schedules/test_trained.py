@@ -42,7 +42,7 @@ def test_init_from_errors(digits, dense_run, tmp_path):
         (str(tmp_path / "nothing"), "convnet", "not found"),
     ]
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    cases.append((str(tmp_path / "junk.pt"), "convnet", "cannot read checkpoint"))
+    cases.append((str(tmp_path / "junk.pt"), "convnet", "cannot read model file"))
     save_tensors(tmp_path / "list.pt", {"a": 1})
     for path, model, match in cases:
         cfg = RunConfig(

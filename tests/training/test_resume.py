@@ -11,6 +11,7 @@ import torch
 
 from interspace_pruning.experiments import PruneConfig, RunConfig, run
 from interspace_pruning.experiments.config import DstConfig, ImpConfig
+from interspace_pruning.experiments.runfiles import read_model
 from interspace_pruning.foundations.checkpoint import load_tensors
 from interspace_pruning.foundations.io import read_jsonl
 from interspace_pruning.training import Callback, TrainConfig
@@ -34,7 +35,7 @@ def _metrics(path):
 
 
 def _same_models(a, b):
-    sa, sb = load_tensors(a / "model.pt"), load_tensors(b / "model.pt")
+    sa, sb = read_model(a / "model.pt"), read_model(b / "model.pt")
     assert sa.keys() == sb.keys()
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..foundations.io import atomic_write_json
+from .trust import add_trust_arguments, trust_from
 
 EXAMPLES = """examples:
   interspace bench runs/fmnist-ip                      # a run directory (model.pt + config.json)
@@ -51,13 +52,15 @@ def add_parser(sub, formatter_class) -> None:
     )
     b.add_argument("--json", type=Path, default=None, help="write the results here too")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_trust_arguments(b, model_flag=True)
 
 
 def run(ns: argparse.Namespace) -> dict:
     """Bench ``ns.source`` at each batch size; print the tables, write ``--json``."""
     from ..inference.bench import add_memory, bench, load_source
 
-    model, shape = load_source(ns.source, ns.input_size)
+    trust = trust_from(ns)
+    model, shape = load_source(ns.source, ns.input_size, trust)
     threads = ns.threads or torch.get_num_threads()
     results = []
     for batch in ns.batch:
@@ -72,7 +75,7 @@ def run(ns: argparse.Namespace) -> dict:
             clock=ns.clock,
         )
         if ns.memory:
-            add_memory(r, ns.source, ns.input_size)
+            add_memory(r, ns.source, ns.input_size, trust)
         print(r.markdown() + "\n", flush=True)
         results.append(r.to_dict())
     out = {"source": str(ns.source), "results": results}

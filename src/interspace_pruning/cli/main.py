@@ -16,11 +16,13 @@ from ..experiments.config import DstConfig, GmpConfig, ImpConfig
 from ..experiments.grid import GridProblems, run_dir
 from ..experiments.runfiles import DIVERGED
 from ..experiments.sweep import load_sweep, parse_shard, run_sweep, shard_configs
-from ..foundations.claims import claim_owner
+from ..foundations.claims import claim_owner, stale_after
 from ..foundations.hparams import add_arguments, config_hash, from_namespace
 from ..report import write_report
 from ..training import TrainConfig, TrainingStopped, distributed
+from ..training.loop import StopOnSignals
 from . import bench as bench_cmd
+from .trust import add_trust_arguments, trust_from
 
 TRAIN_EXAMPLES = """examples:
   interspace train                                   # IP, SNIP 98%, convnet on digits
@@ -128,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not wait at the end for runs that other processes are training",
     )
+    add_trust_arguments(s)
     r = sub.add_parser(
         "report",
         help="tables and plots for a run or sweep directory",
@@ -146,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="report only the rows with this many runs on each side, in every table and "
         "figure (3: only complete cells, so the report stays fixed while a sweep goes on)",
     )
+    add_trust_arguments(r)
     bench_cmd.add_parser(sub, fmt)
     return parser
 
@@ -174,6 +178,8 @@ def _cmd_train(ns: argparse.Namespace) -> None:
     if not distributed.info().is_main:
         return
     s = result.summary
+    if result.already_finished:
+        print(f"{out} holds a finished run: nothing to do (--overwrite trains it again)")
     print(
         f"{s['representation']}: test acc {s['test_acc']:.2%} (best {s['best_test_acc']:.2%}), "
         f"train loss {s['train_loss']:.4f}, sparsity {s['sparsity']:.2%}, "
@@ -210,7 +216,7 @@ def _run_state(d: Path) -> str:
 
 
 def _cmd_sweep(ns: argparse.Namespace) -> None:
-    sweep = load_sweep(ns.config)
+    sweep = load_sweep(ns.config, trust_from(ns))
     out = ns.out or sweep.out
     _check_out_dir(out)
     configs = sweep.configs if ns.shard is None else shard_configs(sweep.configs, *ns.shard)
@@ -236,7 +242,7 @@ def _cmd_sweep(ns: argparse.Namespace) -> None:
     )
     if not ns.no_report and distributed.info().is_main:
         try:
-            print(f"report: {write_report(out)}")
+            print(f"report: {write_report(out, trust_model_imports=trust_from(ns))}")
         except ValueError as e:  # e.g. nothing finished yet
             print(f"interspace sweep: no report: {e}", file=sys.stderr)
     if problems.diverged:
@@ -257,7 +263,7 @@ def _check_out_dir(out: Path) -> None:
 
 
 def _cmd_report(ns: argparse.Namespace) -> None:
-    print(write_report(ns.dir, ns.out, ns.min_seeds))
+    print(write_report(ns.dir, ns.out, ns.min_seeds, trust_from(ns)))
 
 
 COMMANDS = {
@@ -284,6 +290,14 @@ def _os_error(e: OSError) -> str:
     return text + (f"; {hint}" if hint else "")
 
 
+#: Said after "stopped by signal N ..." outside a training step.
+RESUME_HINTS = {
+    "train": "run the same command with --resume to continue",
+    "compare": "run the same command with --resume to continue",
+    "sweep": "run the same command again to continue",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
@@ -292,24 +306,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if threads < 1:
             parser.error(f"argument --threads: must be at least 1, got {threads}")
         torch.set_num_threads(threads)
-    try:
-        distributed.init_from_env(getattr(ns, "device", "auto"))  # under torchrun: join
-        COMMANDS[ns.command](ns)
-    except ValueError as e:  # includes DataError and TrainingError: one line, no traceback
-        print(f"interspace {ns.command}: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a full or read-only disk, a path that is a file, ...
-        print(f"interspace {ns.command}: error: {_os_error(e)}", file=sys.stderr)
-        return 1
-    except TrainingStopped as e:
-        print(f"interspace {ns.command}: {e}", file=sys.stderr)
-        return 128 + e.signum  # 143 for SIGTERM, 130 for SIGINT
-    except KeyboardInterrupt:
-        print(f"interspace {ns.command}: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
-    finally:
-        if distributed.info().enabled:
-            torch.distributed.destroy_process_group()
+    with StopOnSignals(RESUME_HINTS.get(ns.command, "")) as stops:
+        try:
+            try:
+                if ns.command in RESUME_HINTS:  # commands that claim run folders
+                    stale_after()  # INTERSPACE_CLAIM_TIMEOUT/_HEARTBEAT checked before any work
+                distributed.init_from_env(getattr(ns, "device", "auto"))  # under torchrun: join
+                COMMANDS[ns.command](ns)
+            finally:
+                stops.disarm()  # the command is over: a later signal changes nothing
+        except ValueError as e:  # includes DataError and TrainingError: one line, no traceback
+            print(f"interspace {ns.command}: error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:  # a full or read-only disk, a path that is a file, ...
+            print(f"interspace {ns.command}: error: {_os_error(e)}", file=sys.stderr)
+            return 1
+        except TrainingStopped as e:  # SIGTERM, SIGINT or SIGHUP, at any point
+            print(f"interspace {ns.command}: {e}", file=sys.stderr)
+            return 128 + e.signum  # 143 for SIGTERM, 130 for SIGINT, 129 for SIGHUP
+        except KeyboardInterrupt:
+            print(f"interspace {ns.command}: interrupted", file=sys.stderr)
+            return 128 + signal.SIGINT
+        finally:
+            if distributed.info().enabled:
+                torch.distributed.destroy_process_group()
     return 0
 
 

@@ -4,7 +4,7 @@ both build on this module, never on each other."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -12,8 +12,8 @@ from torch import nn
 
 from .. import data as data_mod
 from ..bases import filter_bases
-from ..foundations.checkpoint import load_tensors, save_tensors
-from ..foundations.io import atomic_write_json
+from ..foundations.checkpoint import save_tensors
+from ..foundations.io import CorruptFileError, atomic_write_json
 from ..inference import costs
 from ..interspace import Representation, prepare
 from ..masks import sparsity_report
@@ -21,6 +21,7 @@ from ..training import evaluate
 from ..training.device import hardware
 from ..training.loop import CHECKPOINT, PREVIOUS_CHECKPOINT
 from .config import DataConfig, PruneConfig, RunConfig
+from .runfiles import MODEL, read_model, write_model
 
 
 def representation(p: PruneConfig) -> Representation:
@@ -58,7 +59,7 @@ def pretrained_file(path: str | Path) -> Path:
 def load_pretrained(model: nn.Module, path: str | Path) -> None:
     """Load a trained *dense* state dict (a ``model.pt`` or the run directory holding one)."""
     path = pretrained_file(path)
-    state = load_tensors(path)
+    state = read_model(path, fix="give the model.pt of a finished dense run")
     if any("parametrizations" in k for k in state):
         raise ValueError(
             f"checkpoint {path} holds a pruned or converted model; --init-from needs a dense "
@@ -111,6 +112,28 @@ class RunResult:
     history: list[dict]
     summary: dict
     model: nn.Module
+    #: The run had finished before (``--resume`` on it): read from its folder, not trained.
+    already_finished: bool = False
+
+
+def rebuild_model(
+    cfg: RunConfig, num_classes: int, in_channels: int, model_file: Path, tag: str
+) -> nn.Module:
+    """A finished run's model (masks and filter bases included) from its ``model.pt``,
+    refused if another run (``tag`` differs) wrote that file; in eval mode."""
+    state = read_model(model_file, tag)  # checked before anything is built
+    model = cfg.model.build(num_classes, in_channels)
+    p = cfg.prune
+    # the basis init is irrelevant: the state dict overwrites it (pca needs no data here)
+    prepare(model, representation(replace(p, basis="dct") if p.basis == "pca" else p))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CorruptFileError(
+            model_file, f"does not fit the model of this run's config.json ({first})"
+        ) from None
+    return model.eval()
 
 
 DIAGNOSTICS_INIT = ("grad_norm_init", "spatial_grad_norm_init", "basis_grad_norm_init")
@@ -170,9 +193,10 @@ def save_initial_bases(out: Path, model: nn.Module) -> None:
         save_tensors(path, {f"basis{i}": fb.weight.detach() for i, fb in enumerate(bases)})
 
 
-def finish(out: Path, model: nn.Module, summary: dict) -> None:
-    """Write the final model and the summary (last: it marks the run finished)."""
-    save_tensors(out / "model.pt", model.state_dict())
+def finish(out: Path, model: nn.Module, summary: dict, tag: str) -> None:
+    """Write the final model (as run ``tag``'s) and the summary (last: it marks the run
+    finished)."""
+    write_model(out / MODEL, model, tag)
     atomic_write_json(out / "summary.json", summary)
     (out / CHECKPOINT).unlink(missing_ok=True)
     (out / PREVIOUS_CHECKPOINT).unlink(missing_ok=True)

@@ -116,11 +116,24 @@ def _describe(cfg: RunConfig) -> str:
     )
 
 
+def _say_elsewhere(what: str, state: str, owner: dict) -> None:
+    who = f"host {owner.get('host')}, pid {owner.get('pid')}" if owner else "another process"
+    if state == "elsewhere":
+        _say(f"{what}: being trained elsewhere ({who})")
+    else:  # one line on stderr: this process stopped training it and wrote nothing since
+        _say(
+            f"{what}: lost its claim ({who} took it over while this process was stopped "
+            "for longer than INTERSPACE_CLAIM_TIMEOUT); left to it",
+            err=True,
+        )
+
+
 def _attempt(
     cfg: RunConfig, d: Path, label: str, progress: bool, problems: GridProblems
 ) -> tuple[str, dict | None]:
-    """Train or read one run. Returns ("done", summary), ("diverged", marker), ("bad", None)
-    or ("elsewhere", owner): another live process is training it."""
+    """Train or read one run. Returns ("done", summary), ("diverged", marker), ("bad", None),
+    ("elsewhere", owner): another live process is training it, or ("lost", owner): this one
+    was, but its claim was taken over while it was stopped (it wrote nothing since)."""
     try:
         claim = try_claim(d)
     except RunClaimedError as e:
@@ -134,6 +147,8 @@ def _attempt(
             again = " (resuming)" if (d / CHECKPOINT).is_file() else ""
             _say(f"{label} {_describe(cfg)} -> {d}{again}")
         return "done", run(cfg, d, progress=False, resume=True).summary
+    except RunClaimedError as e:  # ClaimLostError: taken over while this one was stopped
+        return "lost", e.owner
     except DivergedError as e:
         _say(f"{label} diverged: {e}", err=True)
         return "diverged", {"status": "diverged", "error": str(e)}
@@ -171,11 +186,8 @@ def run_grid(
     for i, cfg in enumerate(configs):
         d = run_dir(root, cfg)
         state, summary = _attempt(cfg, d, f"[{i + 1}/{total}]", progress, problems)
-        if state == "elsewhere":
-            _say(
-                f"[{i + 1}/{total}] {_describe(cfg)} -> {d}: being trained elsewhere "
-                f"(host {summary.get('host')}, pid {summary.get('pid')})"
-            )
+        if state in ("elsewhere", "lost"):
+            _say_elsewhere(f"[{i + 1}/{total}] {_describe(cfg)} -> {d}", state, summary)
             pending.append((i, cfg))
             continue
         if state == "diverged":
@@ -190,7 +202,9 @@ def run_grid(
         for i, cfg in pending:
             d = run_dir(root, cfg)
             state, summary = _attempt(cfg, d, f"[{i + 1}/{total}]", progress, problems)
-            if state == "elsewhere":
+            if state == "lost":
+                _say_elsewhere(f"[{i + 1}/{total}] {_describe(cfg)} -> {d}", state, summary)
+            if state in ("elsewhere", "lost"):
                 still.append((i, cfg))
                 continue
             if state == "diverged":

@@ -19,6 +19,7 @@ from ..pruning.allocation import dense_layers, pattern_min_sparsity
 from ..schedules import RewindPoint, imp_levels, rewind
 from ..training import Callback, distributed, train
 from .build import RunResult, finish, prepare_representation, save_initial_bases, summarise
+from .runfiles import MODEL, read_model
 
 
 def run_imp(
@@ -38,6 +39,7 @@ def run_imp(
     an interrupted round continues from its checkpoint.
     """
     p = cfg.prune
+    tag = config_hash(cfg)
     levels = imp_levels(p.sparsity, cfg.imp.imp_rounds, cfg.imp.imp_rate)
     start = time.perf_counter()
     model = prepare_representation(cfg, dataset, model)  # SP or IP: masks from here on
@@ -54,7 +56,7 @@ def run_imp(
             rounds.append(json.loads((sub / "summary.json").read_text()))
             continue
         if rounds and not restored and out is not None:  # resuming after finished rounds
-            model.load_state_dict(load_tensors(out / f"round_{r - 1}" / "model.pt"))
+            model.load_state_dict(read_model(out / f"round_{r - 1}" / MODEL, tag))
             rewind_point.state = load_tensors(out / "rewind.pt")
         restored = True
         if r > 0:
@@ -75,7 +77,7 @@ def run_imp(
             progress,
             desc,
             resume=resume,
-            tag=f"{config_hash(cfg)}/round{r}",
+            tag=f"{tag}/round{r}",
         )
         summary = summarise(model, dataset, history, time.perf_counter() - start, p.representation)
         summary["round"] = r
@@ -84,13 +86,13 @@ def run_imp(
             if r == 0:
                 save_tensors(out / "rewind.pt", rewind_point.state)
             save_tensors(sub / "masks.pt", {e.name: e.mask.bool() for e in prunable(model)})
-            finish(sub, model, summary)
+            finish(sub, model, summary, tag)
     summary = dict(rounds[-1], rounds=rounds)
     if writes:
         last = out / f"round_{len(levels)}"
         atomic_write_bytes(out / "metrics.jsonl", (last / "metrics.jsonl").read_bytes())
         if not restored:  # every round was already done: the model is the last round's
-            model.load_state_dict(load_tensors(last / "model.pt"))
+            model.load_state_dict(read_model(last / MODEL, tag))
             history = read_jsonl(last / "metrics.jsonl")
-        finish(out, model, summary)
+        finish(out, model, summary, tag)
     return RunResult(cfg, history, summary, model)

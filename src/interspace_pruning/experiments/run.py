@@ -17,6 +17,7 @@ from ..foundations.checkpoint import file_digest
 from ..foundations.claims import CLAIM, Claim, RunClaimedError, try_claim
 from ..foundations.hparams import config_hash, to_dict
 from ..foundations.io import CorruptFileError, atomic_write_json, remove_stale_temps
+from ..models import check_trusted
 from ..pruning import method_names
 from ..schedules import Pruner, pruner
 from ..training import Callback, distributed, train
@@ -33,13 +34,14 @@ from .build import (
     prepare_representation,
     pretrained_file,
     pruning_batches,
+    rebuild_model,
     representation,
     save_initial_bases,
     summarise,
 )
 from .config import RunConfig
 from .imp import run_imp
-from .runfiles import DIVERGED, read_config
+from .runfiles import DIVERGED, METRICS, MODEL, SUMMARY, read_config, read_metrics, read_summary
 
 __all__ = [
     "DIAGNOSTICS_FINAL",
@@ -132,9 +134,11 @@ def run(
 ) -> RunResult:
     """Train one configuration end to end.
 
-    With ``out_dir``: the directory is claimed first (see :mod:`..foundations.claims`), so
-    two processes never train one run; :class:`RunClaimedError` if another live process
-    holds it. Everything else as :func:`_run`.
+    ``resume`` on a finished run trains nothing: its result is read back from ``out_dir``
+    (``RunResult.already_finished``). With ``out_dir``: the directory is claimed first (see
+    :mod:`..foundations.claims`), so two processes never train one run;
+    :class:`RunClaimedError` if another live process holds it. Everything else as
+    :func:`_run`.
     """
     claim = _claim(Path(out_dir)) if out_dir is not None else None
     try:
@@ -186,6 +190,8 @@ def _run(
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         claim_run_dir(out, cfg, resume, overwrite)
+        if resume and not overwrite and (out / SUMMARY).is_file():
+            return finished_run(cfg, out)
     dataset = load_data(cfg.data) if dataset is None else dataset
     dataset = dataset.to(resolve_device(cfg.train.device))
     writes = out is not None and distributed.info().is_main
@@ -211,8 +217,20 @@ def _run(
     if init_digest:  # which trained weights it started from (they are not committed)
         summary["init_from_sha256"] = init_digest
     if writes:
-        finish(out, model, summary)
+        finish(out, model, summary, config_hash(cfg))
     return RunResult(cfg, history, summary, model)
+
+
+def finished_run(cfg: RunConfig, out: Path) -> RunResult:
+    """A run that had finished, read back from its folder (nothing is trained or written)."""
+    summary = read_summary(out / SUMMARY)
+    history = read_metrics(out / METRICS) if (out / METRICS).is_file() else []
+    num_classes, in_channels = summary.get("num_classes"), summary.get("in_channels")
+    if not isinstance(num_classes, int) or not isinstance(in_channels, int):
+        dataset = load_data(cfg.data)
+        num_classes, in_channels = dataset.num_classes, dataset.in_channels
+    model = rebuild_model(cfg, num_classes, in_channels, out / MODEL, config_hash(cfg))
+    return RunResult(cfg, history, summary, model, already_finished=True)
 
 
 def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
@@ -233,7 +251,10 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
             "start over, or choose another --out"
         )
     try:
-        theirs = config_hash(read_config(config_file))
+        recorded = read_config(config_file)
+        # a name in the file is imported only if it is the one this run is given
+        check_trusted(recorded.model.model, f"{config_file}: field model.model", {cfg.model.model})
+        theirs = config_hash(recorded)
     except CorruptFileError as e:
         raise CorruptFileError(
             config_file, e.problem, "pass --overwrite to start over, or choose another --out"

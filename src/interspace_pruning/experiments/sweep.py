@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from ..foundations.hparams import coerce
+from ..models import Trust, check_trusted
 from .config import RunConfig
 from .grid import SECTIONS, GridProblems, canonical, expand, run_grid
 
@@ -59,8 +60,11 @@ def base_config(base: dict[str, Any] | None) -> RunConfig:
     return cfg
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Parse and validate a sweep file (``yaml.safe_load``) before any work starts."""
+def load_sweep(path: str | Path, trust_model_imports: Trust = False) -> Sweep:
+    """Parse and validate a sweep file (``yaml.safe_load``) before any work starts.
+
+    A model named by an import path is refused unless ``trust_model_imports`` admits it: a
+    name read from a file is never imported on the file's word alone."""
     path = Path(path)
     try:
         spec = yaml.safe_load(path.read_text())
@@ -80,6 +84,7 @@ def load_sweep(path: str | Path) -> Sweep:
         if not isinstance(grid, dict) or not all(isinstance(v, list) for v in grid.values()):
             raise ValueError(f"each grid in {path} maps 'section.field' to a list of values")
         for cfg in expand(base, grid):
+            check_trusted(cfg.model.model, f"{path}: model.model", trust_model_imports)
             configs.setdefault(repr(canonical(cfg)), cfg)
     name = str(spec.get("name") or path.stem)
     out = Path(spec.get("out") or Path("runs") / name)

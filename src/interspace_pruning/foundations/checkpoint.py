@@ -4,6 +4,10 @@ Files are ordinary ``torch.save`` zip archives, so ``torch.load(path, weights_on
 reads them anywhere. The zip's trailing comment holds ``IPSHA256`` and the SHA-256 of every
 byte before the comment's length field; :func:`load_tensors` checks it before unpickling,
 because ``torch.load`` does not verify the zip's CRCs and would accept a flipped bit silently.
+
+A file without the checksum is refused, unless its reader says its content is of a version
+that was written before checksums existed (``legacy``); those load with an
+:class:`UncheckedFileWarning`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,6 +26,10 @@ from .io import CorruptFileError, atomic_write_bytes
 MAGIC = b"IPSHA256"
 _EOCD = b"PK\x05\x06"  # zip end-of-central-directory record: 22 bytes + comment
 _COMMENT_LEN = len(MAGIC) + 64
+
+
+class UncheckedFileWarning(UserWarning):
+    """A file of a version written before checksums existed was read without one."""
 
 
 def with_checksum(data: bytes) -> bytes:
@@ -59,11 +69,19 @@ def save_tensors(path: str | Path, obj: dict, keep_previous: str | Path | None =
     return len(data)
 
 
-def load_tensors(path: str | Path, what: str = "checkpoint", fix: str = "") -> dict:
+def load_tensors(
+    path: str | Path,
+    what: str = "checkpoint",
+    fix: str = "",
+    legacy: Callable[[dict], bool] | None = None,
+) -> dict:
     """Load a file written by :func:`save_tensors`; never unpickles code.
 
     The checksum is verified first: a damaged or truncated file raises a
     :class:`~.io.CorruptFileError` (a ``ValueError``) that names it, with ``fix`` appended.
+    A file without a checksum is refused too, unless ``legacy(content)`` says its content is
+    of a version written before checksums existed: that one loads, with an
+    :class:`UncheckedFileWarning`.
     """
     path = Path(path)
     if not path.is_file():
@@ -72,7 +90,8 @@ def load_tensors(path: str | Path, what: str = "checkpoint", fix: str = "") -> d
         data = path.read_bytes()
     except OSError as e:
         raise CorruptFileError(path, f"cannot be read ({e.strerror})", fix) from None
-    if verify_checksum(data) is False:
+    checked = verify_checksum(data)
+    if checked is False:
         raise CorruptFileError(
             path,
             "is damaged",
@@ -89,6 +108,18 @@ def load_tensors(path: str | Path, what: str = "checkpoint", fix: str = "") -> d
     if not isinstance(obj, dict):
         msg = f"{what} {path} holds a {type(obj).__name__}, not a state dict"
         raise CorruptFileError(path, "is not a dict", fix, message=msg)
+    if checked is None:
+        if legacy is None or not legacy(obj):
+            msg = (
+                f"{what} {path} has no checksum (its trailer is missing: the file was cut or "
+                "changed after it was written, or not written by interspace-pruning)"
+            ) + (f"; {fix}" if fix else "")
+            raise CorruptFileError(path, "has no checksum", fix, message=msg)
+        warnings.warn(
+            f"{what} {path} is of an old version written without a checksum: read unchecked",
+            UncheckedFileWarning,
+            stacklevel=2,
+        )
     return obj
 
 

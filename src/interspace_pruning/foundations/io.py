@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-#: Temp files of :func:`atomic_write_bytes` are ``.<name>.<random>.tmp`` beside the target.
+from . import claims
+
+#: Temp files of :func:`atomic_write_bytes` are ``.<name>.<token>.<random>.tmp`` beside the
+#: target, ``<token>`` being the writer's claim token (``.<name>.<random>.tmp`` where the
+#: writer holds no claim over the folder).
 TEMP_SUFFIX = ".tmp"
+_TOKEN_IN_TEMP = re.compile(
+    r"\..+\.([0-9a-f]{12}-[0-9a-f]{8}-[0-9]+)\.[^.]+" + re.escape(TEMP_SUFFIX)
+)
+#: A temp file of a writer on another host (whose PID cannot be checked) is removed once it
+#: is this old: a process stopped longer than that finds its temp file gone and stops with
+#: a lost claim, never with a damaged file.
+FOREIGN_TEMP_SECONDS = 24 * 3600.0
 
 
 def atomic_write_bytes(
@@ -20,10 +33,18 @@ def atomic_write_bytes(
     With ``keep_previous``, an existing ``path`` is first renamed to that name, so the last
     good version survives a file damaged later. If the disk fills up (``ENOSPC``) or the write
     fails otherwise, the temp file is removed and ``path`` is left as it was.
+
+    Where this process holds a claim over the folder (:mod:`.claims`), the temp file carries
+    its token and the claim is checked before the renames: a process whose claim was taken
+    over removes its temp file and raises :class:`~.claims.ClaimLostError`, changing nothing.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    lease = claims.covering(path.parent)
+    if lease is not None and lease.lost:
+        lease.check()  # known lost already: not even a temp file
+    prefix = f".{path.name}." + (f"{lease.token}." if lease is not None else "")
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         if hasattr(os, "fchmod"):  # mkstemp makes 0600; match what a plain open() makes
             os.fchmod(fd, 0o666 & ~_umask())
@@ -31,10 +52,17 @@ def atomic_write_bytes(
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if lease is not None:
+            lease.check()  # the fence: only the claim's owner replaces files in its folder
         if keep_previous is not None and path.is_file():
             # between these two renames only the previous version exists: readers fall back
             os.replace(path, keep_previous)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except FileNotFoundError:
+            if lease is not None and not Path(tmp).exists():
+                lease.check()  # removed by a taker after a very long stop: a lost claim
+            raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -43,14 +71,32 @@ def atomic_write_bytes(
 def remove_stale_temps(directory: str | os.PathLike) -> list[Path]:
     """Delete the temp files that killed writes left in ``directory``; returns them.
 
-    Call only while no other process writes there (e.g. holding the run directory's claim).
+    Removed: temp files without a token (written outside any claim: call this only while
+    no such writer works there), this process's own, those of a dead (or zombie) process of
+    this host, and those of another host's process older than :data:`FOREIGN_TEMP_SECONDS`.
+    Kept: those of a live process, e.g. the previous owner of a claim that was taken over
+    while it was stopped; woken, it finds its claim lost and removes its temp file itself.
     """
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    stale = [p for p in directory.glob(f".*{TEMP_SUFFIX}") if p.is_file()]
-    for p in stale:
-        p.unlink(missing_ok=True)
+    lease = claims.covering(directory)
+    stale = []
+    for p in directory.glob(f".*{TEMP_SUFFIX}"):
+        m = _TOKEN_IN_TEMP.fullmatch(p.name)
+        if m is not None and not (lease is not None and m.group(1) == lease.token):
+            state = claims.writer_state(m.group(1))
+            if state == "alive":
+                continue
+            if state == "unknown":
+                try:
+                    if time.time() - p.stat().st_mtime < FOREIGN_TEMP_SECONDS:
+                        continue
+                except FileNotFoundError:
+                    continue
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            stale.append(p)
     return stale
 
 

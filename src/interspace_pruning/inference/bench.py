@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ..masks import has_masks
+from ..models import Trust
 from ..training.device import cpu_model
 from . import native
 from .engine import sparse_inference
@@ -302,10 +303,11 @@ def bench(
 
 
 def load_source(
-    path: str | Path, input_size: int | None = None
+    path: str | Path, input_size: int | None = None, trust_model_imports: Trust = False
 ) -> tuple[nn.Module, tuple[int, ...]]:
     """The model in a run directory (``config.json`` + ``model.pt``) or in a sparse file
-    written by :func:`export_sparse`, and the shape of one input."""
+    written by :func:`export_sparse`, and the shape of one input. A model named by an import
+    path is rebuilt only if ``trust_model_imports`` admits it (see ``models.check_trusted``)."""
     from ..report.collect import collect_runs, load_model
     from .sparse_format import load_sparse
 
@@ -319,7 +321,7 @@ def load_source(
             raise ValueError(f"{path} is not a run directory (no config.json)")
         if not (path / "model.pt").is_file():
             raise ValueError(f"{path} has no model.pt: the run has not finished")
-        records, _ = collect_runs(path)
+        records, _ = collect_runs(path, trust_model_imports=trust_model_imports)
         if not records:
             raise ValueError(f"{path} has no summary.json: the run has not finished")
         rec = records[0]
@@ -332,7 +334,7 @@ def load_source(
             shape = (rec.summary.get("in_channels", 3), size, size)
     else:
         try:
-            model = load_sparse(path)
+            model = load_sparse(path, trust_model_imports=trust_model_imports)
         except ValueError:
             raise
         except Exception as e:  # not a torch file at all, or not ours
@@ -374,7 +376,14 @@ def _reset_peak() -> bool:
         return False
 
 
-def _child(source: str, engine: str, batch: int, threads: int, input_size: int | None) -> dict:
+def _child(
+    source: str,
+    engine: str,
+    batch: int,
+    threads: int,
+    input_size: int | None,
+    trust_model_imports: Trust = False,
+) -> dict:
     """Runs in the fresh process: build one engine, reset the RSS peak, run, report."""
     torch.set_num_threads(threads)
     if engine == "onnxruntime":
@@ -383,7 +392,7 @@ def _child(source: str, engine: str, batch: int, threads: int, input_size: int |
         except ImportError:
             raise ValueError(ORT_MISSING) from None
     runtime = _status_mib("VmRSS")
-    model, shape = load_source(source, input_size)
+    model, shape = load_source(source, input_size, trust_model_imports)
     x = torch.randn(batch, *shape)
     fns, notes = build_engines(model, x, (engine,), threads)
     if engine not in fns:
@@ -410,6 +419,7 @@ def peak_memory(
     threads: int = 1,
     input_size: int | None = None,
     timeout: float = 600,
+    trust_model_imports: Trust = False,
 ) -> dict:
     """Peak RSS (MiB) of a fresh process that serves ``source`` with one engine."""
     import interspace_pruning
@@ -418,6 +428,7 @@ def peak_memory(
     src = str(Path(interspace_pruning.__file__).resolve().parents[1])
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     args = [str(source), engine, str(batch), str(threads), str(input_size or 0)]
+    args.append(_trust_text(trust_model_imports))
     cmd = [sys.executable, "-m", "interspace_pruning.inference.bench", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     lines = proc.stdout.strip().splitlines()
@@ -427,23 +438,44 @@ def peak_memory(
     return json.loads(lines[-1])
 
 
+def _trust_text(trust: Trust) -> str:
+    """``trust_model_imports`` as one argument of the child: "*" all, else names by commas."""
+    if isinstance(trust, bool):
+        return "*" if trust else ""
+    return ",".join(sorted(trust))
+
+
+def _trust_of(text: str) -> Trust:
+    return True if text == "*" else {name for name in text.split(",") if name}
+
+
 def add_memory(
-    result: BenchResult, source: str | Path, input_size: int | None = None
+    result: BenchResult,
+    source: str | Path,
+    input_size: int | None = None,
+    trust_model_imports: Trust = False,
 ) -> BenchResult:
     """Fill in each timed engine's peak RSS (one subprocess per engine)."""
     for name, e in result.engines.items():
         if e.median_ms is None:
             continue
-        m = peak_memory(source, name, result.batch, result.threads, input_size)
+        m = peak_memory(
+            source,
+            name,
+            result.batch,
+            result.threads,
+            input_size,
+            trust_model_imports=trust_model_imports,
+        )
         e.peak_rss_mib = m.get("peak_rss_mib")
         e.runtime_rss_mib = m.get("runtime_rss_mib")
     return result
 
 
 if __name__ == "__main__":  # the child of peak_memory
-    src, eng, b, t, size = sys.argv[1:6]
+    src, eng, b, t, size, trusted = sys.argv[1:7]
     try:
-        out = _child(src, eng, int(b), int(t), int(size) or None)
+        out = _child(src, eng, int(b), int(t), int(size) or None, _trust_of(trusted))
     except ValueError as err:
         print(str(err), file=sys.stderr)
         sys.exit(2)

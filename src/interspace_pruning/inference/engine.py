@@ -12,11 +12,20 @@ result is never slower than the dense model as measured), or by a FLOP threshold
 Convolutions run on the native kernel of :mod:`.native` (``spconv.c``) when it was built: it
 reads and writes ordinary NCHW tensors, without im2col copies of the input. Without it they
 run on the portable torch path (unfold and ``torch.sparse`` CSR products).
+
+NaN and infinities come out as dense torch gives them: torch multiplies every input by every
+weight, and ``0 * nan`` and ``0 * inf`` are NaN, so a non-finite input value reaches every
+output whose receptive field holds it, through pruned weights too, which a sparse product
+skips. A sparse layer whose input holds such a value (the kernel checks, tile by tile; the
+torch path and the linear layers check the input's sum) is computed densely instead, with the
+dense weight rebuilt from its sparse one. Finite inputs do not take that path (on the torch
+path, unless their sum overflows float32).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -57,6 +66,13 @@ def _quiet_csr() -> Iterator[None]:
 
 
 BACKENDS = ("auto", "native", "torch")
+
+
+def _finite(x: torch.Tensor) -> bool:
+    """Whether ``x`` holds no NaN and no infinity: its sum is finite (a quarter of the time
+    ``isfinite(x).all()`` takes). Finite values whose sum overflows say no too, sending the
+    layer down the dense path, which gives torch's answer as well."""
+    return math.isfinite(x.sum().item())
 
 
 def check_conv_input(conv: _SparseConv, x: torch.Tensor) -> None:
@@ -131,6 +147,7 @@ class _SparseConv(nn.Module):
         self.kernel_size = conv.kernel_size
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.groups = conv.groups
         self.bias = None if conv.bias is None else conv.bias.detach().clone()
         self.basis = basis
         self._csr: torch.Tensor | None = None
@@ -257,10 +274,38 @@ class _SparseConv(nn.Module):
             self.fuse_relu and (residual is None or fused),
             pool,
         )
+        if y is None:  # the input holds NaN or inf: as dense torch computes it
+            return self._dense(x, residual)
         if pool:
             return y
         if residual is None or fused:
             return F.max_pool2d(y, 2) if self.fuse_pool else y
+        return self._epilogue(y, residual)
+
+    def dense_weight(self) -> torch.Tensor:
+        """The dense ``(out, in/groups, kh, kw)`` weight the layer computes with: zero where
+        pruned, as in the folded model (IP: the coefficients times the basis filters, the
+        same product as training's)."""
+        out, groups = self.out_channels, self.groups
+        if self._csr is None:  # the kernel's arrays (see matrix); not kept as a CSR tensor
+            m = torch.zeros(out, self._in_rows, dtype=self.weight_dtype)
+            rows = torch.repeat_interleave(torch.arange(out), self._rowptr.diff())
+            m[rows, self._cols.long()] = self._vals.to(self.weight_dtype)
+        else:
+            m = self._csr.to_dense()
+        cols = m.shape[1] // groups  # the block-diagonal matrix: each row's group block
+        w = m.view(out, groups, cols)[torch.arange(out), torch.arange(out) // (out // groups)]
+        cin = self.in_channels // groups
+        if self.basis is not None:
+            w = torch.matmul(w.view(out, cin, -1), self.basis.to(w.dtype))
+        return w.reshape(out, cin, *self.kernel_size)
+
+    def _dense(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        """The layer as dense torch computes it, for an input holding NaN or inf (the sparse
+        product would skip the pruned weights' ``0 * nan`` and ``0 * inf``, which are NaN)."""
+        w = self.dense_weight()
+        bias = None if self.bias is None else self.bias.to(w.dtype)
+        y = F.conv2d(x, w, bias, self.stride, self.padding, self.dilation, self.groups)
         return self._epilogue(y, residual)
 
     def _epilogue(self, y: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
@@ -295,6 +340,8 @@ class SparseSPConv2d(_SparseConv):
         check_conv_input(self, x)
         if self._native_ok(x):
             return self._run_kernel(x, residual)
+        if not _finite(x):
+            return self._dense(x, residual)
         cols, oh, ow = self._patches(x)
         return self._epilogue(self._product(self.matrix, cols, oh, ow), residual)
 
@@ -311,6 +358,8 @@ class SparseIPConv2d(_SparseConv):
         check_conv_input(self, x)
         if self._native_ok(x):
             return self._run_kernel(x, residual)
+        if not _finite(x):
+            return self._dense(x, residual)
         cols, oh, ow = self._patches(x)  # (b, c*k, p)
         b, _, p = cols.shape
         k = self.basis.shape[1]
@@ -333,6 +382,8 @@ class SparseLinear(nn.Module):
                 f"SparseLinear: input of size {list(x.shape)} cannot be multiplied with a "
                 f"weight of size [{rows}, {cols}] (expected {cols} features in the last dimension)"
             )
+        if not _finite(x):  # dense torch's 0 * nan = nan, which a sparse product skips
+            return F.linear(x, self.weight.to_dense(), self.bias)
         y = torch.sparse.mm(self.weight, x.reshape(-1, cols).t()).t()
         if self.bias is not None:
             y = y + self.bias
@@ -393,7 +444,8 @@ def sparse_inference(
             addition, ReLU and 2x2 max-pool that follow them (see :mod:`.epilogue`); the
             result is then an ``fx.GraphModule`` with the same submodule names.
 
-    Returns an eval-mode module with the same outputs (to float round-off); its ``plan``
+    Returns an eval-mode module with the same outputs (to float round-off; NaN and
+    infinities exactly where the dense model has them, see the top of this module); its ``plan``
     attribute maps layer names to ``"sparse"`` or ``"dense"``, ``fused_bn`` lists the
     ``(conv, batchnorm)`` pairs folded, ``fused_epilogue`` the sparse layers that took over
     a following ReLU or residual addition, ``kernel_path`` names the code the sparse

@@ -3,6 +3,10 @@
 ``available()`` says whether the kernel was built (it needs a C compiler with OpenMP at install
 time); without it the engine uses its pure-torch path. See ``spconv.c`` for the algorithm.
 
+The kernel skips pruned weights, so it cannot give dense torch's answer for an input that holds
+a NaN or an infinity (``0 * nan`` and ``0 * inf`` are NaN there); it checks the input, and
+:func:`sparse_conv` returns None for such an input, for the caller to compute the layer densely.
+
 The binary holds one kernel path per instruction set (``avx512``, ``avx2``, ``neon`` and the
 plain C ``scalar``) and runs the best one the CPU supports; ``kernel_path()`` names it. The
 environment variable ``INTERSPACE_KERNEL_PATH`` forces one (read at each call).
@@ -206,7 +210,7 @@ def sparse_conv(
     residual: torch.Tensor | None = None,
     relu: bool = False,
     pool: bool = False,
-) -> torch.Tensor:
+) -> torch.Tensor | None:
     """The NCHW output ``(B, O, *size)`` of a sparse convolution of the contiguous NCHW input
     ``x``: ``relu?(bias + A @ Z + residual)`` with ``A`` the CSR matrix ``(rowptr, cols,
     vals)`` (int64, int32, float32; ``O`` rows) over ``Z``, the basis projections (IP) or the
@@ -217,7 +221,11 @@ def sparse_conv(
     basis filters in that order (``None`` for SP). ``residual``, if given, is a contiguous
     float32 tensor shaped like the output, added before the optional ReLU (both fused).
     ``pool`` returns the 2x2 max-pool (stride 2) of the result instead, where
-    :func:`can_pool` allows it."""
+    :func:`can_pool` allows it. The epilogue treats NaN and infinities as torch does.
+
+    Returns None (its result is dropped) when ``x`` holds a NaN or an infinity: dense torch
+    multiplies those by the pruned (zero) weights too, making NaN, which a product over the
+    kept weights cannot reproduce; compute such a layer densely."""
     lib = _library()
     _apply_path()
     batch, channels = x.shape[:2]
@@ -259,6 +267,8 @@ def sparse_conv(
         size[1] if pool else 0,
         _ptr(out),
     )
+    if status == 1:
+        return None
     if status == -1:
         raise MemoryError("sparse_conv: out of memory for the per-thread tile buffers")
     if status != 0:

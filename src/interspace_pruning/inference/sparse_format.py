@@ -7,15 +7,19 @@ is stored as CSR over its *mask* (so a kept entry that happens to be 0 survives)
 densely; masks are implied by the CSR pattern. The file is a ``torch.save`` of tensors,
 strings and numbers only, read back with ``torch.load(weights_only=True)``, with a checksum
 (see :mod:`..foundations.checkpoint`). Version 2 also records each basis's initialisation and
-the representation; version 1 files still load. Every header field and tensor is checked
-against the others before anything is built or allocated: a malformed file raises a
-``ValueError`` naming the field.
+the representation; version 1 files still load (the only version without a checksum: a later
+file whose checksum is missing is refused). Every header field and tensor is checked against
+the others before anything is built or allocated, the ``state/`` tensors included (finite,
+variances not negative, biases and BN statistics of consistent sizes): a malformed file raises
+a ``ValueError`` naming the field. The model is rebuilt from the header only when it names a
+registered model (or the caller trusts its import path).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,10 @@ VERSION = 2
 READABLE_VERSIONS = (1, 2)
 #: Largest kernel side a basis may have (a basis is (kh*kw)^2 floats).
 MAX_KERNEL = 31
+#: The header's layers may describe at most this many dense weights per value the file stores
+#: (or MIN_DENSE_LIMIT, if more): a small file never makes a huge model.
+DENSE_PER_STORED = 4096
+MIN_DENSE_LIMIT = 2**24
 
 
 def to_csr(values: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -145,20 +153,40 @@ def export_sparse(model: nn.Module, path: str | Path, spec: dict | None = None) 
     return save_tensors(path, sparse_payload(model, spec))
 
 
-def load_sparse(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+def _legacy(payload: dict) -> bool:
+    """Version 1 files were written before files had checksums."""
+    try:
+        return json.loads(payload["meta"]).get("version") == 1
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+
+
+def load_sparse(
+    path: str | Path,
+    model: nn.Module | None = None,
+    *,
+    trust_model_imports: models.Trust = False,
+) -> nn.Module:
     """Rebuild the pruned model written by :func:`export_sparse`.
 
     ``model``: a freshly built model of the same architecture (plain, as the constructor
-    makes it); not needed if the file names a model of the zoo. The file is validated
-    completely first (checksum, every header field, every tensor against the header).
+    makes it); not needed if the file names a registered model. A file that names its model
+    by an import path (``package.module:callable``) needs ``model=``: a name read from a file
+    is never imported, unless ``trust_model_imports`` (True, or the names you vouch for)
+    admits it. The file is validated completely first (checksum, every header field, every
+    tensor against the header).
     """
-    payload = load_tensors(path, "sparse file", "export the model again")
+    payload = load_tensors(path, "sparse file", "export the model again", legacy=_legacy)
     meta, tensors = check_sparse_payload(payload, path)
     if model is None:
         spec = meta.get("model")
         if not spec:
             raise ValueError(f"{path} does not name its model; pass model= (same architecture)")
-        model = models.get(spec["name"], spec["num_classes"], spec["in_channels"])
+        name = models.check_trusted(
+            spec["name"], f"{path}: header field model.name", trust_model_imports
+        )
+        _check_model_size(name, spec, meta["layers"], tensors, path)
+        model = models.get(name, spec["num_classes"], spec["in_channels"])
     bases_meta = meta["bases"]
     if any(layer["kind"] == "ip" for layer in meta["layers"]):
         first = bases_meta[0]
@@ -211,6 +239,13 @@ def load_sparse(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     for name, m in model.named_modules(remove_duplicate=False):  # a shared FB: every name
         if isinstance(m, FilterBasis):
             state[f"{name}.weight"] = tensors[f"basis/{index[id(m)]}"]
+    current = model.state_dict()
+    for key, value in state.items():  # finite in the file, but as the model's dtype?
+        target = current.get(key)
+        if target is None or not (value.is_floating_point() and target.is_floating_point()):
+            continue
+        if not bool(torch.isfinite(value.to(target.dtype)).all()):
+            raise ValueError(f"{path}: tensor {key!r:.80} overflows the model's {target.dtype}")
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -261,6 +296,7 @@ def _tensor(tensors: dict, key: str, path, dtypes: tuple, dim: int | None = 1) -
 
 FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 INTS = (torch.int16, torch.int32, torch.int64)
+STATE_DTYPES = (*FLOATS, *INTS, torch.int8, torch.uint8, torch.bool)
 
 
 def check_sparse_payload(payload: Any, path: str | Path) -> tuple[dict, dict]:
@@ -284,6 +320,10 @@ def check_sparse_payload(payload: Any, path: str | Path) -> tuple[dict, dict]:
     for key, t in tensors.items():
         if not isinstance(t, torch.Tensor):
             raise _field(path, f"tensor {key!r}", f"must be a tensor, got {type(t).__name__}")
+        if t.layout == torch.strided and t.numel() * t.element_size() > _storage_bytes(t):
+            raise _field(  # a view with stride 0: a few stored bytes, billions of elements
+                path, f"tensor {key!r:.80}", f"has {t.numel()} elements, more than the file stores"
+            )
     share = meta.get("share")
     if share not in SHARE_MODES:
         raise _field(path, "header field 'share'", f"must be one of {list(SHARE_MODES)}")
@@ -339,6 +379,14 @@ def check_sparse_payload(payload: Any, path: str | Path) -> tuple[dict, dict]:
         _check_csr(tensors, name, shape, path)
     if "ip" in {layer["kind"] for layer in layers} and not bases:
         raise _field(path, "header field 'bases'", "is empty but the file has IP layers")
+    dense, limit = _dense_size(layers), _dense_limit(tensors)
+    if dense > limit:
+        raise _field(
+            path,
+            "header field 'layers'",
+            f"describes {dense} weights, more than {limit} for the {_stored(tensors)} values "
+            "the file stores",
+        )
     rep = meta.get("representation")
     if rep is not None and rep not in ("ip", "sp"):
         raise _field(
@@ -347,7 +395,88 @@ def check_sparse_payload(payload: Any, path: str | Path) -> tuple[dict, dict]:
     spec = meta.get("model")
     if spec is not None:
         _check_spec(spec, tensors, layers, path)
+    _check_state(tensors, layers, len(bases), path)
     return meta, tensors
+
+
+def _storage_bytes(t: torch.Tensor) -> int:
+    return t.untyped_storage().nbytes()
+
+
+def _stored(tensors: dict) -> int:
+    """How many values the file's (dense) tensors hold."""
+    return sum(t.numel() for t in tensors.values() if t.layout == torch.strided)
+
+
+def _dense_size(layers: list[dict]) -> int:
+    return sum(math.prod(layer["shape"]) for layer in layers)
+
+
+def _dense_limit(tensors: dict) -> int:
+    return max(MIN_DENSE_LIMIT, DENSE_PER_STORED * _stored(tensors))
+
+
+class _SkipNormal(torch.overrides.TorchFunctionMode):
+    """``normal_`` on the meta device imports torch's compiler (seconds, once per process);
+    an initialiser changes no size, so the size probe skips it."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", None) == "normal_":
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+def _check_model_size(name: str, spec: dict, layers: list[dict], tensors: dict, path) -> None:
+    """The model the header names, built on the meta device (nothing allocated), must not
+    have more parameters than the file describes (its layers, dense, and its other tensors)."""
+    try:
+        with torch.device("meta"), _SkipNormal():
+            probe = models.get(name, spec["num_classes"], spec["in_channels"])
+    except Exception:  # a model that cannot be built on the meta device is built for real
+        return
+    size = sum(p.numel() for p in probe.parameters())
+    described = _dense_size(layers) + _stored(tensors)
+    if size > described:
+        raise _field(
+            path,
+            "header field 'model'",
+            f"names a model of {size} parameters, more than the {described} the file describes",
+        )
+
+
+def _check_state(tensors: dict, layers: list[dict], num_bases: int, path) -> None:
+    """The other tensors (``state/``: BN statistics, biases): finite, variances not negative,
+    shapes consistent with the header and with each other; no tensor outside the format."""
+    expected = {f"basis/{i}" for i in range(num_bases)}
+    expected |= {f"layer/{x['name']}/{k}" for x in layers for k in ("values", "col", "rowptr")}
+    state = {}
+    for key in tensors:
+        if key.startswith("state/") and len(key) > len("state/"):
+            state[key[len("state/") :]] = _tensor(tensors, key, path, STATE_DTYPES, dim=None)
+        elif key not in expected:
+            raise _field(path, f"tensor {key!r:.80}", "is not part of the format")
+    out_channels = {x["name"]: x["shape"][0] for x in layers}
+    for name, t in state.items():
+        module, _, leaf = name.rpartition(".")
+        where = f"tensor 'state/{name:.80}'"
+        if leaf == "num_batches_tracked":
+            if t.is_floating_point() or t.numel() != 1 or int(t.reshape(-1)[0]) < 0:
+                raise _field(path, where, "must be one non-negative integer")
+            continue
+        if leaf == "running_var" and bool((t < 0).any()):
+            raise _field(path, where, "holds a negative variance")
+        if leaf == "bias" and module in out_channels and list(t.shape) != [out_channels[module]]:
+            size = out_channels[module]
+            raise _field(path, where, f"has shape {list(t.shape)}, not [{size}] (the layer's)")
+        if leaf in ("running_mean", "running_var"):  # one BN: every per-channel tensor alike
+            for other in ("running_mean", "running_var", "weight", "bias"):
+                twin = state.get(f"{module}.{other}")
+                if twin is not None and (t.dim() != 1 or twin.shape != t.shape):
+                    raise _field(
+                        path,
+                        where,
+                        f"has shape {list(t.shape)} but {module}.{other} has {list(twin.shape)}",
+                    )
 
 
 def _check_csr(tensors: dict, name: str, shape: list[int], path) -> None:

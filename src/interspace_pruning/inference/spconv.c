@@ -7,7 +7,18 @@
  *            IP: r = (c, m), Z = sum_t g_m[t] x_c[tap t of pixel j]   (the basis convolution)
  *            SP: r = (c, t), Z = x_c[tap t of pixel j]                (im2col of the kept taps)
  *   product: out[o, j] = epilogue(bias[o] + sum_{(o, r) kept} value * Z[r, j])  (CSR)
- *            epilogue: + residual[o, j] (a fused skip connection), then ReLU, both optional
+ *            epilogue: + residual[o, j] (a fused skip connection), then ReLU, both optional,
+ *            or ReLU (optional) and a 2x2 max-pool
+ *
+ * NaN and infinities: dense torch multiplies every input by every weight, and 0 * nan and
+ * 0 * inf are NaN, so one non-finite input makes every output that sees it non-finite, pruned
+ * weights or not. The product above skips the pruned weights, so it cannot reproduce that: each
+ * tile checks its share of the input for NaN and inf (cheap: in cache for the projection next),
+ * and finding one, ips_conv says so and its output is not to be used; the caller then computes
+ * the layer densely (native.py / engine.py). The epilogue follows torch for the non-finite
+ * values it meets (from a residual, the bias, the weights, an overflow): the additions are plain
+ * float additions, ReLU keeps NaN (relu(nan) = nan, relu(-inf) = 0) and the max-pool returns
+ * NaN when its window holds one.
  *
  * Tap positions come from an index table (K x LD int32, -1 = zero padding), so stride,
  * dilation, padding and non-square kernels cost nothing here and no padded copy is made.
@@ -75,6 +86,8 @@ int ips_max_basis(void) { return MAX_BASIS; }
 typedef void (*project_fn)(const float*, int64_t, int64_t, const int32_t*, const int32_t*,
                            int64_t, int64_t, const float*, int64_t, const int32_t*,
                            const int32_t*, int64_t, int, float*, int64_t);
+typedef int (*nonfinite_fn)(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                            int64_t);
 typedef void (*spmm_fn)(const float*, int64_t, const int64_t*, const int32_t*, const float*,
                         const float*, const float*, int, int64_t, int64_t, int64_t, int64_t,
                         int64_t, int64_t, int64_t, float*, int);
@@ -190,24 +203,25 @@ static inline v8 gather_neon(const float* xc, const int32_t* idx, int32_t run) {
 typedef struct {
     const char* name;
     int vw;
+    nonfinite_fn nonfinite;
     project_fn project;
     spmm_fn spmm;
 } kernel_path;
 
 enum { PATH_SCALAR, PATH_AVX2, PATH_AVX512, PATH_NEON, NPATHS };
 static const kernel_path paths[NPATHS] = {
-    {"scalar", 8, project_tile_scalar, spmm_tile_scalar},
+    {"scalar", 8, nonfinite_scalar, project_tile_scalar, spmm_tile_scalar},
 #ifdef IPS_X86
-    {"avx2", 8, project_tile_avx2, spmm_tile_avx2},
-    {"avx512", 16, project_tile_avx512, spmm_tile_avx512},
+    {"avx2", 8, nonfinite_avx2, project_tile_avx2, spmm_tile_avx2},
+    {"avx512", 16, nonfinite_avx512, project_tile_avx512, spmm_tile_avx512},
 #else
-    {"avx2", 0, NULL, NULL},
-    {"avx512", 0, NULL, NULL},
+    {"avx2", 0, NULL, NULL, NULL},
+    {"avx512", 0, NULL, NULL, NULL},
 #endif
 #ifdef IPS_ARM64
-    {"neon", 8, project_tile_neon, spmm_tile_neon},
+    {"neon", 8, nonfinite_neon, project_tile_neon, spmm_tile_neon},
 #else
-    {"neon", 0, NULL, NULL},
+    {"neon", 0, NULL, NULL, NULL},
 #endif
 };
 
@@ -280,7 +294,11 @@ int64_t ips_tile(int64_t L) {
  * pool_w > 0 (the output row width), the 2x2 max-pool of that: (B, O, P / 4); this needs
  * whole tiles of whole row pairs (L and P multiples of 2 * pool_w, L of the tile, the tile of
  * 2 * pool_w) and no residual.
- * Returns 0, -1 when out of memory, -2 for arguments the kernel does not support. */
+ * x (its L / P images of C channels) must be finite: the kernel cannot give dense torch's
+ * result otherwise (see the top of this file), so it checks and, finding a NaN or an infinity,
+ * returns 1, out then holding nothing of use. The residual and the weights may hold any value.
+ * Returns 0, 1 for a non-finite input, -1 when out of memory, -2 for arguments the kernel does
+ * not support. */
 int ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx, const int32_t* run,
              int64_t LD, int64_t K, const float* cb, int64_t rows, const int32_t* nus,
              const int32_t* rowlist, const int64_t* rowptr, const int32_t* cols,
@@ -304,7 +322,7 @@ int ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx, con
     int64_t splits = tiles >= 2 * threads ? 1 : (2 * threads + tiles - 1) / tiles;
     if (splits > O) splits = O;
     const int64_t tasks = tiles * splits;
-    int failed = 0;
+    int failed = 0, nonfinite = 0;
 #pragma omp parallel
     {
         const size_t bytes = (size_t)(C * rows * tile) * sizeof(float);
@@ -314,11 +332,16 @@ int ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx, con
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) reduction(| : nonfinite)
         for (int64_t task = 0; task < tasks; task++) {
             if (!z) continue;
             const int64_t t = task / splits, part = task % splits;
             const int64_t j0 = t * tile, w = L - j0 < tile ? L - j0 : tile;
+            /* the input check, tile by tile as it goes, split over the tile's tasks (a rare
+               non-finite input then costs a convolution computed for nothing, never a pass
+               over the input of its own) */
+            nonfinite |= kp->nonfinite(x, C * part / splits, C * (part + 1) / splits, C, cstride,
+                                       P, j0, w);
             if (t != have) {
                 kp->project(x, C, cstride, idx, run, LD, K, cb, rows, nus, rowlist, j0, nvec, z,
                             tile);
@@ -330,5 +353,5 @@ int ips_conv(const float* x, int64_t C, int64_t cstride, const int32_t* idx, con
         }
         free(z);
     }
-    return failed ? -1 : 0;
+    return nonfinite ? 1 : failed ? -1 : 0;
 }

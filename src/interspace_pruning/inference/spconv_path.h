@@ -1,4 +1,5 @@
-/* One kernel path of spconv.c: the projection and the sparse product for vectors of VW floats.
+/* One kernel path of spconv.c: the input check, the projection and the sparse product with its
+ * epilogue, for vectors of VW floats.
  *
  * Included once per path by spconv.c, inside a `#pragma GCC target` region for that path's
  * instruction set, with these defined first:
@@ -34,6 +35,69 @@ static inline __attribute__((always_inline)) void FN(project_vec)(
     PRAGMA_UNROLL
     for (int m = 0; m < nu; m++) *(VEC*)(zc + (int64_t)rowof[m] * ld) = acc[m];
 }
+
+/* a[k] += x * 0 over the n floats from xc: a NaN for a NaN or an infinity among them (without
+ * -ffast-math the compiler may not fold x * 0 to 0); eight accumulators hide the latency, so
+ * that each vector costs one load and one fused multiply-add. */
+static inline __attribute__((always_inline)) void FN(check_run)(const float* xc, int64_t n,
+                                                                 VEC* a, float* s) {
+    int64_t i = 0;
+    for (; i + 8 * VW <= n; i += 8 * VW) {
+        PRAGMA_UNROLL
+        for (int k = 0; k < 8; k++) a[k] += *(const VECU*)(xc + i + k * VW) * 0.0f;
+    }
+    if (i + 4 * VW <= n) {
+        PRAGMA_UNROLL
+        for (int k = 0; k < 4; k++) a[k] += *(const VECU*)(xc + i + k * VW) * 0.0f;
+        i += 4 * VW;
+    }
+    if (i + 2 * VW <= n) {
+        a[4] += *(const VECU*)(xc + i) * 0.0f;
+        a[5] += *(const VECU*)(xc + i + VW) * 0.0f;
+        i += 2 * VW;
+    }
+    if (i + VW <= n) {
+        a[6] += *(const VECU*)(xc + i) * 0.0f;
+        i += VW;
+    }
+    for (; i < n; i++) *s += xc[i] * 0.0f;
+}
+
+/* Whether the input pixels that the output pixels [j0, j0 + w) own hold a NaN or an infinity,
+ * in channels [c0, c1) of the C (cstride floats apart; P output pixels per image). The tiles
+ * split each image's output pixels, and in proportion its input pixels (input pixel
+ * floor(p * cstride / P) onwards from output pixel p), so tile by tile every input value is
+ * checked once, just before the projection reads the same neighbourhood. The kernel computes
+ * only the products with kept weights, where dense torch also multiplies by the zeros (and
+ * 0 * inf is NaN), so ips_conv leaves a layer whose input holds such a value to the caller. */
+static int FN(nonfinite)(const float* x, int64_t c0, int64_t c1, int64_t C, int64_t cstride,
+                         int64_t P, int64_t j0, int64_t w) {
+    VEC a[8];
+    PRAGMA_UNROLL
+    for (int k = 0; k < 8; k++) a[k] = (VEC){0};
+    float s = 0.0f;
+    for (int64_t j = j0; j < j0 + w;) { /* one run per image the tile touches */
+        const int64_t b = j / P, p = j - b * P;
+        const int64_t len = P - p < j0 + w - j ? P - p : j0 + w - j;
+        const int64_t lo = p * cstride / P, hi = (p + len) * cstride / P;
+        if (lo == 0 && hi == cstride) /* the whole image: its channels are one block */
+            FN(check_run)(x + (b * C + c0) * cstride, (c1 - c0) * cstride, a, &s);
+        else
+            for (int64_t c = c0; c < c1; c++)
+                FN(check_run)(x + (b * C + c) * cstride + lo, hi - lo, a, &s);
+        j += len;
+    }
+    PRAGMA_UNROLL
+    for (int k = 1; k < 8; k++) a[0] += a[k];
+    for (int k = 0; k < VW; k++) s += a[0][k];
+    return s != s;
+}
+
+/* torch.relu: negatives (-inf too) to 0; NaN, +-0 and positives unchanged. */
+#define RELU_VEC(v) ((VEC)((VINT)(v) & ~(VINT)((v) < 0)))
+/* One step of torch's max-pool over a window: the later value wins if larger or NaN, so that
+ * a NaN anywhere in the window is the result (ties keep the earlier value). */
+#define POOL_MAX(m, u) ((u) > (m) || (u) != (u) ? (u) : (m))
 
 #define PROJECT_CASE(NU)                                                                 \
     case NU:                                                                             \
@@ -92,7 +156,8 @@ static void FN(project_tile)(const float* x, int64_t C, int64_t cstride, const i
 #undef PROJECT_CASE
 
 /* Output rows [o0, o1) for the w <= VW * NV pixels from j0: the CSR product over z, with the
- * epilogue fused: + bias, + residual (same layout as out) if given, then ReLU if asked.
+ * epilogue fused: + bias, + residual (same layout as out) if given, then ReLU if asked, all
+ * with torch's NaN and inf semantics (relu(nan) = nan, a NaN in a pool window wins).
  * Written as NCHW: pixel j = b * P + p of row o goes to out[(b * O + o) * P + p]. */
 static inline __attribute__((always_inline)) void FN(spmm_body)(
     const float* z, int64_t ld, const int64_t* rowptr, const int32_t* cols, const float* vals,
@@ -115,7 +180,7 @@ static inline __attribute__((always_inline)) void FN(spmm_body)(
             PRAGMA_UNROLL
             for (int k = 0; k < NV; k++) {
                 VEC v = acc[k];
-                if (relu) v = (VEC)((VINT)v & (VINT)(v > 0));
+                if (relu) v = RELU_VEC(v);
                 *(VECU*)(y + VW * k) = v;
             }
             const int64_t pw = pool_w / 2, pairs = (int64_t)VW * NV / (2 * pool_w);
@@ -123,11 +188,11 @@ static inline __attribute__((always_inline)) void FN(spmm_body)(
                 const int64_t j = j0 + 2 * pool_w * r, b = j / P, p = j - b * P;
                 float* d = out + (b * O + o) * (P / 4) + (p / pool_w / 2) * pw;
                 const float* u = y + 2 * pool_w * r;
-                for (int64_t i = 0; i < pw; i++) {
-                    const float m0 = u[2 * i] > u[2 * i + 1] ? u[2 * i] : u[2 * i + 1];
-                    const float m1 = u[pool_w + 2 * i] > u[pool_w + 2 * i + 1]
-                                         ? u[pool_w + 2 * i] : u[pool_w + 2 * i + 1];
-                    d[i] = m0 > m1 ? m0 : m1;
+                for (int64_t i = 0; i < pw; i++) { /* torch's order: row by row */
+                    float m = u[2 * i];
+                    m = POOL_MAX(m, u[2 * i + 1]);
+                    m = POOL_MAX(m, u[pool_w + 2 * i]);
+                    d[i] = POOL_MAX(m, u[pool_w + 2 * i + 1]);
                 }
             }
             continue;
@@ -138,7 +203,7 @@ static inline __attribute__((always_inline)) void FN(spmm_body)(
             for (int k = 0; k < NV; k++) {
                 VEC y = acc[k];
                 if (res) y += *(const VECU*)(res + at + VW * k);
-                if (relu) y = (VEC)((VINT)y & (VINT)(y > 0));
+                if (relu) y = RELU_VEC(y);
                 *(VECU*)(out + at + VW * k) = y;
             }
             continue;
@@ -151,7 +216,7 @@ static inline __attribute__((always_inline)) void FN(spmm_body)(
             for (int64_t k = 0; k < len; k++) {
                 float y = a[j - j0 + k];
                 if (res) y += res[at + k];
-                if (relu) y = y > 0.0f ? y : 0.0f;
+                if (relu) y = y < 0.0f ? 0.0f : y;
                 out[at + k] = y;
             }
             j += len;
@@ -180,6 +245,8 @@ static void FN(spmm_tile)(const float* z, int64_t ld, const int64_t* rowptr, con
 #undef SPMM_CASE
 }
 
+#undef RELU_VEC
+#undef POOL_MAX
 #undef FN
 #undef CAT
 #undef CAT_

@@ -18,6 +18,11 @@ import path:
 
 On the command line the arguments are repeated ``--model-arg key=value`` strings (see
 :func:`parse_model_args`); a bare ``--model-arg value`` is a positional argument.
+
+A name read from a file (a sparse file's header, a run's ``config.json``, a sweep file) is
+data, never code: :func:`check_trusted` admits registered names only, and an import path only
+when the caller vouches for it (``model=`` in Python, ``--model`` on the command line, or
+``--trust-model-imports``). Nothing is imported before that check.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -79,6 +84,42 @@ def check_name(name: str) -> str:
     raise ValueError(
         f"unknown model {name!r}; choose one of {names()} or give package.module:callable"
     )
+
+
+class UntrustedModelError(ValueError):
+    """A file names its model by an import path the caller did not vouch for."""
+
+
+#: Which import paths a caller vouches for: all of them (True), none (False), or these names.
+Trust = bool | Collection[str]
+
+
+def trusts(trust: Trust, name: str) -> bool:
+    """Whether ``trust`` admits the import path ``name``."""
+    if isinstance(trust, bool):
+        return trust
+    return name in trust
+
+
+def check_trusted(name: object, where: str, trust: Trust = False) -> str:
+    """Admit a model name read from a file (``where`` names the file and field).
+
+    A registered name passes; an import path passes only if ``trust`` admits it. Nothing is
+    imported here, so a crafted ``os:abort`` is refused before it can run.
+    """
+    if isinstance(name, str) and name in _MODELS:
+        return name
+    if not isinstance(name, str) or not is_import_path(name):
+        raise ValueError(
+            f"{where} is {name!r:.60}, which is not a model of this library ({', '.join(names())})"
+        )
+    if not trusts(trust, name):
+        raise UntrustedModelError(
+            f"{where} is {name!r:.60}, an import path, and a name read from a file is never "
+            f"imported: pass the model yourself (--model {name:.60} or model=...), or "
+            "--trust-model-imports if you wrote this file"
+        )
+    return check_name(name)
 
 
 def parse_value(text: str) -> Any:
@@ -259,8 +300,11 @@ __all__ = [
     "ConvNet",
     "ImageNetResNet",
     "VGG",
+    "Trust",
+    "UntrustedModelError",
     "build_from_path",
     "check_name",
+    "check_trusted",
     "from_spec",
     "get",
     "is_import_path",
@@ -268,4 +312,5 @@ __all__ = [
     "parse_model_args",
     "parse_value",
     "register",
+    "trusts",
 ]

@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..foundations.io import atomic_write_text
+from ..models import Trust
 from . import plots
 from .collect import RunRecord, collect_runs
 from .pareto import pareto_section
@@ -101,15 +102,23 @@ def complete_runs(records: list[RunRecord], min_seeds: int) -> list[RunRecord]:
     return [r for r in records if row_key(r.config) in keep]
 
 
-def write_report(root: str | Path, out: str | Path | None = None, min_seeds: int = 1) -> Path:
+def write_report(
+    root: str | Path,
+    out: str | Path | None = None,
+    min_seeds: int = 1,
+    trust_model_imports: Trust = False,
+) -> Path:
     """Write ``report.md`` and its PNG figures for all finished runs under ``root``. With
     ``min_seeds`` > 1 the tables, diagnostics and figures cover only the rows with at least
-    that many runs on each side (the IP vs SP table counts the rows it left out)."""
+    that many runs on each side (the IP vs SP table counts the rows it left out). Pictures
+    that need a run's model rebuild it only if it is registered or ``trust_model_imports``
+    admits its import path; a run whose model cannot be rebuilt is named and skipped."""
     if min_seeds < 1:
         raise ValueError(f"--min-seeds must be at least 1, got {min_seeds}")
     root = Path(root)
     damaged: list[str] = []
-    records, unfinished = collect_runs(root, damaged)
+    records, unfinished = collect_runs(root, damaged, trust_model_imports)
+    unusable: list[str] = []  # models that could not be rebuilt for the pictures
     if not records:
         raise ValueError(
             f"{root} has no finished runs yet ({len(unfinished)} unfinished"
@@ -186,16 +195,21 @@ def write_report(root: str | Path, out: str | Path | None = None, min_seeds: int
                 "spatial filter density",
                 plots.plot_filter_density(recs, out / f"{slug}_filter_density.png"),
             ),
-            ("filter basis: initial vs learned", plots.plot_bases(recs, out / f"{slug}_bases.png")),
+            (
+                "filter basis: initial vs learned",
+                plots.plot_bases(recs, out / f"{slug}_bases.png", unusable),
+            ),
             (
                 "sparse filters, SP vs IP",
-                plots.plot_sparse_filters(recs, out / f"{slug}_filters.png"),
+                plots.plot_sparse_filters(recs, out / f"{slug}_filters.png", problems=unusable),
             ),
         ]
         for title, path in figures:
             if path is not None:
                 lines += ["", f"### {title}", "", f"![{title}]({path.name})"]
         lines += pareto_section(recs, out, slug)  # when runs hold a latency.json
+    for problem in dict.fromkeys(unusable):
+        lines += ["", f"- {problem}"]
     report = out / "report.md"
     atomic_write_text(report, "\n".join(lines) + "\n")
     return report

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
-from ..experiments.build import representation
+from ..experiments.build import rebuild_model
 from ..experiments.config import RunConfig, config_from_dict  # noqa: F401 (re-exported)
 from ..experiments.runfiles import (
     DIVERGED,
+    MODEL,
     diverged,
     read_config,
     read_metrics,
     read_summary,
 )
-from ..foundations.checkpoint import load_tensors
+from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError, read_json
-from ..interspace import prepare
+from ..models import Trust, check_trusted
 
 #: (num_classes, in_channels) of the built-in datasets.
 DATASET_SHAPES = {
@@ -38,6 +39,8 @@ class RunRecord:
     config: RunConfig
     summary: dict
     history: list[dict] = field(default_factory=list)
+    #: Which model import paths its reader vouches for (see ``models.check_trusted``).
+    trust: Trust = False
 
     @property
     def diverged(self) -> bool:
@@ -46,13 +49,14 @@ class RunRecord:
 
 
 def collect_runs(
-    root: str | Path, damaged: list[str] | None = None
+    root: str | Path, damaged: list[str] | None = None, trust_model_imports: Trust = False
 ) -> tuple[list[RunRecord], list[Path]]:
     """Finished runs under ``root`` (a run directory or a sweep), and unfinished ones.
 
     Diverged runs count as finished (see :attr:`RunRecord.diverged`). A run whose
     ``config.json``, ``summary.json`` or ``metrics.jsonl`` is damaged is left out, named on
-    stderr and appended to ``damaged``.
+    stderr and appended to ``damaged``. ``trust_model_imports``: which model import paths
+    named in the runs' ``config.json`` may be imported to rebuild their models.
     """
     root = Path(root)
     if not root.exists():
@@ -82,25 +86,36 @@ def collect_runs(
             if damaged is not None:
                 damaged.append(str(e))
             continue
-        done.append(RunRecord(d, cfg, summary, history))
+        done.append(RunRecord(d, cfg, summary, history, trust_model_imports))
     return done, unfinished
 
 
 def load_model(record: RunRecord) -> nn.Module:
-    """Rebuild a finished run's model (masks and filter bases included) from ``model.pt``."""
+    """Rebuild a finished run's model (masks and filter bases included) from ``model.pt``.
+
+    The model named in ``config.json`` is built only if it is registered, or an import path
+    that the record's ``trust_model_imports`` admits (a name in a file is never imported
+    otherwise); ``model.pt`` must have been written by this run. Problems raise a one-line
+    ``ValueError``.
+    """
     cfg = record.config
+    check_trusted(
+        cfg.model.model, f"{record.path / 'config.json'}: field model.model", record.trust
+    )
     num_classes, in_channels = record.summary.get("num_classes"), record.summary.get("in_channels")
     if num_classes is None:
         num_classes, in_channels = DATASET_SHAPES[cfg.data.dataset]
-    model = cfg.model.build(num_classes, in_channels)
-    p = cfg.prune
-    # the basis init is irrelevant: the state dict overwrites it (pca needs no data here)
-    prepare(model, representation(replace(p, basis="dct") if p.basis == "pca" else p))
-    model.load_state_dict(
-        load_tensors(
-            record.path / "model.pt",
-            "model file",
-            f"delete the folder {record.path} and run the sweep again to retrain it",
-        )
-    )
-    return model.eval()
+    return rebuild_model(cfg, num_classes, in_channels, record.path / MODEL, config_hash(cfg))
+
+
+def try_load_model(record: RunRecord, problems: list[str] | None = None) -> nn.Module | None:
+    """:func:`load_model`, or None when that fails: the reason is named on stderr and
+    appended to ``problems``, so one damaged or foreign ``model.pt`` spoils no report."""
+    try:
+        return load_model(record)
+    except ValueError as e:
+        message = f"no pictures from {record.path.name}: {e}"
+        print(f"interspace report: {message}", file=sys.stderr)
+        if problems is not None:
+            problems.append(message)
+        return None

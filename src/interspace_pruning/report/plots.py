@@ -15,7 +15,7 @@ import torch  # noqa: E402
 
 from ..bases import filter_bases  # noqa: E402
 from ..foundations.checkpoint import load_tensors  # noqa: E402
-from .collect import RunRecord, load_model  # noqa: E402
+from .collect import RunRecord, try_load_model  # noqa: E402
 from .tables import paired_differences, row_key, seed_cells, side  # noqa: E402
 
 COLORS = {"sp": "tab:blue", "ip": "tab:red", "dense": "black"}
@@ -209,8 +209,12 @@ def _show_filters(ax_row, filters: torch.Tensor, title: str) -> None:
     ax_row[0].set_title(title, fontsize=8, loc="left")
 
 
-def plot_bases(records: Sequence[RunRecord], path: Path) -> Path | None:
-    """A learned filter basis next to its initialisation (one IP run, a middle layer)."""
+def plot_bases(
+    records: Sequence[RunRecord], path: Path, problems: list[str] | None = None
+) -> Path | None:
+    """A learned filter basis next to its initialisation (one IP run, a middle layer).
+
+    Runs whose files cannot be used are named in ``problems`` and the next run is tried."""
     cands = [
         r
         for r in records
@@ -218,12 +222,19 @@ def plot_bases(records: Sequence[RunRecord], path: Path) -> Path | None:
         and (r.path / "bases_init.pt").is_file()
         and (r.path / "model.pt").is_file()
     ]
-    if not cands:
+    for rec in sorted(cands, key=lambda r: (-r.config.prune.sparsity, r.config.train.seed)):
+        model = try_load_model(rec, problems)
+        if model is None:
+            continue
+        try:
+            init = load_tensors(rec.path / "bases_init.pt", "initial bases")
+            break
+        except ValueError as e:
+            if problems is not None:
+                problems.append(f"no pictures from {rec.path.name}: {e}")
+    else:
         return None
-    rec = max(cands, key=lambda r: (r.config.prune.sparsity, -r.config.train.seed))
-    model = load_model(rec)
     bases = filter_bases(model)
-    init = load_tensors(rec.path / "bases_init.pt")
     idx = len(bases) // 2
     fb = bases[idx]
     start = init[f"basis{idx}"].reshape(-1, *fb.kernel_size)
@@ -239,21 +250,27 @@ def plot_bases(records: Sequence[RunRecord], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_sparse_filters(records: Sequence[RunRecord], path: Path, count: int = 8) -> Path | None:
+def plot_sparse_filters(
+    records: Sequence[RunRecord], path: Path, count: int = 8, problems: list[str] | None = None
+) -> Path | None:
     """The paper's Figure 1: sparse filters of one layer in SP (fixed support) and IP (any
-    shape), for the same method, sparsity and seed."""
+    shape), for the same method, sparsity and seed (the next pair if a model cannot be
+    loaded; the reason goes to ``problems``)."""
     pairs = {}
     for r in records:
         p = r.config.prune
         if p.representation in ("sp", "ip") and (r.path / "model.pt").is_file():
             pairs.setdefault((p.method, p.sparsity, r.config.train.seed), {})[p.representation] = r
     full = [(k, v) for k, v in pairs.items() if len(v) == 2]
-    if not full:
+    for key, pair in sorted(full, key=lambda kv: (-kv[0][1], kv[0][2])):  # noqa: B007 (used below)
+        loaded = {rep: try_load_model(pair[rep], problems) for rep in ("sp", "ip")}
+        if all(m is not None for m in loaded.values()):
+            break
+    else:
         return None
-    key, pair = max(full, key=lambda kv: (kv[0][1], -kv[0][2]))
     rows = []
     for rep in ("sp", "ip"):
-        model = load_model(pair[rep])
+        model = loaded[rep]
         convs = [
             m
             for m in model.modules()

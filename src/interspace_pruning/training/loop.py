@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset
+from ..foundations import claims, interrupts
 from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.io import remove_stale_temps, write_jsonl
 from ..masks import sparsity_report
@@ -28,6 +29,8 @@ from .optim import build_optimizer, build_scheduler
 CHECKPOINT = "checkpoint.pt"
 #: The checkpoint before the last one, kept so that a damaged checkpoint loses one epoch only.
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
+#: Checkpoints since version 2 always carry a checksum; a later one without it is refused.
+CHECKPOINT_VERSION = 2
 #: On accelerators the non-finite-loss and stop-request checks run every this many steps
 #: (and at each epoch's end), not every step: each check waits for the device to finish.
 #: On the CPU they run every step, where waiting costs nothing.
@@ -152,6 +155,7 @@ def _write_checkpoint(
     save_tensors(
         path,
         {
+            "format_version": CHECKPOINT_VERSION,
             "tag": tag,
             "position": {
                 "epoch": pos.epoch,
@@ -187,7 +191,8 @@ def _load_checkpoint(path: Path, state: TrainState, callbacks, tag: str, scaler=
         if path != prev and prev.is_file()
         else f"delete it to start the run over (rm {path})"
     )
-    ckpt = load_tensors(path, fix=fix)
+    # checkpoints before version 2 were written without a checksum (and without a version)
+    ckpt = load_tensors(path, fix=fix, legacy=lambda c: "format_version" not in c)
     if ckpt.get("tag", "") != tag:
         raise ValueError(
             f"checkpoint {path} belongs to another configuration ({ckpt.get('tag')!r}, this "
@@ -226,24 +231,45 @@ def _last_good(ckpt: Path | None) -> str:
 
 
 class _StopRequests:
-    """SIGTERM/SIGINT set a flag; training checkpoints at the end of the current step."""
+    """SIGTERM/SIGINT/SIGHUP set a flag; training checkpoints at the end of the current step.
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    A second signal before that checkpoint is written stops at once, with the first signal's
+    number (its exit status): the checkpoint being written is dropped, the one before stays.
+    An ignored SIGHUP (``nohup``) stays ignored.
+    """
 
-    def __init__(self) -> None:
+    SIGNALS = interrupts.STOP_SIGNALS
+
+    def __init__(self, ckpt: Path | None = None) -> None:
         self.requested: int | None = None
+        self.ckpt = ckpt
+        self._raised = False
         self._old: dict = {}
 
     def __enter__(self) -> _StopRequests:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
-                self._old[sig] = signal.signal(sig, self._handle)
+                if interrupts.handled(sig):
+                    self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.requested is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
-        self.requested = signum
+        if self.requested is None:
+            self.requested = signum
+            return
+        if self._raised:  # a third one: the stop is under way already
+            return
+        self._raised = True  # a second signal: stop now
+        interrupts.begin_stop(self.requested)
+        kept = (
+            next((p for p in _checkpoints(self.ckpt) if p.is_file()), None) if self.ckpt else None
+        )
+        where = f"; resume from {kept}" if kept else ""
+        raise TrainingStopped(
+            f"stopped by signal {self.requested} ({interrupts.name(self.requested)}), and by "
+            f"signal {signum} again before its checkpoint was written{where}",
+            self.requested,
+        )
 
     def __exit__(self, exc_type, *exc) -> None:
         for sig, handler in self._old.items():
@@ -252,6 +278,49 @@ class _StopRequests:
             # it came after the last check (during the last evaluation): training is over and
             # checkpointed, so pass it on rather than lose it, e.g. a sweep between its runs
             signal.raise_signal(self.requested)
+
+
+class StopOnSignals:
+    """For a whole command: a stop signal (SIGTERM, SIGINT, SIGHUP) outside training steps
+    (loading data, pruning, the final evaluation, writing results, a sweep between runs or
+    waiting) raises :class:`TrainingStopped` at once, so claims are released on the way out;
+    inside :func:`train` its own handlers checkpoint at the end of the step instead. Later
+    signals never change the first one's exit status. ``hint`` ends the message."""
+
+    def __init__(self, hint: str = "") -> None:
+        self.hint = hint
+        self.armed = True
+        self._old: dict = {}
+
+    def disarm(self) -> None:
+        """From now on signals are ignored (the command is over, its result being reported)."""
+        self.armed = False
+
+    def __enter__(self) -> StopOnSignals:
+        interrupts.reset()
+        if threading.current_thread() is threading.main_thread():
+            for sig in interrupts.STOP_SIGNALS:
+                if interrupts.handled(sig):
+                    self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if interrupts.defer(signum):  # inside a claim update: handled when it is done
+            return
+        if not self.armed or interrupts.stopping() is not None:  # the first stop's status stands
+            return
+        interrupts.begin_stop(signum)
+        raise TrainingStopped(
+            f"stopped by signal {signum} ({interrupts.name(signum)}) outside a training step"
+            + (f"; {self.hint}" if self.hint else ""),
+            signum,
+        )
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old.clear()
+        interrupts.reset()
 
 
 def compile_model(net: nn.Module) -> nn.Module:
@@ -270,7 +339,8 @@ def compile_model(net: nn.Module) -> nn.Module:
 
 
 class TrainingStopped(KeyboardInterrupt):
-    """Training stopped on request (SIGTERM/SIGINT) after writing a checkpoint."""
+    """Stopped by a signal (SIGTERM, SIGINT, SIGHUP): in training after writing a
+    checkpoint (see :class:`_StopRequests`), elsewhere at once (see :class:`StopOnSignals`)."""
 
     def __init__(self, message: str, signum: int = signal.SIGTERM) -> None:
         super().__init__(message)
@@ -294,10 +364,12 @@ def train(
     runs with one seed see identical batches. With ``out_dir`` the metrics are rewritten to
     ``out_dir/metrics.jsonl`` and a checkpoint (model with masks and filter bases,
     optimiser, LR schedule, callbacks, RNG states, position) to ``out_dir/checkpoint.pt``
-    after every epoch, both atomically; SIGTERM/SIGINT write one at the end of the current
-    step and stop (raising :class:`TrainingStopped`). With ``resume`` an existing checkpoint
-    is continued from, and the result equals that of an uninterrupted run. ``tag``
-    identifies the configuration: a checkpoint written under another tag is refused.
+    after every epoch, both atomically; SIGTERM/SIGINT/SIGHUP write one at the end of the
+    current step and stop (raising :class:`TrainingStopped`). With ``resume`` an existing
+    checkpoint is continued from, and the result equals that of an uninterrupted run. ``tag``
+    identifies the configuration: a checkpoint written under another tag is refused. If
+    ``out_dir``'s claim (held by this process) is taken over meanwhile, training stops at the
+    next step check with :class:`~..foundations.claims.ClaimLostError`, writing nothing.
 
     Under ``torchrun`` (see :mod:`.distributed`) ``cfg.batch_size`` is the global batch.
     """
@@ -333,6 +405,9 @@ def train(
     writes = out is not None and d.is_main
     ckpt_path = out / CHECKPOINT if out is not None else None
     pos = _Position()
+    lease = claims.covering(out) if writes else None  # the run directory's claim, if held
+    if lease is not None:
+        lease.check()  # taken over while this process was stopped: touch nothing
     if writes:
         remove_stale_temps(out)  # left by writes a kill interrupted
     for cb in callbacks:
@@ -364,7 +439,7 @@ def train(
         leave=False,
         unit="ep",
     )
-    with _StopRequests() as stop:
+    with _StopRequests(ckpt_path if writes else None) as stop:
         for epoch in range(pos.epoch, cfg.epochs):
             state.epoch = epoch
             if pos.epoch_generator is not None and pos.epoch == epoch:
@@ -390,8 +465,13 @@ def train(
                 nonfinite |= ~torch.isfinite(loss.detach())
                 stopping = False
                 if (i + 1) % sync_every == 0 or i + 1 == steps:
-                    flags = [float(nonfinite), float(stop.requested is not None)]
-                    bad, stopping = distributed.all_reduce_sum(flags, device)
+                    lost = lease is not None and lease.lost  # seen by the claim's heartbeat
+                    flags = [float(nonfinite), float(stop.requested is not None), float(lost)]
+                    bad, stopping, lost = distributed.all_reduce_sum(flags, device)
+                    if lost:  # another process trains this run now: stop, write nothing
+                        if lease is not None:
+                            lease.check()
+                        raise claims.ClaimLostError(out / claims.CLAIM, {})
                     if bad:
                         what, where = loss.item(), ""
                         if sync_every > 1:  # the bad step may lie before this one
@@ -421,10 +501,13 @@ def train(
                     pos.loss_sum, pos.correct = float(sums[0]), int(sums[1])
                     if writes:
                         _save_checkpoint(ckpt_path, state, pos, callbacks, tag, scaler)
+                    signum = stop.requested or signal.SIGTERM
+                    interrupts.begin_stop(signum)
                     raise TrainingStopped(
-                        f"stopped by signal {stop.requested} at epoch {epoch + 1}, step "
-                        f"{state.step}" + (f"; resume from {ckpt_path}" if writes else ""),
-                        stop.requested or signal.SIGTERM,
+                        f"stopped by signal {signum} ({interrupts.name(signum)}) at epoch "
+                        f"{epoch + 1}, step {state.step}"
+                        + (f"; resume from {ckpt_path}" if writes else ""),
+                        signum,
                     )
             pos.loss_sum, pos.correct = float(sums[0]), int(sums[1])
             loss_sum, correct, seen = distributed.all_reduce_sum(
