@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():
         same = torch.allclose(plain(x), model.eval()(x), atol=1e-5)
     out = args.out or Path(tempfile.mkdtemp())
-    size = ip.export_sparse(model, out / "mynet.ipz")  # <- compact sparse file
-    loaded = ip.load_sparse(out / "mynet.ipz", model=MyNet()).eval()
+    size = ip.export_sparse(model, out / "mynet.isp")  # <- compact sparse file
+    loaded = ip.load_sparse(out / "mynet.isp", model=MyNet()).eval()
     with torch.no_grad():
         reloaded = torch.allclose(loaded(x), plain(x), atol=1e-5)
     print(

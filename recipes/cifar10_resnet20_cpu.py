@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from interspace_pruning import Representation
 from interspace_pruning.experiments import PruneConfig, RunConfig
 from interspace_pruning.experiments.config import config_from_dict
 from interspace_pruning.experiments.grid import canonical, expand, run_dir
@@ -73,7 +74,9 @@ def finetune_configs(dense_runs: list[RunConfig], out: Path, sparsities) -> list
                     dense,
                     model=dataclasses.replace(dense.model, init_from=str(run_dir(out, dense))),
                     prune=PruneConfig(
-                        representation=rep, method="magnitude", sparsity=sparsity, basis="pca"
+                        representation=Representation(rep, basis="pca"),
+                        method="magnitude",
+                        sparsity=sparsity,
                     ),
                     train=dataclasses.replace(dense.train, **FINETUNE),
                 )
@@ -88,7 +91,7 @@ def ordered_configs(recipe: Path, out: Path) -> list[RunConfig]:
     base = base_config(spec.get("base"))
     first = {config_hash(c) for g in spec["grids"][:FINETUNE_AFTER_GRIDS] for c in expand(base, g)}
     n_first = sum(config_hash(c) in first for c in sweep.configs)
-    dense = [c for c in sweep.configs if c.prune.representation == "dense"]
+    dense = [c for c in sweep.configs if c.prune.representation.is_dense]
     return (
         sweep.configs[:n_first]
         + finetune_configs(dense, out, [0.98, 0.95])
@@ -180,10 +183,10 @@ def restore_dense_model(dense_dir: Path, scratch: Path) -> bool:
 
 def describe(cfg: RunConfig) -> str:
     p = cfg.prune
-    if p.representation == "dense":
+    if p.representation.is_dense:
         return f"dense seed {cfg.train.seed}"
     trained = " trained+FT" if cfg.model.init_from else ""
-    return f"{p.representation} {p.method}{trained} {p.sparsity:g} seed {cfg.train.seed}"
+    return f"{p.representation.kind} {p.method}{trained} {p.sparsity:g} seed {cfg.train.seed}"
 
 
 class _Worker:

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
+from interspace_pruning import Representation
 from interspace_pruning.experiments import DataConfig, ModelConfig, PruneConfig, RunConfig
-from interspace_pruning.experiments.config import DstConfig, ImpConfig
 from interspace_pruning.experiments.grid import expand, run_dir, run_grid
 from interspace_pruning.foundations.io import atomic_write_text
 from interspace_pruning.report import ip_vs_sp_table
@@ -39,8 +39,12 @@ from interspace_pruning.training import TrainConfig
 BASE = RunConfig(
     data=DataConfig(dataset="fashion-mnist", train_subset=10_000),
     train=TrainConfig(epochs=3, batch_size=64, lr=0.05, weight_decay=5e-4, schedule="cosine"),
-    imp=ImpConfig(imp_rounds=3, rewind_step=0),
-    dst=DstConfig(dst_interval=50),
+    # gmp every 50 steps, as in the runs of docs/results/fashion_mnist_during_after.md
+    options={
+        "imp": {"rounds": 3, "rewind_step": 0},
+        "dst": {"interval": 50},
+        "gmp": {"interval": 50},
+    },
 )
 SPARSITIES = [0.9, 0.95, 0.98]
 SEEDS = [0, 1]
@@ -68,7 +72,9 @@ def trained_model_configs(root: Path) -> tuple[list, list[RunConfig]]:
                         BASE,
                         model=ModelConfig(init_from=str(run_dir(root, dense))),
                         prune=PruneConfig(
-                            representation=rep, method="magnitude", sparsity=sparsity, basis="pca"
+                            representation=Representation(rep, basis="pca"),
+                            method="magnitude",
+                            sparsity=sparsity,
                         ),
                         train=dataclasses.replace(
                             BASE.train, seed=dense.train.seed, epochs=2, lr=0.01

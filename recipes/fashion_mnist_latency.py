@@ -27,10 +27,11 @@ from pathlib import Path
 
 import torch
 
+from interspace_pruning.cli.sources import add_memory, load_source
 from interspace_pruning.experiments import DataConfig, RunConfig
 from interspace_pruning.experiments.grid import expand, run_grid
 from interspace_pruning.foundations.io import atomic_write_json, atomic_write_text
-from interspace_pruning.inference.bench import add_memory, bench, load_source
+from interspace_pruning.inference.bench import bench
 from interspace_pruning.report.collect import collect_runs
 from interspace_pruning.report.pareto import LATENCY_FILE, write_pareto
 from interspace_pruning.training import TrainConfig
@@ -87,7 +88,7 @@ def time_runs(args: argparse.Namespace) -> None:
             results.append(res.to_dict())
             e = res.engines
             print(
-                f"{r.path.name} {r.config.prune.representation} {r.summary['sparsity']:.0%} "
+                f"{r.path.name} {r.config.prune.representation.kind} {r.summary['sparsity']:.0%} "
                 f"batch {b}: "
                 + ", ".join(f"{k} {v.median_ms:.2f} ms" for k, v in e.items() if v.median_ms),
                 flush=True,

@@ -28,10 +28,10 @@ def main(root: str) -> None:
     acc: dict[tuple, dict[int, float]] = defaultdict(dict)
     for r in done:
         p = r.config.prune
-        if p.representation == "dense":
+        if p.representation.is_dense:
             key = ("dense", "dense", 0.0, None)
         else:
-            key = (p.method, p.representation, p.sparsity, p.pattern)
+            key = (p.method, p.representation.kind, p.sparsity, p.pattern)
         acc[key][r.config.train.seed] = r.summary["test_acc"]
     patterns = sorted({k[3] for k in acc if k[3] is not None})
     print("| criterion | repr | sparsity | unstructured | " + " | ".join(patterns) + " | cost |")

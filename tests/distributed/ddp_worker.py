@@ -11,7 +11,6 @@ from torch import nn
 import interspace_pruning as ip
 from interspace_pruning import data, models
 from interspace_pruning.experiments import ModelConfig, PruneConfig, RunConfig, run
-from interspace_pruning.experiments.config import DstConfig
 from interspace_pruning.training import Callback, TrainConfig
 
 
@@ -48,7 +47,7 @@ def config(representation: str, method: str) -> RunConfig:
         model=ModelConfig(model="tiny-nobn"),
         prune=PruneConfig(representation=representation, method=method, sparsity=0.9),
         train=TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=3),
-        dst=DstConfig(dst_interval=3, dst_stop=1.0),
+        options={"dst": {"interval": 3, "stop_fraction": 1.0}},
     )
 
 

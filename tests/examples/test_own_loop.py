@@ -14,6 +14,6 @@ def test_own_loop_example(tmp_path, capsys):
     assert abs(result["sparsity"] - 0.9) < 1e-3
     assert result["updates"] > 0
     assert result["folded_matches"] and result["reloaded_matches"]
-    assert (tmp_path / "mynet.ipz").stat().st_size == result["bytes"]
+    assert (tmp_path / "mynet.isp").stat().st_size == result["bytes"]
     assert result["accuracy"] > 0.3  # learned something at 90% sparsity (chance: 0.1)
     assert "mask updates" in capsys.readouterr().out

@@ -24,9 +24,9 @@ def configs():
 
 def _cell(cfg):
     p = cfg.prune
-    if p.representation == "dense":
+    if p.representation.is_dense:
         return ("dense", 0.0, False, "dense")
-    return (p.method, p.sparsity, bool(cfg.model.init_from), p.representation)
+    return (p.method, p.sparsity, bool(cfg.model.init_from), p.representation.kind)
 
 
 def test_every_cell_has_three_seeds_and_runs_are_unique(configs):
@@ -54,7 +54,7 @@ def test_priority_order_and_fine_tuning_from_the_dense_runs(configs):
     assert all(c.prune.sparsity != 0.9 for c in configs[:first_90])
     for c in configs:
         if c.model.init_from:
-            assert c.model.init_from in dense_dirs and c.prune.basis == "pca"
+            assert c.model.init_from in dense_dirs and c.prune.representation.basis == "pca"
             assert c.train.epochs < configs[0].train.epochs and c.train.warmup_epochs == 0
         if c.prune.method == "magnitude" and not c.model.init_from:
             assert c.prune.allocation == "erk"  # no layer collapse at initialisation
@@ -125,7 +125,7 @@ def test_shards_share_the_table_through_run_folder_claims(recipe, table, tmp_pat
     assert sorted(map(config_hash, halves[0] + halves[1])) == sorted(map(config_hash, order))
     recipe.work(0, halves[1], tmp_path, commit=False, order=order)  # shard 2 first, alone
     extra = [c for c in fake.trained if c not in halves[1]]
-    assert extra and all(c.prune.representation == "dense" for c in extra)
+    assert extra and all(c.prune.representation.is_dense for c in extra)
     recipe.work(1, halves[0], tmp_path, commit=False, order=order)  # the rest, but not `held`
     assert len(fake.trained) == len(order) - 1 and held not in fake.trained
     assert len({config_hash(c) for c in fake.trained}) == len(fake.trained)  # each once

@@ -15,5 +15,5 @@ def test_there_are_recipes():
 def test_recipe_is_valid(path):
     sweep = load_sweep(path)
     assert sweep.configs
-    reps = {c.prune.representation for c in sweep.configs}
+    reps = {c.prune.representation.kind for c in sweep.configs}
     assert {"sp", "ip", "dense"} <= reps  # every recipe compares IP with SP and dense

@@ -18,12 +18,12 @@ import pytest
 import torch
 
 from interspace_pruning.cli import main
+from interspace_pruning.cli.sources import load_source
 from interspace_pruning.experiments import PruneConfig, RunConfig, run
 from interspace_pruning.experiments.runfiles import read_model
 from interspace_pruning.experiments.sweep import load_sweep
 from interspace_pruning.foundations.checkpoint import UncheckedFileWarning, save_tensors
 from interspace_pruning.inference import export_sparse
-from interspace_pruning.inference.bench import load_source
 from interspace_pruning.models import UntrustedModelError
 from interspace_pruning.report import collect_runs, load_model, write_report
 from interspace_pruning.training import TrainConfig

@@ -10,13 +10,8 @@ import torch
 
 import interspace_pruning as ip
 from interspace_pruning.cli import main
-from interspace_pruning.inference.bench import (
-    ORT_MISSING,
-    bench,
-    build_engines,
-    load_source,
-    peak_memory,
-)
+from interspace_pruning.cli.sources import load_source, peak_memory
+from interspace_pruning.inference.bench import ORT_MISSING, bench, build_engines
 
 SHAPE = (1, 8, 8)
 

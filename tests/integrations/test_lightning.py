@@ -61,3 +61,21 @@ def test_rigl_through_lightning(rep):
     for e in entries:
         assert bool((e.param.detach()[e.mask == 0] == 0).all())
     assert any(changed > 0 for _, _, changed in cb.pruner.events)
+
+
+def test_a_resume_with_more_epochs_does_not_stretch_the_schedule(tmp_path):
+    torch.manual_seed(0)
+    module = Module()
+    ip.prepare(module, "sp")
+    cb = PruningCallback("rigl", sparsity=0.75, interval=2)
+    first = trainer(max_epochs=1, callbacks=[cb], default_root_dir=tmp_path)
+    first.fit(module, loader())
+    ckpt = tmp_path / "one_epoch.ckpt"
+    first.save_checkpoint(ckpt)
+    assert cb.pruner.state_dict()["total_steps"] == 12
+    longer = PruningCallback("rigl", sparsity=0.75, interval=2)
+    with pytest.raises(ValueError, match="planned over 12 training steps, but it is now bound"):
+        trainer(max_epochs=2, callbacks=[longer]).fit(module, loader(), ckpt_path=ckpt)
+    kept = PruningCallback("rigl", sparsity=0.75, interval=2, total_steps=12)  # the old plan
+    trainer(max_epochs=2, callbacks=[kept]).fit(module, loader(), ckpt_path=ckpt)
+    assert kept.pruner.step_count == 24 and kept.pruner.events == cb.pruner.events

@@ -179,7 +179,8 @@ def test_pattern_holds_through_training(method, representation, digits):
         ),
         train=TrainConfig(epochs=2, batch_size=16),
     )
-    cfg.gmp.gmp_interval, cfg.dst.dst_interval, cfg.imp.imp_rounds = 4, 4, 1
+    cfg = cfg.with_options("gmp", interval=4).with_options("dst", interval=4)
+    cfg = cfg.with_options("imp", rounds=1)
     check = PatternCheck(2, 4)
     result = run(cfg, dataset=digits, callbacks=[check], progress=False)
     assert len(check.ok) >= 24 and all(check.ok) and check.pruned

@@ -3,7 +3,6 @@ import torch
 
 import interspace_pruning as ip
 from interspace_pruning.experiments import PruneConfig, RunConfig, run
-from interspace_pruning.experiments.config import ImpConfig
 from interspace_pruning.foundations.checkpoint import load_tensors
 from interspace_pruning.schedules import RewindPoint, imp_levels, rewind
 from interspace_pruning.training import TrainConfig, train
@@ -65,7 +64,7 @@ def test_imp_rounds_prune_the_right_fraction(representation, digits, tmp_path):
     cfg = RunConfig(
         prune=PruneConfig(representation=representation, method="imp", sparsity=0.75),
         train=TrainConfig(epochs=1, batch_size=32),
-        imp=ImpConfig(imp_rounds=2, rewind_step=3),
+        options={"imp": {"rounds": 2, "rewind_step": 3}},
     )
     result = run(cfg, tmp_path, dataset=digits, progress=False)
     rounds = result.summary["rounds"]

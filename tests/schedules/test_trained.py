@@ -1,5 +1,6 @@
 import pytest
 
+import interspace_pruning as ip
 from interspace_pruning.experiments import ModelConfig, PruneConfig, RunConfig, run
 from interspace_pruning.foundations.checkpoint import file_digest, save_tensors
 from interspace_pruning.training import TrainConfig
@@ -21,7 +22,9 @@ def test_prune_a_trained_model_then_fine_tune(representation, basis, digits, den
     cfg = RunConfig(
         model=ModelConfig(init_from=str(dense_run)),
         prune=PruneConfig(
-            representation=representation, method="magnitude", sparsity=0.8, basis=basis
+            representation=ip.Representation(representation, basis=basis),
+            method="magnitude",
+            sparsity=0.8,
         ),
         train=TrainConfig(epochs=2, batch_size=32, lr=0.01),
     )

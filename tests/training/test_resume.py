@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from interspace_pruning.experiments import PruneConfig, RunConfig, run
-from interspace_pruning.experiments.config import DstConfig, ImpConfig
 from interspace_pruning.experiments.runfiles import read_model
 from interspace_pruning.foundations.checkpoint import load_tensors
 from interspace_pruning.foundations.io import read_jsonl
@@ -45,13 +44,13 @@ CASES = {
     "ip-snip": RunConfig(prune=PruneConfig(representation="ip", method="snip", sparsity=0.9)),
     "sp-rigl": RunConfig(
         prune=PruneConfig(representation="sp", method="rigl", sparsity=0.9),
-        dst=DstConfig(dst_interval=5),
+        options={"dst": {"interval": 5}},
     ),
     "ip-gmp": RunConfig(prune=PruneConfig(representation="ip", method="gmp", sparsity=0.8)),
 }
 IMP = RunConfig(
     prune=PruneConfig(representation="ip", method="imp", sparsity=0.75),
-    imp=ImpConfig(imp_rounds=2, rewind_step=4),
+    options={"imp": {"rounds": 2, "rewind_step": 4}},
 )
 
 

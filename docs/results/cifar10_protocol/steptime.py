@@ -15,7 +15,7 @@ import torch
 
 from interspace_pruning import data
 from interspace_pruning.experiments import DataConfig, ModelConfig, PruneConfig, RunConfig
-from interspace_pruning.experiments.run import prepare
+from interspace_pruning.experiments.run import prepare_run
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
             model=ModelConfig(model="resnet20"),
             prune=PruneConfig(representation=rep, method="random", sparsity=sparsity),
         )
-        model, _ = prepare(cfg, ds)
+        model, _ = prepare_run(cfg, ds)
         models[rep] = (model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
     x, y = next(iter(ds.train_batches(args.batch_size, torch.Generator().manual_seed(0))))
     times: dict[str, list[float]] = {k: [] for k in models}

@@ -57,7 +57,8 @@ def add_parser(sub, formatter_class) -> None:
 
 def run(ns: argparse.Namespace) -> dict:
     """Bench ``ns.source`` at each batch size; print the tables, write ``--json``."""
-    from ..inference.bench import add_memory, bench, load_source
+    from ..inference.bench import bench
+    from .sources import add_memory, load_source
 
     trust = trust_from(ns)
     model, shape = load_source(ns.source, ns.input_size, trust)

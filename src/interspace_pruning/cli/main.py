@@ -11,15 +11,17 @@ from pathlib import Path
 
 import torch
 
-from ..experiments import DataConfig, ModelConfig, PruneConfig, RunConfig, compare, run
-from ..experiments.config import DstConfig, GmpConfig, ImpConfig
+from ..experiments import RunConfig, compare, run
+from ..experiments.config import add_run_arguments, config_from_namespace
 from ..experiments.grid import GridProblems, run_dir
 from ..experiments.runfiles import DIVERGED
 from ..experiments.sweep import load_sweep, parse_shard, run_sweep, shard_configs
+from ..experiments.threads import auto_threads
 from ..foundations.claims import claim_owner, stale_after
-from ..foundations.hparams import add_arguments, config_hash, from_namespace
+from ..foundations.hparams import config_hash
+from ..models import search_cwd
 from ..report import write_report
-from ..training import TrainConfig, TrainingStopped, distributed
+from ..training import TrainingStopped, distributed
 from ..training.loop import StopOnSignals
 from . import bench as bench_cmd
 from .trust import add_trust_arguments, trust_from
@@ -44,9 +46,39 @@ SWEEP_EXAMPLES = """examples:
 
 COMPARE_EXAMPLES = """examples:
   interspace compare                                  # SP vs IP vs dense, SNIP 98%, digits
+  interspace compare --epochs 10 --seeds 0 1 2        # make demo: mean ± std over 3 seeds
   interspace compare --method synflow --sparsity 0.99 --no-dense
   interspace compare --dataset fashion-mnist --train-subset 10000 --epochs 5
 """
+
+
+THREADS_HELP = (
+    "CPU threads for torch: N, or auto (default): 1 for a tiny model on the CPU (under 1 "
+    "GFLOP per batch: a busy machine slows such a model down many times with more), else "
+    "one per core less the cores the load average shows busy; OMP_NUM_THREADS is respected"
+)
+
+
+def _threads(text: str) -> int | str:
+    """``--threads``: a count >= 1 or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or auto, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _auto_threads(ns: argparse.Namespace, configs: list[RunConfig]) -> None:
+    """``--threads auto``: the rule of :mod:`..experiments.threads`."""
+    if getattr(ns, "threads", None) != "auto":
+        return
+    choice = auto_threads(configs)
+    if choice is not None:
+        torch.set_num_threads(choice.threads)
 
 
 class Parser(argparse.ArgumentParser):
@@ -57,17 +89,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    add_arguments(p, DataConfig, "data")
-    add_arguments(p, ModelConfig, "model")
-    add_arguments(p, PruneConfig, "pruning")
-    add_arguments(p, TrainConfig, "training")
-    add_arguments(p, ImpConfig, "lottery tickets (--method imp)")
-    add_arguments(p, GmpConfig, "gradual magnitude pruning (--method gmp)")
-    add_arguments(p, DstConfig, "dynamic sparse training (--method rigl / set)")
+    add_run_arguments(p)  # RunConfig's flags; schedule options from the schedule registry
     g = p.add_argument_group("output")
     g.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<hash>)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
-    g.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    g.add_argument("--threads", type=_threads, default="auto", help=THREADS_HELP)
     g.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from its checkpoint"
     )
@@ -103,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_arguments(c)
     c.add_argument("--no-dense", action="store_true", help="skip the dense reference run")
+    c.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SEED",
+        help="train every representation once per seed (instead of --seed): the table shows "
+        "mean ± std over seeds and IP - SP paired by seed",
+    )
     s = sub.add_parser(
         "sweep",
         help="run a grid of configurations from a YAML file (resumable)",
@@ -115,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("config", type=Path, help="sweep file (see recipes/*.yaml)")
     s.add_argument("--out", type=Path, default=None, help="output folder (default: from file)")
     s.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
-    s.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    s.add_argument("--threads", type=_threads, default="auto", help=THREADS_HELP)
     s.add_argument("--no-report", action="store_true", help="skip the report at the end")
     s.add_argument(
         "--shard",
@@ -155,15 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(ns: argparse.Namespace) -> RunConfig:
-    return RunConfig(
-        data=from_namespace(DataConfig, ns),
-        model=from_namespace(ModelConfig, ns),
-        prune=from_namespace(PruneConfig, ns),
-        train=from_namespace(TrainConfig, ns),
-        imp=from_namespace(ImpConfig, ns),
-        gmp=from_namespace(GmpConfig, ns),
-        dst=from_namespace(DstConfig, ns),
-    )
+    return config_from_namespace(ns)
 
 
 def _out_dir(ns: argparse.Namespace, cfg: RunConfig) -> Path:
@@ -174,6 +201,7 @@ def _cmd_train(ns: argparse.Namespace) -> None:
     cfg = _config(ns)
     out = _out_dir(ns, cfg)
     _check_out_dir(out)
+    _auto_threads(ns, [cfg])
     result = run(cfg, out, progress=not ns.quiet, resume=ns.resume, overwrite=ns.overwrite)
     if not distributed.info().is_main:
         return
@@ -191,6 +219,7 @@ def _cmd_compare(ns: argparse.Namespace) -> None:
     cfg = _config(ns)
     out = _out_dir(ns, cfg)
     _check_out_dir(out)
+    _auto_threads(ns, [cfg])
     result = compare(
         cfg,
         out,
@@ -198,6 +227,7 @@ def _cmd_compare(ns: argparse.Namespace) -> None:
         progress=not ns.quiet,
         resume=ns.resume,
         overwrite=ns.overwrite,
+        seeds=ns.seeds,
     )
     if not distributed.info().is_main:
         return
@@ -228,10 +258,11 @@ def _cmd_sweep(ns: argparse.Namespace) -> None:
             state = _run_state(run_dir(out, cfg))
             print(
                 f"  {run_dir(out, cfg).name} {state:9} {cfg.data.dataset} {cfg.model.model} "
-                f"{p.representation} {p.method} {p.sparsity:g} seed {cfg.train.seed}"
+                f"{p.representation.kind} {p.method} {p.sparsity:g} seed {cfg.train.seed}"
             )
         return
     problems = GridProblems()
+    _auto_threads(ns, configs)
     run_sweep(
         sweep,
         out,
@@ -301,11 +332,15 @@ RESUME_HINTS = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
+    saved_threads = torch.get_num_threads()  # restored at the end: main() may run in-process
     threads = getattr(ns, "threads", None)
-    if threads is not None:
+    if isinstance(threads, int):  # the user's count always wins ("auto": per command)
         if threads < 1:
             parser.error(f"argument --threads: must be at least 1, got {threads}")
         torch.set_num_threads(threads)
+    model = getattr(ns, "model", None)
+    if isinstance(model, str):  # --model mynets:build finds ./mynets.py, as python -m does
+        search_cwd(model)
     with StopOnSignals(RESUME_HINTS.get(ns.command, "")) as stops:
         try:
             try:
@@ -330,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if distributed.info().enabled:
                 torch.distributed.destroy_process_group()
+            torch.set_num_threads(saved_threads)
     return 0
 
 

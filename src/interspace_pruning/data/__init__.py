@@ -12,8 +12,9 @@ from .dataset import AUGMENTATIONS, Batch, ImageDataset, balanced_indices, rando
 from .digits import load_digits_dataset
 from .download import user_cache_dir
 from .errors import DataError
+from .shapes import SHAPES, DatasetShape, image_shape
 
-NAMES = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "tiny-imagenet")
+NAMES = tuple(SHAPES)
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -77,10 +78,13 @@ __all__ = [
     "AUGMENTATIONS",
     "Batch",
     "DataError",
+    "DatasetShape",
     "ImageDataset",
+    "SHAPES",
     "balanced_indices",
     "default_root",
     "get",
+    "image_shape",
     "names",
     "random_crop_flip",
 ]

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .dataset import Batch, balanced_indices, batch_starts, normalise
 from .errors import DataError
+from .shapes import SHAPES
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -247,5 +248,5 @@ def load_image_folder(
     name: str, root: Path, size: int | None = None, workers: int = 4
 ) -> FolderDataset:
     classes, train, val = scan(root)
-    default = 64 if name == "tiny-imagenet" else 224
+    default = SHAPES.get(name, SHAPES["imagefolder"]).size
     return FolderDataset(name, train, val, classes, size=size or default, workers=workers)

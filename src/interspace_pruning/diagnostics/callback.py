@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..training import Callback, TrainState
+from ..callbacks import Callback, TrainState
 from .filters import dense_filter_fraction, filter_nnz_histogram
 from .gradients import gradient_norms
 

@@ -1,11 +1,10 @@
 """Experiments: run configurations, single runs and the SP-vs-IP comparison."""
 
 from .compare import Comparison, compare
-from .config import REPRESENTATIONS, DataConfig, ModelConfig, PruneConfig, RunConfig
-from .run import RunResult, load_data, prepare, run
+from .config import DataConfig, ModelConfig, PruneConfig, RunConfig
+from .run import RunResult, load_data, prepare_run, run
 
 __all__ = [
-    "REPRESENTATIONS",
     "Comparison",
     "DataConfig",
     "ModelConfig",
@@ -14,6 +13,6 @@ __all__ = [
     "RunResult",
     "compare",
     "load_data",
-    "prepare",
+    "prepare_run",
     "run",
 ]

@@ -4,6 +4,7 @@ both build on this module, never on each other."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from ..foundations.io import CorruptFileError, atomic_write_json
 from ..inference import costs
 from ..interspace import Representation, prepare
 from ..masks import sparsity_report
+from ..models import materialize
+from ..pruning import method_names
+from ..schedules import section_of
+from ..schedules.registry import options_class
 from ..training import evaluate
 from ..training.device import hardware
 from ..training.loop import CHECKPOINT, PREVIOUS_CHECKPOINT
@@ -25,10 +30,27 @@ from .runfiles import MODEL, read_model, write_model
 
 
 def representation(p: PruneConfig) -> Representation:
-    """The :class:`Representation` value a run's pruning options describe."""
-    if p.representation != "ip":
-        return Representation.parse(p.representation)
-    return Representation.interspace(p.basis, p.share, p.trainable_basis, p.normalize_basis)
+    """The :class:`Representation` of a run's pruning options (``p.representation``)."""
+    return p.representation
+
+
+def pruner_options(cfg: RunConfig, dataset: data_mod.ImageDataset) -> dict:
+    """The options ``ip.pruner`` (or ``ip.lottery_ticket``) gets for ``cfg``'s method: the
+    method's own section of ``cfg.options`` (defaults: its options dataclass's, the same as
+    the library's), plus the allocation options, ``--criterion`` and ``--seed`` where its
+    options have them; criteria also get their scoring batches."""
+    p = cfg.prune
+    known = {f.name for f in dataclasses.fields(options_class(p.method))}
+    options = {**p.allocation_kwargs(), "criterion": p.criterion, "seed": cfg.train.seed}
+    if p.method in method_names():
+        options.update(
+            data=pruning_batches(cfg, dataset), rounds=p.rounds, input_shape=dataset.image_shape
+        )
+    section = section_of(p.method)
+    if section is not None:
+        own = cfg.options[section]
+        options.update({f.name: getattr(own, f.name) for f in dataclasses.fields(own)})
+    return {k: v for k, v in options.items() if k in known}
 
 
 def load_data(cfg: DataConfig) -> data_mod.ImageDataset:
@@ -45,9 +67,11 @@ def load_data(cfg: DataConfig) -> data_mod.ImageDataset:
 
 
 def initial_model(cfg: RunConfig, dataset: data_mod.ImageDataset) -> nn.Module:
-    """The dense model at initialisation; the same weights for every representation."""
+    """The dense model at initialisation; the same weights for every representation (lazy
+    layers get theirs from one forward pass on the data's image shape)."""
     torch.manual_seed(cfg.train.seed)
-    return cfg.model.build(dataset.num_classes, dataset.in_channels)
+    model = cfg.model.build(dataset.num_classes, dataset.in_channels)
+    return materialize(model, dataset.image_shape)
 
 
 def pretrained_file(path: str | Path) -> Path:
@@ -99,11 +123,13 @@ def prepare_representation(
     cfg: RunConfig, dataset: data_mod.ImageDataset, model: nn.Module | None = None
 ) -> nn.Module:
     """The initial (or ``--init-from``) dense model, prepared in the run's representation."""
-    p = cfg.prune
-    model = initial_model(cfg, dataset) if model is None else model
+    if model is None:
+        model = initial_model(cfg, dataset)
+    else:  # the caller's own: lazy layers sized on the data's image shape
+        model = materialize(model, dataset.image_shape)
     if cfg.model.init_from:
         load_pretrained(model, cfg.model.init_from)
-    return prepare(model, representation(p))
+    return prepare(model, cfg.prune.representation)
 
 
 @dataclass
@@ -123,9 +149,11 @@ def rebuild_model(
     refused if another run (``tag`` differs) wrote that file; in eval mode."""
     state = read_model(model_file, tag)  # checked before anything is built
     model = cfg.model.build(num_classes, in_channels)
-    p = cfg.prune
+    shape = data_mod.image_shape(cfg.data.dataset, cfg.data.image_size, in_channels)
+    materialize(model, shape)  # lazy layers: sized as in training, then loaded
+    rep = cfg.prune.representation
     # the basis init is irrelevant: the state dict overwrites it (pca needs no data here)
-    prepare(model, representation(replace(p, basis="dct") if p.basis == "pca" else p))
+    prepare(model, replace(rep, basis="dct") if rep.basis == "pca" else rep)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -145,17 +173,19 @@ def summarise(
     dataset: data_mod.ImageDataset,
     history: list[dict],
     wall_time: float,
-    rep: str,
+    rep: Representation | str,
 ) -> dict:
     """Final numbers of a run, including the generalisation gap (train accuracy measured
-    in eval mode, without augmentation, on up to 10,000 training images)."""
+    in eval mode, without augmentation, on up to 10,000 training images). The
+    representation is written by its name (``"ip"``, ``"sp"``, ``"dense"``)."""
+    rep = Representation.parse(rep)
     last = history[-1]
     train_eval = evaluate(model, dataset, split="train", limit=10_000)
     cost = costs(model, dataset.image_shape)
-    report = sparsity_report(model) if rep != "dense" else None  # dense: no prunable counts
+    report = None if rep.is_dense else sparsity_report(model)  # dense: no prunable counts
     plain_params = sum(p.numel() for p in model.parameters())
     return {
-        "representation": rep,
+        "representation": rep.kind,
         "test_acc": last["test_acc"],
         "best_test_acc": max(h["test_acc"] for h in history),
         "train_loss": last["train_loss"],

@@ -1,23 +1,41 @@
-"""Hyperparameters of one run: data, model, pruning and training."""
+"""Hyperparameters of one run: data, model, pruning, training and the pruning schedule's own
+options.
+
+The schedule options are not defined here: each registered schedule's options dataclass
+(:mod:`..schedules.registry`) is its section (``gmp``, ``dst``, ``imp``, a user's), with the
+same defaults in the library, on the command line and in sweep files. A run's
+``config.json`` keeps the layout of the runs named before that (flat keys such as
+``representation``, ``basis``, ``gmp_interval``, ``dst_stop``), and :meth:`RunConfig.__identity__`
+hashes them as before, so committed run folders keep their names.
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
 from .. import data as data_mod
 from .. import models
-from ..bases import basis_names
-from ..foundations.hparams import hp
-from ..interspace.convert import SHARE_MODES
+from ..foundations.hparams import (
+    add_arguments,
+    build,
+    coerce,
+    from_dict,
+    from_namespace,
+    hp,
+    identity_dict,
+)
+from ..interspace import Representation
 from ..pruning import ALLOCATIONS, method_names
 from ..pruning.allocation import check_sparsity, parse_pattern
-from ..schedules import pruner_names
+from ..schedules import pruner_names, schedule_sections, section_of
+from ..schedules.registry import default_allocation, section_schedules
 from ..training import TrainConfig
-
-REPRESENTATIONS = ("ip", "sp", "dense")
 
 
 @dataclass
@@ -33,9 +51,10 @@ class DataConfig:
 
 
 def all_methods() -> list[str]:
-    """Criteria (pruning at initialisation or of a trained model), pruning schedules and
-    ``imp``, read from the registries each time (so methods registered later count)."""
-    return pruner_names() + ["imp"]
+    """Criteria (pruning at initialisation or of a trained model) and pruning schedules
+    (``imp`` among them), read from the registries each time (so methods registered later
+    count)."""
+    return pruner_names()
 
 
 @dataclass
@@ -82,9 +101,10 @@ def _arg_text(value: object) -> str:
 
 @dataclass
 class PruneConfig:
-    representation: str = hp(
-        "ip", "ip (filter-basis coefficients), sp (spatial), dense", REPRESENTATIONS
-    )
+    #: The representation pruned, a value (its fields are the flags and config keys
+    #: ``representation``, ``basis``, ``share``, ``trainable_basis``, ``normalize_basis``);
+    #: a name (``"ip"``, ``"sp"``, ``"dense"``) gives its defaults.
+    representation: Representation = hp(Representation(), "the representation", flatten=True)
     method: str = hp(
         "snip",
         "a criterion (prune at init, or the --init-from model, once) or a pruning schedule: "
@@ -94,14 +114,11 @@ class PruneConfig:
     sparsity: float = hp(0.98, "fraction of prunable entries set to zero, in [0, 1)")
     allocation: str | None = hp(
         None,
-        "how sparsity is spread over layers (default: erk for rigl/set, else global)",
+        "how sparsity is spread over layers (default: the method's own: erk for rigl/set, "
+        "else global)",
         ALLOCATIONS,
     )
     criterion: str = hp("magnitude", "score used by imp and gmp", method_names)
-    basis: str = hp("dct", "IP filter-basis initialisation", tuple(basis_names()))
-    share: str = hp("layer", "IP: one filter basis per layer or per network", SHARE_MODES)
-    trainable_basis: bool = hp(True, "IP: train the filter bases")
-    normalize_basis: bool = hp(True, "IP: unit-norm basis filters in the forward pass")
     keep_first_dense: bool = hp(False, "do not prune the first conv layer")
     keep_last_dense: bool = hp(False, "do not prune the classifier")
     min_density: float | None = hp(None, "every layer keeps at least this fraction")
@@ -114,10 +131,7 @@ class PruneConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.representation not in REPRESENTATIONS:
-            raise ValueError(
-                f"unknown representation {self.representation!r}; choose one of {REPRESENTATIONS}"
-            )
+        self.representation = Representation.parse(self.representation)
         if self.method not in all_methods():
             raise ValueError(
                 f"unknown pruning method {self.method!r}; choose one of {all_methods()}"
@@ -128,19 +142,16 @@ class PruneConfig:
             )
         if self.allocation is not None and self.allocation not in ALLOCATIONS:
             raise ValueError(f"unknown allocation {self.allocation!r}; choose one of {ALLOCATIONS}")
-        if self.basis not in basis_names():
-            raise ValueError(f"unknown basis {self.basis!r}; choose one of {basis_names()}")
-        if self.share not in SHARE_MODES:
-            raise ValueError(f"unknown share mode {self.share!r}; choose one of {SHARE_MODES}")
         check_sparsity(self.sparsity)
         parse_pattern(self.pattern)
         if self.prune_batches < 1:
             raise ValueError(f"--prune-batches must be >= 1, got {self.prune_batches}")
 
     def resolved_allocation(self) -> str:
+        """``allocation``, else the default of the method's options (erk for rigl/set)."""
         if self.allocation is not None:
             return self.allocation
-        return "erk" if self.method in ("rigl", "set") else "global"
+        return default_allocation(self.method)
 
     def allocation_kwargs(self) -> dict:
         return {
@@ -152,58 +163,154 @@ class PruneConfig:
         }
 
 
-@dataclass
-class ImpConfig:
-    imp_rounds: int | None = hp(
-        None, "IMP: rounds to reach --sparsity on geometric levels (default: as --imp-rate needs)"
+#: The sections every run has; each registered schedule adds its own (``gmp``, ``dst``, ...).
+FIXED_SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "prune": PruneConfig,
+    "train": TrainConfig,
+}
+
+#: How the runs named before issue 26 hashed the sections of the schedules their method did
+#: not use (the defaults of that time, reset by ``grid.canonical``). A constant now: an unused
+#: section does not change a run, and committed run folders keep their names. Never edit.
+V1_UNUSED_SECTIONS: dict[str, dict] = {
+    "imp": {"imp_rate": 0.2, "imp_rounds": None, "rewind_step": 0},
+    "gmp": {"gmp_end": 0.75, "gmp_initial_sparsity": 0.0, "gmp_interval": 50, "gmp_start": 0.1},
+    "dst": {"dst_drop_fraction": 0.3, "dst_interval": 100, "dst_stop": 0.75},
+}
+
+
+def section_names() -> list[str]:
+    """The sections of a run configuration: the fixed ones, then one per schedule section."""
+    return [*FIXED_SECTIONS, *schedule_sections()]
+
+
+def _section_value(section: str, cls: type, value: Any) -> Any:
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # an options object (GmpOptions, ...) or a section made before: its own options
+        own = {f.name for f in dataclasses.fields(cls)}
+        fields = dataclasses.fields(value)
+        value = {f.name: getattr(value, f.name) for f in fields if f.name in own}
+    if isinstance(value, Mapping):
+        return build(cls, value)
+    raise ValueError(
+        f"options[{section!r}] must be a mapping of option: value, got {type(value).__name__}"
     )
-    imp_rate: float = hp(0.2, "IMP: fraction of the remaining entries pruned per round")
-    rewind_step: int = hp(
-        0, "IMP: rewind unpruned entries and filter bases to this training step (0 = init)"
-    )
-
-
-@dataclass
-class GmpConfig:
-    gmp_initial_sparsity: float = hp(0.0, "GMP: sparsity at the first pruning step")
-    gmp_start: float = hp(0.1, "GMP: start pruning at this fraction of training")
-    gmp_end: float = hp(0.75, "GMP: reach --sparsity at this fraction of training")
-    gmp_interval: int = hp(50, "GMP: prune every this many steps")
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.gmp_start <= self.gmp_end <= 1:
-            raise ValueError(
-                "GMP needs 0 <= --gmp-start <= --gmp-end <= 1, "
-                f"got {self.gmp_start}, {self.gmp_end}"
-            )
-
-
-@dataclass
-class DstConfig:
-    dst_interval: int = hp(100, "SET/RigL: steps between mask updates")
-    dst_drop_fraction: float = hp(0.3, "SET/RigL: initial drop fraction (cosine-annealed)")
-    dst_stop: float = hp(0.75, "SET/RigL: stop updating masks at this fraction of training")
 
 
 @dataclass
 class RunConfig:
-    """Everything that determines one training run (hashable into its run directory)."""
+    """Everything that determines one training run (hashable into its run directory).
+
+    ``options`` maps each schedule section (``gmp``, ``dst`` for rigl/set, ``imp``, those of
+    schedules registered later) to its options; give a mapping (``{"dst": {"interval":
+    20}}``) or leave sections out for their defaults. Only the section of ``prune.method``
+    is used; read it as ``cfg.options["gmp"]`` or ``cfg.gmp``.
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    imp: ImpConfig = field(default_factory=ImpConfig)
-    gmp: GmpConfig = field(default_factory=GmpConfig)
-    dst: DstConfig = field(default_factory=DstConfig)
+    options: dict[str, Any] = field(default_factory=dict, metadata={"flatten": True})
+
+    def __post_init__(self) -> None:
+        given = dict(self.options or {})
+        sections = schedule_sections()
+        unknown = sorted(set(given) - set(sections))
+        if unknown:
+            raise ValueError(
+                f"no schedule has the option section {unknown[0]!r}; sections are "
+                f"{sorted(sections)}"
+            )
+        self.options = {s: _section_value(s, cls, given.get(s)) for s, cls in sections.items()}
+
+    def __getattr__(self, name: str) -> Any:  # cfg.gmp, cfg.dst, cfg.imp, ...
+        options = self.__dict__.get("options")
+        if options is None or name.startswith("__") or name not in options:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return options[name]
+
+    def used_section(self) -> str | None:
+        """The section of options this run's method uses (``None``: none, or dense)."""
+        if self.prune.representation.is_dense:
+            return None
+        return section_of(self.prune.method)
+
+    def with_options(self, section: str, **values: Any) -> RunConfig:
+        """A copy with options of ``section`` changed (by name or config key)."""
+        return set_values(self, section, values)
+
+    def __identity__(self) -> dict:
+        """What names the run: every fixed section, the options of the method's own section,
+        and, for the sections of the first schedules (gmp, dst, imp) that the method does
+        not use, the constant :data:`V1_UNUSED_SECTIONS` (as before)."""
+        out = {name: identity_dict(getattr(self, name)) for name in FIXED_SECTIONS}
+        used = self.used_section()
+        for name, values in self.options.items():
+            if name == used:
+                out[name] = identity_dict(values)
+            elif name in V1_UNUSED_SECTIONS:
+                out[name] = V1_UNUSED_SECTIONS[name]
+        return out
 
 
-def config_from_dict(d: dict) -> RunConfig:
-    """Inverse of ``dataclasses.asdict`` for :class:`RunConfig` (missing sections: defaults)."""
-    fresh = RunConfig()
-    parts = {}
-    for f in dataclasses.fields(RunConfig):
-        cls = type(getattr(fresh, f.name))
-        known = {g.name for g in dataclasses.fields(cls)}
-        parts[f.name] = cls(**{k: v for k, v in d.get(f.name, {}).items() if k in known})
-    return RunConfig(**parts)
+def section_class(cfg: RunConfig, section: str) -> type:
+    if section in FIXED_SECTIONS:
+        return FIXED_SECTIONS[section]
+    if section in cfg.options:
+        return type(cfg.options[section])
+    raise ValueError(f"unknown section {section!r}; sections are {section_names()}")
+
+
+def set_values(
+    cfg: RunConfig, section: str, values: Mapping[str, Any], where: str | None = None
+) -> RunConfig:
+    """A copy of ``cfg`` with hyperparameters of ``section`` changed: keys or attribute
+    names, each type-checked (``where``: how the keys are named in errors)."""
+    cls = section_class(cfg, section)
+    prefix = section if where is None else where
+    checked = {k: coerce(cls, k, v, where=f"{prefix}.{k}") for k, v in values.items()}
+    if section in FIXED_SECTIONS:
+        return dataclasses.replace(cfg, **{section: build(cls, checked, getattr(cfg, section))})
+    new = build(cls, checked, cfg.options[section])
+    return dataclasses.replace(cfg, options={**cfg.options, section: new})
+
+
+def config_from_dict(d: Mapping, check: bool = False) -> RunConfig:
+    """Inverse of :func:`~..foundations.hparams.to_dict` for :class:`RunConfig`, also for the
+    files of older versions (missing sections and fields: defaults; unknown ones: ignored;
+    ``check``: every value type-checked)."""
+    parts = {
+        name: from_dict(cls, d.get(name) or {}, name, check) for name, cls in FIXED_SECTIONS.items()
+    }
+    options = {
+        name: from_dict(cls, d[name] or {}, name, check)
+        for name, cls in schedule_sections().items()
+        if name in d
+    }
+    return RunConfig(**parts, options=options)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of a :class:`RunConfig`: data, model, pruning (with the representation),
+    training, and each schedule section's (``--gmp-interval``, ``--dst-interval``, ...)."""
+    titles = {"data": "data", "model": "model", "prune": "pruning", "train": "training"}
+    for name, cls in FIXED_SECTIONS.items():
+        add_arguments(parser, cls, titles[name])
+    for section, cls in schedule_sections().items():
+        methods = " / ".join(section_schedules(section))
+        add_arguments(parser, cls, f"{section} options (--method {methods})")
+
+
+def config_from_namespace(ns: argparse.Namespace) -> RunConfig:
+    """The :class:`RunConfig` of parsed :func:`add_run_arguments` flags."""
+    return RunConfig(
+        **{name: from_namespace(cls, ns) for name, cls in FIXED_SECTIONS.items()},
+        options={s: from_namespace(cls, ns) for s, cls in schedule_sections().items()},
+    )

@@ -18,42 +18,39 @@ from pathlib import Path
 from typing import Any
 
 from ..foundations.claims import RunClaimedError, claim_owner, try_claim
-from ..foundations.hparams import coerce, config_hash
+from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError, read_json
+from ..interspace import Representation
 from ..training import distributed
 from ..training.loop import CHECKPOINT, DivergedError
-from .config import PruneConfig, RunConfig
+from .config import PruneConfig, RunConfig, section_names, set_values
 from .run import run
 from .runfiles import DIVERGED, SUMMARY, read_config, read_summary
 
-SECTIONS = ("data", "model", "prune", "train", "imp", "gmp", "dst")
-#: Which optional section each method reads; the others are reset before hashing.
-METHOD_SECTIONS = {"imp": "imp", "gmp": "gmp", "rigl": "dst", "set": "dst"}
-
 
 def override(cfg: RunConfig, key: str, value: Any) -> RunConfig:
-    """``override(cfg, "prune.sparsity", 0.9)``: a copy with one field changed (validated)."""
+    """``override(cfg, "prune.sparsity", 0.9)``: a copy with one field changed (validated).
+
+    Fields are named by attribute or config key: ``gmp.interval`` and ``gmp.gmp_interval``,
+    ``prune.representation`` (the kind) and ``prune.basis`` (an IP option) all work."""
     section, _, name = key.partition(".")
-    if section not in SECTIONS or not name:
-        raise ValueError(f"grid key {key!r} must look like '<{'|'.join(SECTIONS)}>.<field>'")
-    sub = getattr(cfg, section)
-    value = coerce(type(sub), name, value, where=key)
-    return dataclasses.replace(cfg, **{section: dataclasses.replace(sub, **{name: value})})
+    sections = section_names()
+    if section not in sections or not name:
+        raise ValueError(f"grid key {key!r} must look like '<{'|'.join(sections)}>.<field>'")
+    return set_values(cfg, section, {name: value}, where=section)
 
 
 def canonical(cfg: RunConfig) -> RunConfig:
     """Reset settings a run ignores, so that runs that train alike hash alike.
 
-    Dense runs ignore all pruning settings; every method ignores the sections of the
-    other schedules.
+    Dense runs ignore all pruning settings; every method ignores the options of the other
+    schedules.
     """
-    if cfg.prune.representation == "dense":
-        cfg = dataclasses.replace(cfg, prune=PruneConfig(representation="dense"))
-    used = METHOD_SECTIONS.get(cfg.prune.method)
-    fresh = RunConfig()
-    for section in set(METHOD_SECTIONS.values()) - {used}:
-        cfg = dataclasses.replace(cfg, **{section: getattr(fresh, section)})
-    return cfg
+    if cfg.prune.representation.is_dense:
+        cfg = dataclasses.replace(cfg, prune=PruneConfig(representation=Representation.dense()))
+    used = cfg.used_section()
+    options = {s: v if s == used else type(v)() for s, v in cfg.options.items()}
+    return dataclasses.replace(cfg, options=options)
 
 
 def expand(base: RunConfig, grid: Mapping[str, Sequence[Any]]) -> list[RunConfig]:
@@ -111,7 +108,7 @@ def _say(message: str, err: bool = False) -> None:
 def _describe(cfg: RunConfig) -> str:
     p = cfg.prune
     return (
-        f"{cfg.data.dataset} {cfg.model.model} {p.representation} {p.method} {p.sparsity:g} "
+        f"{cfg.data.dataset} {cfg.model.model} {p.representation.kind} {p.method} {p.sparsity:g} "
         f"seed {cfg.train.seed}"
     )
 

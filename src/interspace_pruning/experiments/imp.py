@@ -16,9 +16,16 @@ from ..foundations.io import atomic_write_bytes, read_jsonl
 from ..masks import prunable
 from ..pruning import prune
 from ..pruning.allocation import dense_layers, pattern_min_sparsity
-from ..schedules import RewindPoint, imp_levels, rewind
+from ..schedules import RewindPoint, imp_levels, make_options, rewind
 from ..training import Callback, distributed, train
-from .build import RunResult, finish, prepare_representation, save_initial_bases, summarise
+from .build import (
+    RunResult,
+    finish,
+    prepare_representation,
+    pruner_options,
+    save_initial_bases,
+    summarise,
+)
 from .runfiles import MODEL, read_model
 
 
@@ -39,14 +46,15 @@ def run_imp(
     an interrupted round continues from its checkpoint.
     """
     p = cfg.prune
+    o = make_options("imp", **pruner_options(cfg, dataset))  # ImpOptions, as the library's
     tag = config_hash(cfg)
-    levels = imp_levels(p.sparsity, cfg.imp.imp_rounds, cfg.imp.imp_rate)
+    levels = imp_levels(p.sparsity, o.rounds, o.rate)
     start = time.perf_counter()
     model = prepare_representation(cfg, dataset, model)  # SP or IP: masks from here on
     writes = out is not None and distributed.info().is_main
     if writes:
         save_initial_bases(out, model)
-    rewind_point = RewindPoint(cfg.imp.rewind_step)
+    rewind_point = RewindPoint(o.rewind_step)
     rounds: list[dict] = []
     history: list[dict] = []
     restored = False
@@ -60,14 +68,14 @@ def run_imp(
             rewind_point.state = load_tensors(out / "rewind.pt")
         restored = True
         if r > 0:
-            if p.pattern is not None:  # N:M: the first rounds jump to the pattern's density
+            if o.pattern is not None:  # N:M: the first rounds jump to the pattern's density
                 entries = prunable(model)
-                dense = dense_layers(entries, p.keep_first_dense, p.keep_last_dense)
-                level = max(level, pattern_min_sparsity(entries, p.pattern, dense))
-            prune(model, p.criterion, level, **p.allocation_kwargs())
+                dense = dense_layers(entries, o.keep_first_dense, o.keep_last_dense)
+                level = max(level, pattern_min_sparsity(entries, o.pattern, dense))
+            prune(model, o.criterion, level, **o.allocation_kwargs())
             rewind(model, rewind_point.state)
         cbs = ([rewind_point] if r == 0 else []) + [Diagnostics(), *(callbacks or [])]
-        desc = f"{p.representation} imp round {r}/{len(levels)} ({level:.1%})"
+        desc = f"{p.representation.kind} imp round {r}/{len(levels)} ({level:.1%})"
         history = train(
             model,
             dataset,

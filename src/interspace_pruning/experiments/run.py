@@ -17,11 +17,11 @@ from ..foundations.checkpoint import file_digest
 from ..foundations.claims import CLAIM, Claim, RunClaimedError, try_claim
 from ..foundations.hparams import config_hash, to_dict
 from ..foundations.io import CorruptFileError, atomic_write_json, remove_stale_temps
+from ..interspace import Representation
 from ..models import check_trusted
-from ..pruning import method_names
 from ..schedules import Pruner, pruner
 from ..training import Callback, distributed, train
-from ..training.device import configure_backends, resolve_device, resolve_precision
+from ..training.device import Placement, configure_backends
 from ..training.loop import DivergedError
 from .build import (
     DIAGNOSTICS_FINAL,
@@ -33,6 +33,7 @@ from .build import (
     load_pretrained,
     prepare_representation,
     pretrained_file,
+    pruner_options,
     pruning_batches,
     rebuild_model,
     representation,
@@ -52,8 +53,8 @@ __all__ = [
     "initial_model",
     "load_data",
     "load_pretrained",
-    "prepare",
     "prepare_representation",
+    "prepare_run",
     "pruner_options",
     "pruning_batches",
     "representation",
@@ -64,43 +65,14 @@ __all__ = [
 ]
 
 
-def pruner_options(cfg: RunConfig, dataset: data_mod.ImageDataset) -> dict:
-    """The options ``ip.pruner`` gets for ``cfg``'s method (from its config section)."""
-    p = cfg.prune
-    options = p.allocation_kwargs()
-    if p.method in method_names():
-        return {
-            **options,
-            "data": pruning_batches(cfg, dataset),
-            "rounds": p.rounds,
-            "input_shape": dataset.image_shape,
-        }
-    if p.method == "gmp":
-        g = cfg.gmp
-        return {
-            **options,
-            "start": g.gmp_start,
-            "end": g.gmp_end,
-            "interval": g.gmp_interval,
-            "initial_sparsity": g.gmp_initial_sparsity,
-            "criterion": p.criterion,
-        }
-    if p.method in ("rigl", "set"):
-        d = cfg.dst
-        return {
-            **options,
-            "interval": d.dst_interval,
-            "drop_fraction": d.dst_drop_fraction,
-            "stop_fraction": d.dst_stop,
-            "seed": cfg.train.seed,
-        }
-    return options  # a schedule registered by the user: its own defaults
-
-
-def prepare(
-    cfg: RunConfig, dataset: data_mod.ImageDataset, model: nn.Module | None = None
+def prepare_run(
+    cfg: RunConfig,
+    dataset: data_mod.ImageDataset,
+    model: nn.Module | None = None,
+    placement: Placement | None = None,
 ) -> tuple[nn.Module, list[Pruner]]:
-    """Build the model for ``cfg`` and the pruner it trains with (``ip.pruner``).
+    """Build the model for ``cfg`` and the pruner it trains with (``ip.pruner``), on
+    ``placement`` (default: ``cfg.train``'s, resolved here).
 
     The pruner sets the starting mask now: criteria prune once (at initialisation, or the
     ``--init-from`` trained model); GMP starts dense; SET/RigL start from a random mask at
@@ -108,11 +80,11 @@ def prepare(
     """
     p = cfg.prune
     model = prepare_representation(cfg, dataset, model)
-    device = resolve_device(cfg.train.device)
-    configure_backends(device, resolve_precision(cfg.train.precision, device))  # for scoring
-    model.to(device)  # prune where training runs (initial weights come from the CPU RNG)
-    dataset = dataset.to(device)
-    if p.representation == "dense":
+    where = placement if placement is not None else Placement.of(cfg.train)
+    configure_backends(where.device, where.precision)  # for scoring
+    model.to(where.device)  # prune where training runs (initial weights come from the CPU RNG)
+    dataset = dataset.to(where.device)
+    if p.representation.is_dense:
         return model, []
     if p.method == "imp":
         raise ValueError("method 'imp' trains in rounds: use run(), which calls run_imp")
@@ -193,25 +165,42 @@ def _run(
         if resume and not overwrite and (out / SUMMARY).is_file():
             return finished_run(cfg, out)
     dataset = load_data(cfg.data) if dataset is None else dataset
-    dataset = dataset.to(resolve_device(cfg.train.device))
+    where = Placement.of(cfg.train)  # resolved once for the run: pruning and training
+    dataset = dataset.to(where.device)
     writes = out is not None and distributed.info().is_main
+    if model is None:  # built before anything is written: a bad --model-arg leaves no run
+        model = initial_model(cfg, dataset)
+    fresh = writes and not (out / "config.json").is_file()
     if writes:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", to_dict(cfg))
-    if cfg.prune.method == "imp" and cfg.prune.representation != "dense":
+    if cfg.prune.method == "imp" and not cfg.prune.representation.is_dense:
         return run_imp(cfg, out, dataset, model, callbacks or [], progress, resume)
     start = time.perf_counter()
-    model, schedule = prepare(cfg, dataset, model)
+    try:
+        model, schedule = prepare_run(cfg, dataset, model, where)
+    except BaseException:
+        if fresh:  # failed before training (--init-from, pruning): the folder stays free
+            (out / "config.json").unlink(missing_ok=True)
+        raise
     init_digest = cfg.model.init_from and file_digest(pretrained_file(cfg.model.init_from))
     if writes:
         save_initial_bases(out, model)
     p = cfg.prune
-    desc = (
-        "dense" if p.representation == "dense" else f"{p.representation} {p.method} {p.sparsity:g}"
-    )
+    rep = p.representation
+    desc = "dense" if rep.is_dense else f"{rep.kind} {p.method} {p.sparsity:g}"
     cbs = [*schedule, Diagnostics(), *(callbacks or [])]
     history = train(
-        model, dataset, cfg.train, out, cbs, progress, desc, resume=resume, tag=config_hash(cfg)
+        model,
+        dataset,
+        cfg.train,
+        out,
+        cbs,
+        progress,
+        desc,
+        resume=resume,
+        tag=config_hash(cfg),
+        placement=where,
     )
     summary = summarise(model, dataset, history, time.perf_counter() - start, p.representation)
     if init_digest:  # which trained weights it started from (they are not committed)
@@ -266,5 +255,9 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
         )
 
 
-def with_representation(cfg: RunConfig, rep: str) -> RunConfig:
+def with_representation(cfg: RunConfig, rep: str | Representation) -> RunConfig:
+    """A copy of ``cfg`` in ``rep``: a :class:`Representation`, or a kind (``"sp"``, ...)
+    that keeps ``cfg``'s basis options."""
+    if not isinstance(rep, Representation):
+        rep = replace(cfg.prune.representation, kind=Representation.parse(rep).kind)
     return replace(copy.deepcopy(cfg), prune=replace(cfg.prune, representation=rep))

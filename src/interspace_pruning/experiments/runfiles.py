@@ -7,7 +7,6 @@ refused. Files of version 1 (a bare state dict, written before that) still load.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -15,9 +14,8 @@ import torch
 from torch import nn
 
 from ..foundations.checkpoint import load_tensors, save_tensors
-from ..foundations.hparams import coerce
 from ..foundations.io import CorruptFileError, read_json, read_jsonl
-from .config import RunConfig
+from .config import RunConfig, config_from_dict
 
 CONFIG, SUMMARY, METRICS, MODEL = "config.json", "summary.json", "metrics.jsonl", "model.pt"
 MODEL_FORMAT, MODEL_VERSION = "interspace-model", 2
@@ -30,28 +28,21 @@ def _retrain(run_dir: Path) -> str:
 
 
 def read_config(path: str | Path) -> RunConfig:
-    """The :class:`RunConfig` in a run's ``config.json``, every field type-checked."""
+    """The :class:`RunConfig` in a run's ``config.json``, every field type-checked.
+
+    Files of every version read back to the configuration (and hash) they were written
+    for: the flat keys (``representation``, ``basis``, ``gmp_interval``, ``dst_stop``, ...)
+    are the current layout too, and fields added since take their defaults."""
     path = Path(path)
     fix = _retrain(path.parent)
     d = read_json(path, dict, fix)
-    fresh = RunConfig()
-    parts = {}
-    for f in dataclasses.fields(RunConfig):
-        section = d.get(f.name, {})
+    for name, section in d.items():
         if not isinstance(section, dict):
-            raise CorruptFileError(path, f"has a {f.name!r} that is not a mapping", fix)
-        cls = type(getattr(fresh, f.name))
-        known = {g.name for g in dataclasses.fields(cls)}
-        try:
-            values = {
-                k: coerce(cls, k, v, where=f"{f.name}.{k}")
-                for k, v in section.items()
-                if k in known
-            }
-            parts[f.name] = cls(**values)
-        except (ValueError, TypeError) as e:
-            raise CorruptFileError(path, f"is not a valid run configuration ({e})", fix) from None
-    return RunConfig(**parts)
+            raise CorruptFileError(path, f"has a {name!r} that is not a mapping", fix)
+    try:
+        return config_from_dict(d, check=True)
+    except (ValueError, TypeError) as e:
+        raise CorruptFileError(path, f"is not a valid run configuration ({e})", fix) from None
 
 
 def read_summary(path: str | Path) -> dict:

@@ -2,7 +2,8 @@
 
 ```yaml
 out: runs/fmnist-pai            # where the runs go (--out overrides)
-base:                           # RunConfig fields: data, model, prune, train, imp, gmp, dst
+base:                           # sections: data, model, prune, train, and schedule options
+                                #   (gmp, dst for rigl/set, imp, and each registered schedule's)
   data: {dataset: fashion-mnist, train_subset: 10000}
   train: {epochs: 3, batch_size: 64, lr: 0.05}
 grid:                           # every combination; or `grids:` with a list of such maps
@@ -22,17 +23,15 @@ deterministically (``--shard i/n``: runs i, i+n, i+2n, ... of the file's order, 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..foundations.hparams import coerce
 from ..models import Trust, check_trusted
-from .config import RunConfig
-from .grid import SECTIONS, GridProblems, canonical, expand, run_grid
+from .config import RunConfig, section_names, set_values
+from .grid import GridProblems, canonical, expand, run_grid
 
 TOP_LEVEL = {"name", "description", "out", "base", "grid", "grids"}
 
@@ -47,16 +46,13 @@ class Sweep:
 def base_config(base: dict[str, Any] | None) -> RunConfig:
     """A :class:`RunConfig` from ``{section: {field: value}}`` (validated)."""
     cfg = RunConfig()
+    sections = section_names()
     for section, values in (base or {}).items():
-        if section not in SECTIONS:
-            raise ValueError(f"unknown section base.{section}; sections are {list(SECTIONS)}")
+        if section not in sections:
+            raise ValueError(f"unknown section base.{section}; sections are {sections}")
         if not isinstance(values, dict):
             raise ValueError(f"base.{section} must be a mapping of field: value")
-        current = getattr(cfg, section)
-        checked = {
-            k: coerce(type(current), k, v, where=f"base.{section}.{k}") for k, v in values.items()
-        }
-        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(current, **checked)})
+        cfg = set_values(cfg, section, values, where=f"base.{section}")
     return cfg
 
 

@@ -10,7 +10,9 @@ time is the median over the rounds, all engines on the same number of threads.
 Peak memory, when asked for, is measured in a fresh process per engine: the resident set
 size (RSS) of the whole process, its high-water mark reset once the engine is built and
 read after the timed passes (``/proc/self/clear_refs``; where that is unavailable,
-``ru_maxrss``, which also counts loading the model).
+``ru_maxrss``, which also counts loading the model). Loading what ``interspace bench`` is
+given (a run directory, a sparse file) and starting those processes is the command line's
+part: :mod:`interspace_pruning.cli.sources`.
 """
 
 from __future__ import annotations
@@ -20,13 +22,9 @@ import copy
 import ctypes
 import gc
 import io
-import json
 import logging
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -36,8 +34,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..foundations.modes import eval_mode
 from ..masks import has_masks
-from ..models import Trust
 from ..training.device import cpu_model
 from . import native
 from .engine import sparse_inference
@@ -50,15 +48,6 @@ ORT_MISSING = (
     "ONNX Runtime is not installed: pip install 'interspace-pruning[onnx]' (or pip install "
     "onnxruntime onnx onnxscript)"
 )
-#: (channels, height, width) of the built-in datasets' images.
-IMAGE_SHAPES = {
-    "digits": (1, 8, 8),
-    "mnist": (1, 28, 28),
-    "fashion-mnist": (1, 28, 28),
-    "cifar10": (3, 32, 32),
-    "cifar100": (3, 32, 32),
-    "tiny-imagenet": (3, 64, 64),
-}
 
 
 @dataclass
@@ -199,15 +188,15 @@ def build_engines(
     """The callable of each engine that can run ``model``, and a note per engine.
 
     An engine that cannot run it (the sparse engine on a model without masks, ONNX Runtime
-    when it is not installed) gets no callable and a note saying why.
+    when it is not installed) gets no callable and a note saying why. The engines are built
+    from ``model`` in eval mode; its train/eval modes are restored afterwards.
     """
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:
         raise ValueError(f"unknown engine {unknown[0]!r}; choose from {', '.join(ENGINES)}")
-    model = model.eval()
     fns: dict[str, Callable] = {}
     notes: dict[str, str] = {}
-    with _threads(threads), torch.no_grad():
+    with eval_mode(model), _threads(threads), torch.no_grad():
         for name in engines:
             if name == "torch":
                 fns[name] = dense_engine(model)
@@ -299,65 +288,7 @@ def bench(
     )
 
 
-# ---- loading what `interspace bench` is given ----------------------------------------------
-
-
-def load_source(
-    path: str | Path, input_size: int | None = None, trust_model_imports: Trust = False
-) -> tuple[nn.Module, tuple[int, ...]]:
-    """The model in a run directory (``config.json`` + ``model.pt``) or in a sparse file
-    written by :func:`export_sparse`, and the shape of one input. A model named by an import
-    path is rebuilt only if ``trust_model_imports`` admits it (see ``models.check_trusted``)."""
-    from ..report.collect import collect_runs, load_model
-    from .sparse_format import load_sparse
-
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path} does not exist; give a run directory or a sparse file (.isp)")
-    if path.is_file() and path.name in ("model.pt", "config.json", "summary.json"):
-        path = path.parent
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ValueError(f"{path} is not a run directory (no config.json)")
-        if not (path / "model.pt").is_file():
-            raise ValueError(f"{path} has no model.pt: the run has not finished")
-        records, _ = collect_runs(path, trust_model_imports=trust_model_imports)
-        if not records:
-            raise ValueError(f"{path} has no summary.json: the run has not finished")
-        rec = records[0]
-        model = load_model(rec)
-        dataset = rec.config.data.dataset
-        if dataset in IMAGE_SHAPES:
-            shape = IMAGE_SHAPES[dataset]
-        else:  # image folders: the configured crop
-            size = rec.config.data.image_size or 224
-            shape = (rec.summary.get("in_channels", 3), size, size)
-    else:
-        try:
-            model = load_sparse(path, trust_model_imports=trust_model_imports)
-        except ValueError:
-            raise
-        except Exception as e:  # not a torch file at all, or not ours
-            raise ValueError(
-                f"{path} is not a run directory or an interspace sparse file ({type(e).__name__})"
-            ) from None
-        channels = model_in_channels(model)
-        shape = (channels, 28, 28) if channels == 1 else (channels, 32, 32)
-    if input_size is not None:
-        if input_size < 1:
-            raise ValueError(f"--input-size must be >= 1, got {input_size}")
-        shape = (shape[0], input_size, input_size)
-    return model.eval(), shape
-
-
-def model_in_channels(model: nn.Module) -> int:
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if first is None:
-        raise ValueError("the model has no convolution; interspace bench times CNNs")
-    return first.in_channels
-
-
-# ---- peak memory, one fresh process per engine ---------------------------------------------
+# ---- peak memory of one engine (``cli.sources`` runs it in a fresh process per engine) ------
 
 
 def _status_mib(key: str) -> float | None:
@@ -376,15 +307,12 @@ def _reset_peak() -> bool:
         return False
 
 
-def _child(
-    source: str,
-    engine: str,
-    batch: int,
-    threads: int,
-    input_size: int | None,
-    trust_model_imports: Trust = False,
+def measure_peak(
+    load: Callable[[], tuple[nn.Module, tuple[int, ...]]], engine: str, batch: int, threads: int
 ) -> dict:
-    """Runs in the fresh process: build one engine, reset the RSS peak, run, report."""
+    """Peak RSS of serving one engine, measured in this process (meant to be a fresh one:
+    see ``cli.sources.peak_memory``): ``load()`` gives the model and one input's shape; the
+    engine is built, the model dropped, the RSS peak reset, and five batches run."""
     torch.set_num_threads(threads)
     if engine == "onnxruntime":
         try:
@@ -392,7 +320,7 @@ def _child(
         except ImportError:
             raise ValueError(ORT_MISSING) from None
     runtime = _status_mib("VmRSS")
-    model, shape = load_source(source, input_size, trust_model_imports)
+    model, shape = load()
     x = torch.randn(batch, *shape)
     fns, notes = build_engines(model, x, (engine,), threads)
     if engine not in fns:
@@ -410,73 +338,3 @@ def _child(
     if peak is None:  # whole-process peak, including loading
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"peak_rss_mib": peak, "runtime_rss_mib": runtime, "reset": reset}
-
-
-def peak_memory(
-    source: str | Path,
-    engine: str,
-    batch: int,
-    threads: int = 1,
-    input_size: int | None = None,
-    timeout: float = 600,
-    trust_model_imports: Trust = False,
-) -> dict:
-    """Peak RSS (MiB) of a fresh process that serves ``source`` with one engine."""
-    import interspace_pruning
-
-    env = dict(os.environ)
-    src = str(Path(interspace_pruning.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    args = [str(source), engine, str(batch), str(threads), str(input_size or 0)]
-    args.append(_trust_text(trust_model_imports))
-    cmd = [sys.executable, "-m", "interspace_pruning.inference.bench", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ValueError(f"memory measurement of {engine} failed: {last}")
-    return json.loads(lines[-1])
-
-
-def _trust_text(trust: Trust) -> str:
-    """``trust_model_imports`` as one argument of the child: "*" all, else names by commas."""
-    if isinstance(trust, bool):
-        return "*" if trust else ""
-    return ",".join(sorted(trust))
-
-
-def _trust_of(text: str) -> Trust:
-    return True if text == "*" else {name for name in text.split(",") if name}
-
-
-def add_memory(
-    result: BenchResult,
-    source: str | Path,
-    input_size: int | None = None,
-    trust_model_imports: Trust = False,
-) -> BenchResult:
-    """Fill in each timed engine's peak RSS (one subprocess per engine)."""
-    for name, e in result.engines.items():
-        if e.median_ms is None:
-            continue
-        m = peak_memory(
-            source,
-            name,
-            result.batch,
-            result.threads,
-            input_size,
-            trust_model_imports=trust_model_imports,
-        )
-        e.peak_rss_mib = m.get("peak_rss_mib")
-        e.runtime_rss_mib = m.get("runtime_rss_mib")
-    return result
-
-
-if __name__ == "__main__":  # the child of peak_memory
-    src, eng, b, t, size, trusted = sys.argv[1:7]
-    try:
-        out = _child(src, eng, int(b), int(t), int(size) or None, _trust_of(trusted))
-    except ValueError as err:
-        print(str(err), file=sys.stderr)
-        sys.exit(2)
-    print(json.dumps(out))

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..bases import filter_bases
+from ..foundations.modes import eval_mode
 from ..interspace import fold
 from ..masks import prunable
 from .sparse_format import csr_nbytes, sparse_payload
@@ -106,9 +107,13 @@ def _output_pixels(model: nn.Module, example: torch.Tensor) -> dict[nn.Module, i
 
 
 def costs(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
-    """Costs of one sample of shape ``input_shape`` through ``model`` (SP, IP or dense)."""
-    was_training = model.training
-    model.eval()
+    """Costs of one sample of shape ``input_shape`` through ``model`` (SP, IP or dense),
+    measured in eval mode; the model's train/eval modes are restored afterwards."""
+    with eval_mode(model):
+        return _costs(model, input_shape)
+
+
+def _costs(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
     first = next(model.parameters())
     example = torch.zeros((1, *input_shape), dtype=first.dtype, device=first.device)
     plain = fold(model)
@@ -145,7 +150,6 @@ def costs(model: nn.Module, input_shape: tuple[int, ...]) -> CostReport:
     sparse_buf = io.BytesIO()
     if masked:
         torch.save(payload, sparse_buf)
-    model.train(was_training)
     return CostReport(
         layers=layers,
         dense_flops=dense_total,

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..interspace import fold
-from ..masks import PrunableTensor, prunable
+from ..interspace import InterspaceWeight, fold
+from ..masks import MaskedParametrization, MaskedWeight, PrunableTensor, prunable
 from . import native, timing
 from .epilogue import fuse_epilogues
 from .fusion import fuse_batchnorm, set_module
@@ -390,8 +390,35 @@ class SparseLinear(nn.Module):
         return y.reshape(*x.shape[:-1], rows)
 
 
+#: The sparse convolution module of each parametrisation type, ``cls(conv, entry, backend)``;
+#: a type not listed uses its nearest listed base class. Inference registers what it can
+#: run: it builds on masks and interspace, which never import it.
+SPARSE_CONVS: dict[type[MaskedParametrization], Callable[..., nn.Module]] = {}
+
+
+def register_sparse_conv(
+    kind: type[MaskedParametrization], module: Callable[..., nn.Module]
+) -> None:
+    """Run convolutions parametrised by ``kind`` (or a subclass) as ``module(conv, entry,
+    backend)`` in :func:`sparse_inference`."""
+    SPARSE_CONVS[kind] = module
+
+
+register_sparse_conv(MaskedWeight, SparseSPConv2d)
+register_sparse_conv(InterspaceWeight, SparseIPConv2d)
+
+
 def _sparse_module(entry: PrunableTensor, plain: nn.Module, backend: str) -> nn.Module:
-    return entry.parametrization.sparse_module(entry, plain, backend)
+    """The sparse inference module replacing ``plain`` (the folded ``entry.module``)."""
+    if isinstance(plain, nn.Linear):
+        return SparseLinear(plain, entry)
+    for kind in type(entry.parametrization).__mro__:
+        if kind in SPARSE_CONVS:
+            return SPARSE_CONVS[kind](plain, entry, backend)
+    raise NotImplementedError(
+        f"no sparse convolution for {type(entry.parametrization).__name__}; "
+        "register one with inference.engine.register_sparse_conv"
+    )
 
 
 def layer_inputs(

@@ -12,7 +12,11 @@ file whose checksum is missing is refused). Every header field and tensor is che
 the others before anything is built or allocated, the ``state/`` tensors included (finite,
 variances not negative, biases and BN statistics of consistent sizes): a malformed file raises
 a ``ValueError`` naming the field. The model is rebuilt from the header only when it names a
-registered model (or the caller trusts its import path).
+registered model (or the caller trusts its import path). What a file makes is bounded by what
+it stores: each tensor holds the elements it claims (no stride-0 view of a few bytes), the
+layers describe at most ``DENSE_PER_STORED`` dense weights per stored value, the model a
+header names is sized on the meta device before it is built, and every value must stay finite
+in the model's dtype.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ READABLE_VERSIONS = (1, 2)
 MAX_KERNEL = 31
 #: The header's layers may describe at most this many dense weights per value the file stores
 #: (or MIN_DENSE_LIMIT, if more): a small file never makes a huge model.
-DENSE_PER_STORED = 4096
+DENSE_PER_STORED = 1024
 MIN_DENSE_LIMIT = 2**24
 
 
@@ -404,8 +408,14 @@ def _storage_bytes(t: torch.Tensor) -> int:
 
 
 def _stored(tensors: dict) -> int:
-    """How many values the file's (dense) tensors hold."""
-    return sum(t.numel() for t in tensors.values() if t.layout == torch.strided)
+    """How many values the file stores: each storage counted once (tensors may share one)."""
+    sizes: dict[int, int] = {}
+    for t in tensors.values():
+        if t.layout == torch.strided:
+            storage = t.untyped_storage()
+            size = storage.nbytes() // t.element_size()
+            sizes[storage.data_ptr()] = max(sizes.get(storage.data_ptr(), 0), size)
+    return sum(sizes.values())
 
 
 def _dense_size(layers: list[dict]) -> int:

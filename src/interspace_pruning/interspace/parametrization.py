@@ -93,6 +93,3 @@ class InterspaceWeight(MaskedParametrization):
         used = int(m.any(dim=1).sum())
         kh, kw = self.weight_shape[2:]
         return 2 * (used * kh * kw + int(self.mask.count_nonzero())) * pixels
-
-    def _sparse_conv(self, engine, entry, plain: nn.Conv2d, backend: str) -> nn.Module:
-        return engine.SparseIPConv2d(plain, entry, backend)

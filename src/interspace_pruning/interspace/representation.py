@@ -13,7 +13,9 @@ from typing import Literal
 from torch import nn
 
 from ..bases import basis_names
+from ..foundations.hparams import hp
 from ..masks.prunable import attach_masks, has_masks
+from ..models import check_materialized
 from .convert import SHARE_MODES, is_interspace, to_interspace
 
 KINDS = ("dense", "sp", "ip")
@@ -28,15 +30,21 @@ class Representation:
     name (``"dense"``, ``"sp"``, ``"ip"`` give the defaults).
     """
 
-    kind: Kind = "ip"
+    # The metadata (help, choices, keys) makes these fields a run's --representation,
+    # --basis, --share, --trainable-basis and --normalize-basis flags, and its config keys.
+    kind: Kind = hp(
+        "ip", "ip (filter-basis coefficients), sp (spatial), dense", KINDS, key="representation"
+    )
     #: IP: filter-basis initialisation (``dct``, ``standard``, ``random``, ``pca``, ...).
-    basis: str = "dct"
+    basis: str = hp("dct", "IP filter-basis initialisation", basis_names)
     #: IP: ``"layer"`` (one FB per layer) or ``"network"`` (one per kernel shape).
-    share: str = "layer"
+    share: str = hp("layer", "IP: one filter basis per layer or per network", SHARE_MODES)
     #: IP: train the filter bases jointly with the coefficients.
-    trainable_basis: bool = True
+    trainable_basis: bool = hp(True, "IP: train the filter bases")
     #: IP: unit-norm basis filters in the forward pass.
-    normalize: bool = True
+    normalize: bool = hp(
+        True, "IP: unit-norm basis filters in the forward pass", key="normalize_basis"
+    )
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -80,11 +88,16 @@ class Representation:
         return self.kind == "dense"
 
     @property
+    def is_spatial(self) -> bool:
+        return self.kind == "sp"
+
+    @property
     def is_interspace(self) -> bool:
         return self.kind == "ip"
 
     def apply(self, model: nn.Module) -> nn.Module:
         """Install this representation's parametrisations on ``model`` (in place)."""
+        check_materialized(model)  # lazy layers: no weights to mask yet, one line
         if self.kind == "dense":
             if has_masks(model):
                 raise ValueError(

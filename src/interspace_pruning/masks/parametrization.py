@@ -15,7 +15,9 @@ class MaskedParametrization(nn.Module):
     """Base class: holds the ``mask`` buffer over the stored (prunable) parameter.
 
     Everything that differs between representations is a method here, so generic code
-    (growth criteria, cost accounting, sparse inference) never branches on :attr:`kind`.
+    (growth criteria, cost accounting) never branches on :attr:`kind`. Sparse inference
+    looks the layer's module up by parametrisation type in the table that ``inference``
+    keeps (``inference.engine.register_sparse_conv``): masks never import inference.
     """
 
     #: "sp" for spatial weights, "ip" for filter-basis coefficients.
@@ -33,17 +35,6 @@ class MaskedParametrization(nn.Module):
 
     def sparse_flops(self, module: nn.Module, pixels: int) -> int:
         """FLOPs (multiply-add = 2) of ``module`` computed through its sparsity, per sample."""
-        raise NotImplementedError
-
-    def sparse_module(self, entry, plain: nn.Module, backend: str) -> nn.Module:
-        """The sparse inference module replacing ``plain`` (the folded ``entry.module``)."""
-        from ..inference import engine  # inference builds on masks, not the reverse
-
-        if isinstance(plain, nn.Linear):
-            return engine.SparseLinear(plain, entry)
-        return self._sparse_conv(engine, entry, plain, backend)
-
-    def _sparse_conv(self, engine, entry, plain: nn.Conv2d, backend: str) -> nn.Module:
         raise NotImplementedError
 
 
@@ -67,9 +58,6 @@ class MaskedWeight(MaskedParametrization):
     def sparse_flops(self, module: nn.Module, pixels: int) -> int:
         # every kept weight once per output pixel
         return 2 * int(self.mask.count_nonzero()) * pixels
-
-    def _sparse_conv(self, engine, entry, plain: nn.Conv2d, backend: str) -> nn.Module:
-        return engine.SparseSPConv2d(plain, entry, backend)
 
 
 def unparametrize_weight(module: nn.Module) -> None:

@@ -23,18 +23,31 @@ A name read from a file (a sparse file's header, a run's ``config.json``, a swee
 data, never code: :func:`check_trusted` admits registered names only, and an import path only
 when the caller vouches for it (``model=`` in Python, ``--model`` on the command line, or
 ``--trust-model-imports``). Nothing is imported before that check.
+
+``--model mynets:build`` finds ``mynets.py`` (or the package ``mynets/``) in the current
+directory, as ``python -m`` would (:func:`search_cwd`); only a name given on the command line
+does that, never one read from a file.
+
+Lazy layers (``nn.LazyLinear``, ``nn.LazyConv2d``, ...) have no weights until they see an
+input: :func:`materialize` gives them theirs with one forward pass on a zero batch (runs do
+that when they build the model, knowing the data's image shape), and :func:`check_materialized`
+refuses a model that still has some, in one line.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
+import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from .cifar_resnet import CifarResNet
 from .convnet import ConvNet
@@ -165,6 +178,26 @@ def parse_model_args(items: Sequence[str]) -> tuple[list[Any], dict[str, Any]]:
     return args, kwargs
 
 
+def search_cwd(path: str, cwd: str | None = None) -> bool:
+    """Let the import path ``path`` (given on the command line) find its module in the
+    current directory, as ``python -m`` does: put ``cwd`` first on ``sys.path`` if the
+    module's top-level package lies there (``mynets.py`` or ``mynets/``). Returns whether
+    it does. Never for names read from files: those must not reach modules by where the
+    command happens to run."""
+    if not is_import_path(path) or not _IMPORT_PATH.match(path):
+        return False
+    cwd = os.path.abspath(cwd if cwd is not None else os.getcwd())
+    top = path.partition(":")[0].split(".")[0]
+    module = os.path.join(cwd, top)
+    if not (os.path.isfile(f"{module}.py") or os.path.isdir(module)):
+        return False
+    here = {os.path.abspath(p or os.curdir) for p in sys.path}
+    if cwd not in here:
+        sys.path.insert(0, cwd)
+        importlib.invalidate_caches()
+    return True
+
+
 def _resolve(path: str) -> Callable[..., Any]:
     check_name(path)
     module_name, _, attr = path.partition(":")
@@ -172,8 +205,8 @@ def _resolve(path: str) -> Callable[..., Any]:
         obj: Any = importlib.import_module(module_name)
     except ImportError as e:
         raise ValueError(
-            f"--model {path}: cannot import {module_name!r} ({e}); install it or add its "
-            "folder to PYTHONPATH"
+            f"--model {path}: cannot import {module_name!r} ({e}); install it, run from the "
+            "folder that holds it, or add that folder to PYTHONPATH"
         ) from None
     except Exception as e:  # the module itself failed while importing
         raise ValueError(
@@ -248,7 +281,7 @@ def build_from_path(
     if first is None:
         raise ValueError(f"--model {path} built a model with no nn.Conv2d or nn.Linear layer")
     takes = first.in_channels if isinstance(first, nn.Conv2d) else None
-    if takes is not None and takes != in_channels:
+    if takes is not None and takes != in_channels and not isinstance(first, LazyModuleMixin):
         raise ValueError(
             f"--model {path}: its first conv takes {takes} input channels but the data has "
             f"{in_channels}; pass the builder's own argument, e.g. --model-arg "
@@ -278,7 +311,63 @@ def get(
     check_name(name)
     if args:
         raise ValueError(f"built-in model {name!r} takes only key=value options")
-    return _MODELS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
+    builder = _MODELS[name]
+    sig = _signature(builder)
+    if sig is not None:
+        try:
+            sig.bind(num_classes=num_classes, in_channels=in_channels, **kwargs)
+        except TypeError as e:
+            options = [k for k in sig.parameters if k not in ("num_classes", "in_channels")]
+            raise ValueError(
+                f"model {name!r}: {e}; its options: {', '.join(options) or 'none'}"
+            ) from None
+    return builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
+def lazy_layers(model: nn.Module) -> list[str]:
+    """The lazy layers of ``model`` that have no weights yet, as ``"name (LazyLinear)"``."""
+    return [
+        f"{name or '<model>'} ({type(m).__name__})"
+        for name, m in model.named_modules()
+        if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()
+    ]
+
+
+def check_materialized(model: nn.Module) -> None:
+    """A one-line error if ``model`` has lazy layers without weights (nothing to prune yet)."""
+    lazy = lazy_layers(model)
+    if lazy:
+        raise ValueError(
+            f"the model has lazy layers whose weights do not exist yet: {', '.join(lazy[:3])}"
+            f"{' ...' if len(lazy) > 3 else ''}; call it once on an example batch (model(x)) "
+            "before pruning it, or give those layers their input sizes"
+        )
+
+
+def materialize(model: nn.Module, input_shape: Sequence[int]) -> nn.Module:
+    """Give ``model``'s lazy layers their weights: one forward pass on a zero batch of
+    images of ``input_shape`` (channels, height, width), in eval mode without gradients (so
+    BatchNorm statistics stay as they were). A model without lazy layers is not touched.
+    The new weights come from the global RNG, right after the model's own: seeded runs stay
+    reproducible. Returns ``model``."""
+    lazy = lazy_layers(model)
+    if not lazy:
+        return model
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros((2, *input_shape), device=device))
+    except Exception as e:
+        raise ValueError(
+            f"the model has lazy layers ({', '.join(lazy[:3])}) and a forward pass on a "
+            f"batch of shape {(2, *input_shape)} to size them failed: {type(e).__name__}: {e}"
+        ) from None
+    finally:
+        model.train(training)
+    check_materialized(model)  # a lazy layer the forward pass did not reach
+    return model
 
 
 def from_spec(
@@ -303,14 +392,18 @@ __all__ = [
     "Trust",
     "UntrustedModelError",
     "build_from_path",
+    "check_materialized",
     "check_name",
     "check_trusted",
     "from_spec",
     "get",
     "is_import_path",
+    "lazy_layers",
+    "materialize",
     "names",
     "parse_model_args",
     "parse_value",
     "register",
+    "search_cwd",
     "trusts",
 ]

@@ -79,7 +79,8 @@ def prune(
         sparsity: target fraction of zeros over all prunable tensors, in ``[0, 1)``.
         data: iterable of ``(inputs, targets)`` batches; data-driven criteria use all of them.
         allocation: ``global``, ``uniform`` or ``erk``.
-        keep_first_dense / keep_last_dense: leave the first conv / the classifier unpruned.
+        keep_first_dense: leave the first conv unpruned.
+        keep_last_dense: leave the classifier unpruned.
         min_density: every layer keeps at least this fraction (guards against collapse).
         rounds: prune-score rounds on an exponential schedule (method default: 1; synflow 100).
         loss_fn: loss for data-driven criteria (default: cross-entropy).

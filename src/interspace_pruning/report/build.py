@@ -76,7 +76,7 @@ def mismatched_starts(records: list[RunRecord]) -> list[str]:
 
 def _label(r: RunRecord) -> str:
     p = r.config.prune
-    return f"{p.representation} {p.method} {p.sparsity:g} seed {r.config.train.seed}"
+    return f"{p.representation.kind} {p.method} {p.sparsity:g} seed {r.config.train.seed}"
 
 
 def where_trained(records: list[RunRecord]) -> str:

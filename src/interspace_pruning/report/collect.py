@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..data import SHAPES
 from ..experiments.build import rebuild_model
 from ..experiments.config import RunConfig, config_from_dict  # noqa: F401 (re-exported)
 from ..experiments.runfiles import (
@@ -21,16 +22,6 @@ from ..experiments.runfiles import (
 from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError, read_json
 from ..models import Trust, check_trusted
-
-#: (num_classes, in_channels) of the built-in datasets.
-DATASET_SHAPES = {
-    "digits": (10, 1),
-    "mnist": (10, 1),
-    "fashion-mnist": (10, 1),
-    "cifar10": (10, 3),
-    "cifar100": (100, 3),
-    "tiny-imagenet": (200, 3),
-}
 
 
 @dataclass
@@ -104,7 +95,8 @@ def load_model(record: RunRecord) -> nn.Module:
     )
     num_classes, in_channels = record.summary.get("num_classes"), record.summary.get("in_channels")
     if num_classes is None:
-        num_classes, in_channels = DATASET_SHAPES[cfg.data.dataset]
+        shape = SHAPES[cfg.data.dataset]  # runs older than those fields in the summary
+        num_classes, in_channels = shape.num_classes, shape.channels
     return rebuild_model(cfg, num_classes, in_channels, record.path / MODEL, config_hash(cfg))
 
 

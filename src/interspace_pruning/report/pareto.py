@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..interspace import Representation
 from .collect import RunRecord
 
 LATENCY_FILE = "latency.json"
@@ -30,12 +31,16 @@ class Timed:
 
     model: str
     method: str
-    representation: str
+    representation: str  # its kind, as summary.json writes it
     sparsity: float
     seed: int
     acc: float
     ms: dict[str, float]
     plan: str = ""  # the sparse engine's note: how many pruned layers it ran sparse
+
+    @property
+    def rep(self) -> Representation:
+        return Representation.parse(self.representation)
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class Point:
     """A (method, representation, sparsity) over seeds: mean accuracy, median latency."""
 
     method: str
-    representation: str
+    representation: str  # its kind
     sparsity: float
     acc: float
     acc_std: float
@@ -52,6 +57,10 @@ class Point:
     torch_ms: float | None
     seeds: int
     plan: str = ""
+
+    @property
+    def rep(self) -> Representation:
+        return Representation.parse(self.representation)
 
 
 @dataclass(frozen=True)
@@ -113,9 +122,9 @@ def timed_runs(records: Iterable[RunRecord], batch: int | None = None) -> list[T
         out.append(
             Timed(
                 r.config.model.model,
-                "dense" if rep == "dense" else p.method,
-                rep,
-                0.0 if rep == "dense" else p.sparsity,
+                "dense" if rep.is_dense else p.method,
+                rep.kind,
+                0.0 if rep.is_dense else p.sparsity,
                 r.config.train.seed,
                 float(r.summary["test_acc"]),
                 ms,
@@ -158,7 +167,7 @@ def points(runs: Sequence[Timed]) -> list[Point]:
         groups[(t.method, t.representation, t.sparsity)].append(t)
     out = []
     for (method, rep, sparsity), ts in sorted(groups.items()):
-        engine = "torch" if rep == "dense" else "sparse"
+        engine = "torch" if ts[0].rep.is_dense else "sparse"
         ms = _median([v for t in ts if (v := norm(t, engine)) is not None])
         if ms is None:
             continue
@@ -184,16 +193,12 @@ def matched(pts: Sequence[Point], method: str, sp_sparsity: float) -> Match | No
     """The fastest IP point of ``method`` whose mean accuracy is >= SP's at ``sp_sparsity``
     (None when there is no SP point at that sparsity)."""
     sp = next(
-        (
-            p
-            for p in pts
-            if p.method == method and p.representation == "sp" and p.sparsity == sp_sparsity
-        ),
+        (p for p in pts if p.method == method and p.rep.is_spatial and p.sparsity == sp_sparsity),
         None,
     )
     if sp is None:
         return None
-    ips = [p for p in pts if p.method == method and p.representation == "ip" and p.acc >= sp.acc]
+    ips = [p for p in pts if p.method == method and p.rep.is_interspace and p.acc >= sp.acc]
     return Match(sp, min(ips, key=lambda p: (p.ms, -p.acc)) if ips else None)
 
 
@@ -205,11 +210,11 @@ def plot_pareto(pts: Sequence[Point], title: str, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(8.4, 4.4))
     markers = "osD^v<>"
-    methods = sorted({p.method for p in pts if p.representation != "dense"})
+    methods = sorted({p.method for p in pts if not p.rep.is_dense})
     for i, method in enumerate(methods):
         for rep in ("sp", "ip"):
             line = sorted(
-                (p for p in pts if p.method == method and p.representation == rep),
+                (p for p in pts if p.method == method and p.rep.kind == rep),
                 key=lambda p: p.sparsity,
             )
             if not line:
@@ -231,7 +236,7 @@ def plot_pareto(pts: Sequence[Point], title: str, path: Path) -> Path:
                     fontsize=7,
                     color=COLORS[rep],
                 )
-    for p in (p for p in pts if p.representation == "dense"):
+    for p in (p for p in pts if p.rep.is_dense):
         ax.axhline(p.acc * 100, color="gray", lw=0.8, ls=":", label=f"dense acc {p.acc:.1%}")
         ax.axvline(p.ms, color="black", lw=1, ls="--", label=f"dense torch {p.ms:.2f} ms")
         if p.ort_ms is not None:
@@ -267,7 +272,7 @@ def plot_pareto(pts: Sequence[Point], title: str, path: Path) -> Path:
 
 def table(pts: Sequence[Point]) -> str:
     """Markdown: accuracy and latency per point, speed-ups over dense torch and ONNX RT."""
-    dense = next((p for p in pts if p.representation == "dense"), None)
+    dense = next((p for p in pts if p.rep.is_dense), None)
     lines = [
         "| run | sparsity | test acc (%) | ms (engine) | vs dense torch | vs dense ONNX RT "
         "| sparse engine plan |",
@@ -275,8 +280,8 @@ def table(pts: Sequence[Point]) -> str:
     ]
     order = {"dense": 0, "sp": 1, "ip": 2}
     for p in sorted(pts, key=lambda p: (order[p.representation], p.method, p.sparsity)):
-        name = "dense" if p.representation == "dense" else f"{p.representation.upper()} {p.method}"
-        engine = "torch" if p.representation == "dense" else "sparse"
+        name = "dense" if p.rep.is_dense else f"{p.rep.kind.upper()} {p.method}"
+        engine = "torch" if p.rep.is_dense else "sparse"
         std = f" ± {p.acc_std * 100:.2f}" if p.seeds > 1 else ""
         vs_t = f"{dense.ms / p.ms:.2f}x" if dense else "-"
         vs_o = f"{dense.ort_ms / p.ms:.2f}x" if dense and dense.ort_ms else "-"
@@ -294,7 +299,7 @@ def table(pts: Sequence[Point]) -> str:
 
 def statements(pts: Sequence[Point]) -> list[str]:
     """The matched-accuracy sentence for each method at each SP sparsity of ``MATCH_AT``."""
-    methods = sorted({p.method for p in pts if p.representation == "sp"})
+    methods = sorted({p.method for p in pts if p.rep.is_spatial})
     out = []
     for method in methods:
         for s in MATCH_AT:

@@ -36,7 +36,7 @@ def dense_values(records: Sequence[RunRecord], key: str) -> list[float]:
     return [
         r.summary[key]
         for r in records
-        if r.config.prune.representation == "dense" and key in r.summary
+        if r.config.prune.representation.is_dense and key in r.summary
     ]
 
 
@@ -128,18 +128,18 @@ def plot_training_curves(records: Sequence[RunRecord], path: Path) -> Path | Non
     """Train loss per epoch at each method's highest sparsity (mean over seeds), IP vs SP."""
     by_method: dict = defaultdict(list)
     for r in records:
-        if r.config.prune.representation != "dense" and r.history:
+        if not r.config.prune.representation.is_dense and r.history:
             by_method[r.config.prune.method].append(r)
     if not by_method:
         return None
     fig, axes = _axes(len(by_method))
-    dense = [r for r in records if r.config.prune.representation == "dense" and r.history]
+    dense = [r for r in records if r.config.prune.representation.is_dense and r.history]
     for ax, (method, recs) in zip(axes, sorted(by_method.items()), strict=False):
         top = max(r.config.prune.sparsity for r in recs)
         groups = {"sp": [], "ip": []}
         for r in recs:
             if r.config.prune.sparsity == top:
-                groups[r.config.prune.representation].append(r)
+                groups[r.config.prune.representation.kind].append(r)
         groups["dense"] = dense
         for rep, rs in groups.items():
             if not rs:
@@ -167,7 +167,7 @@ def plot_filter_density(records: Sequence[RunRecord], path: Path) -> Path | None
     recs = [
         r
         for r in records
-        if "filter_nnz_hist" in r.summary and r.config.prune.representation in ("sp", "ip")
+        if "filter_nnz_hist" in r.summary and not r.config.prune.representation.is_dense
     ]
     if not recs:
         return None
@@ -178,7 +178,7 @@ def plot_filter_density(records: Sequence[RunRecord], path: Path) -> Path | None
         hists = [
             r.summary["filter_nnz_hist"]
             for r in recs
-            if r.config.prune.representation == rep and r.config.prune.sparsity == top
+            if r.config.prune.representation.kind == rep and r.config.prune.sparsity == top
         ]
         if not hists:
             continue
@@ -218,7 +218,7 @@ def plot_bases(
     cands = [
         r
         for r in records
-        if r.config.prune.representation == "ip"
+        if r.config.prune.representation.is_interspace
         and (r.path / "bases_init.pt").is_file()
         and (r.path / "model.pt").is_file()
     ]
@@ -241,7 +241,7 @@ def plot_bases(
     learned = fb.filters()
     n = fb.num_filters
     fig, axes = plt.subplots(2, n, figsize=(1.1 * n, 2.6), squeeze=False)
-    _show_filters(axes[0], start, f"initial basis ({rec.config.prune.basis})")
+    _show_filters(axes[0], start, f"initial basis ({rec.config.prune.representation.basis})")
     _show_filters(
         axes[1],
         learned,
@@ -259,8 +259,9 @@ def plot_sparse_filters(
     pairs = {}
     for r in records:
         p = r.config.prune
-        if p.representation in ("sp", "ip") and (r.path / "model.pt").is_file():
-            pairs.setdefault((p.method, p.sparsity, r.config.train.seed), {})[p.representation] = r
+        rep = p.representation
+        if not rep.is_dense and (r.path / "model.pt").is_file():
+            pairs.setdefault((p.method, p.sparsity, r.config.train.seed), {})[rep.kind] = r
     full = [(k, v) for k, v in pairs.items() if len(v) == 2]
     for key, pair in sorted(full, key=lambda kv: (-kv[0][1], kv[0][2])):  # noqa: B007 (used below)
         loaded = {rep: try_load_model(pair[rep], problems) for rep in ("sp", "ip")}

@@ -37,7 +37,7 @@ def row_key(cfg: RunConfig) -> tuple[str, float]:
     (``init_from``) gets its own label, apart from pruning at initialisation.
     """
     p = cfg.prune
-    if p.representation == "dense" or p.sparsity == 0:
+    if p.representation.is_dense or p.sparsity == 0:
         return "dense", 0.0
     if cfg.model.init_from:
         return f"{p.method} (trained + fine-tune)", p.sparsity
@@ -46,7 +46,7 @@ def row_key(cfg: RunConfig) -> tuple[str, float]:
 
 def side(cfg: RunConfig) -> str:
     """``sp`` or ``ip``: the column of a run (plain dense training counts as SP)."""
-    return "ip" if cfg.prune.representation == "ip" else "sp"
+    return "ip" if cfg.prune.representation.is_interspace else "sp"
 
 
 def seed_pairs(sp: dict[int, float], ip: dict[int, float]) -> list[float]:
@@ -106,7 +106,7 @@ def ip_vs_sp_table(
     """
     results = list(results)
     cells = seed_cells(results, metric)
-    dense = [s.get(metric) for cfg, s in results if cfg.prune.representation == "dense"]
+    dense = [s.get(metric) for cfg, s in results if cfg.prune.representation.is_dense]
     seeds = {cfg.train.seed for cfg, _ in results}
     lines = [
         "| method | sparsity | SP | IP | IP − SP (paired by seed) | winner |",

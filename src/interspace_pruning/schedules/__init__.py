@@ -22,12 +22,15 @@ from .registry import (
     AllocationOptions,
     DstOptions,
     GmpOptions,
+    ImpOptions,
     OneShotOptions,
     make_options,
     pruner,
     pruner_names,
     register_schedule,
     schedule_names,
+    schedule_sections,
+    section_of,
 )
 
 
@@ -48,6 +51,7 @@ __all__ = [
     "DynamicSparseTraining",
     "GmpOptions",
     "GradualMagnitudePruning",
+    "ImpOptions",
     "MaskSchedule",
     "OneShot",
     "OneShotOptions",
@@ -64,6 +68,8 @@ __all__ = [
     "register_schedule",
     "rewind",
     "schedule_names",
+    "schedule_sections",
+    "section_of",
     "settle_after_mask_change",
     "snapshot_masks",
     "state_copy",

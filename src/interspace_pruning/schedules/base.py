@@ -14,9 +14,14 @@ It keeps the optimiser consistent with the masks: pruned entries are exactly zer
 parameter and in the optimiser state (momentum, Adam moments), regrown entries start at zero
 without history, and after every step the pruned entries are re-zeroed (so decoupled weight
 decay or stale state cannot move them). ``state_dict``/``load_state_dict`` hold what a
-resumed run needs beyond the model's and optimiser's own state dicts (which carry the masks).
-A pruner is also a training :class:`~interspace_pruning.training.Callback`, which is how
-``interspace train`` runs the very same objects.
+resumed run needs beyond the model's and optimiser's own state dicts (which carry the masks),
+and the number of training steps the schedule was planned over: resuming with another
+``total_steps`` (e.g. Lightning's ``max_epochs`` raised) raises ``ValueError`` instead of
+silently stretching the schedule; build the pruner with the recorded ``total_steps`` to keep
+the plan (steps beyond it keep the masks fixed).
+A pruner is also a training :class:`~interspace_pruning.callbacks.Callback` (the protocol
+below both pruners and the training loop), which is how ``interspace train`` runs the very
+same objects.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..callbacks import Callback, TrainState
+from ..foundations import distributed
+from ..foundations.optim_state import reset_state_entries
 from ..interspace import basis_parameters
 from ..masks import PrunableTensor, attach_masks, no_gradient_capture, prunable
 from ..pruning.allocation import allocation_options
-from ..training import Callback, TrainState, distributed, reset_state_entries
 
 __all__ = ["Pruner", "no_gradient_capture", "settle_after_mask_change", "snapshot_masks"]
 
@@ -100,6 +107,9 @@ class Pruner(Callback):
         self.optimizer: torch.optim.Optimizer | None = None
         self.total_steps = 0
         self.entries: list[PrunableTensor] = []
+        #: ``total_steps`` of a loaded state, checked against the one this pruner is bound for.
+        self._planned_steps: int | None = None
+        self._warned_for: int | None = None
 
     # -- binding -------------------------------------------------------------------------
     def bind(
@@ -124,6 +134,7 @@ class Pruner(Callback):
         self.entries = prunable(attach_masks(model))
         self._check_optimizer()
         self.on_bind()
+        self._check_plan()
         if initialize:
             self.initialize()
         return self
@@ -147,6 +158,36 @@ class Pruner(Callback):
 
     def on_bind(self) -> None:
         """Resolve defaults that depend on ``total_steps``; install hooks."""
+
+    def planned_updates(self) -> tuple[int, int] | None:
+        """``(mask updates the schedule makes, most it could make)`` over ``total_steps``
+        (the most: with an update every step); ``None`` if it has no update interval."""
+        return None
+
+    def _check_plan(self) -> None:
+        """Warn when the interval leaves fewer than two mask updates; refuse a state saved
+        for another number of training steps."""
+        if self._planned_steps is not None and self._planned_steps != self.total_steps:
+            raise ValueError(
+                f"this {self.name or type(self).__name__} pruner's saved state was planned "
+                f"over {self._planned_steps} training steps, but it is now bound for "
+                f"{self.total_steps}: the schedule would stretch. Resume with the same number "
+                f"of steps, or build the pruner with total_steps={self._planned_steps} to keep "
+                "its plan (later steps keep the masks fixed)"
+            )
+        planned = self.planned_updates()
+        if planned is None or self._warned_for == self.total_steps:
+            return
+        made, possible = planned
+        if made < 2 <= possible:
+            self._warned_for = self.total_steps
+            warnings.warn(
+                f"{self.name or type(self).__name__}: an update interval of "
+                f"{getattr(self, 'interval', '?')} steps gives {made} mask update"
+                f"{'' if made == 1 else 's'} in {self.total_steps} training steps; choose a "
+                "smaller interval, or leave it unset (about ten updates)",
+                stacklevel=4,
+            )
 
     def initialize(self) -> None:
         """The mask before training (default: leave the model as it is)."""
@@ -186,10 +227,21 @@ class Pruner(Callback):
 
     # -- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The pruner's own state (masks live in the model's state dict)."""
-        return {"step": self.step_count, "events": [list(e) for e in self.events]}
+        """The pruner's own state (masks live in the model's state dict) and the number of
+        training steps its schedule is planned over."""
+        return {
+            "step": self.step_count,
+            "events": [list(e) for e in self.events],
+            "total_steps": self.total_steps,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a saved state; ``ValueError`` if it was planned over another number of
+        training steps than this pruner is bound for (states saved without it: unchecked)."""
+        planned = state.get("total_steps")
+        self._planned_steps = None if planned is None else int(planned)
+        if self.model is not None:
+            self._check_plan()
         self.step_count = int(state.get("step", 0))
         self.events = [tuple(e) for e in state["events"]]
 
@@ -202,6 +254,7 @@ class Pruner(Callback):
             self.total_steps = state.total_steps
             self._check_optimizer()
             self.on_bind()
+            self._check_plan()
 
     def on_step_end(self, state: TrainState) -> None:
         self.step_count = state.step  # the loop's count is authoritative (old checkpoints)

@@ -24,10 +24,11 @@ import math
 
 import torch
 
+from ..foundations import distributed
+from ..foundations.optim_state import reset_state_entries
 from ..masks import capture_enabled
 from ..pruning import prune
 from ..pruning.allocation import nm_mask, parse_pattern, satisfies_pattern
-from ..training import distributed, reset_state_entries
 from .base import Pruner
 
 GROWTH = ("gradient", "random")
@@ -37,7 +38,7 @@ class DynamicSparseTraining(Pruner):
     def __init__(
         self,
         growth: str = "gradient",
-        interval: int | None = 100,
+        interval: int | None = None,
         drop_fraction: float = 0.3,
         stop_fraction: float = 0.75,
         seed: int = 0,
@@ -56,6 +57,8 @@ class DynamicSparseTraining(Pruner):
             raise ValueError(f"stop fraction must be in (0, 1], got {stop_fraction}")
         self.growth = growth
         self.interval = interval
+        #: re-resolved from ``total_steps`` whenever it is bound (``interval=None``)
+        self._auto_interval = interval is None
         self.drop_fraction = drop_fraction
         self.stop_fraction = stop_fraction
         self.sparsity_target = sparsity
@@ -77,9 +80,13 @@ class DynamicSparseTraining(Pruner):
         interval = self.interval or 1
         return step > 0 and step % interval == 0 and step < self.stop_fraction * total_steps
 
+    def planned_updates(self) -> tuple[int, int]:
+        end = math.ceil(self.stop_fraction * self.total_steps)  # updates at steps < end
+        return len(range(self.interval or 1, end, self.interval or 1)), len(range(1, end))
+
     # -- binding -------------------------------------------------------------------------
     def on_bind(self) -> None:
-        if self.interval is None:  # about ten updates over the update phase
+        if self._auto_interval:  # about ten updates over the update phase
             self.interval = max(1, int(self.stop_fraction * self.total_steps) // 10)
         device = self.entries[0].param.device
         if self.generator.device != device:

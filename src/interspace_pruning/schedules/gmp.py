@@ -39,6 +39,14 @@ class GradualMagnitudePruning(Pruner):
         self.start, self.end, self.interval = start_step, end_step, interval
         self.criterion = criterion
 
+    def planned_updates(self) -> tuple[int, int]:
+        span = self.end - self.start
+        if span == 0:
+            return 1, 1
+        made = span // self.interval + 1 + (1 if span % self.interval else 0)
+        noop = 1 if self.initial == 0 else 0  # the first step prunes to 0%: nothing
+        return made - noop, span + 1 - noop
+
     def sparsity_at(self, step: int) -> float | None:
         """Target sparsity if ``step`` is a pruning step, else ``None``."""
         if step < self.start or step > self.end:

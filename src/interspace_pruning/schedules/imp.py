@@ -18,9 +18,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..callbacks import Callback, TrainState
 from ..masks import SparsityReport, attach_masks, prunable, sparsity_report
 from ..pruning import prune
-from ..training import Callback, TrainState
 from .base import Pruner
 
 
@@ -108,27 +108,26 @@ def lottery_ticket(
     model: nn.Module,
     train: Callable[[nn.Module, TicketRound], object],
     sparsity: float,
-    *,
-    rounds: int | None = None,
-    rate: float = 0.2,
-    rewind_step: int = 0,
-    criterion: str = "magnitude",
-    **allocation_kwargs,
+    **options,
 ) -> list[SparsityReport]:
     """Iterative magnitude pruning with rewinding around your own ``train(model, round)``.
 
+    ``options`` are those of :class:`~interspace_pruning.schedules.ImpOptions` (``rounds``,
+    ``rate=0.2``, ``rewind_step=0``, ``criterion="magnitude"``, and the allocation options).
     Round 0 trains the unpruned model; round ``r`` prunes to level ``r`` of
-    :func:`imp_levels` (by ``criterion``, default magnitude), rewinds the unpruned entries,
-    filter bases and BN to their state after ``rewind_step`` steps of round 0 (0: the state
-    when this function was called, i.e. a lottery ticket at initialisation) and trains
-    again. ``train`` builds its own optimiser each round and calls ``round.step()`` after
-    each ``optimizer.step()`` (required for ``rewind_step > 0``). A plain model is prepared
-    in SP. Returns the sparsity report after each round (round 0 included); the model ends
-    trained at the target sparsity.
+    :func:`imp_levels` (by ``criterion``), rewinds the unpruned entries, filter bases and BN
+    to their state after ``rewind_step`` steps of round 0 (0: the state when this function
+    was called, i.e. a lottery ticket at initialisation) and trains again. ``train`` builds
+    its own optimiser each round and calls ``round.step()`` after each ``optimizer.step()``
+    (required for ``rewind_step > 0``). A plain model is prepared in SP. Returns the
+    sparsity report after each round (round 0 included); the model ends trained at the
+    target sparsity.
     """
-    levels = imp_levels(sparsity, rounds, rate)
-    if rewind_step < 0:
-        raise ValueError(f"rewind step must be >= 0, got {rewind_step}")
+    from .registry import make_options  # the registry imports this module
+
+    o = make_options("imp", **options)
+    levels = imp_levels(sparsity, o.rounds, o.rate)
+    rewind_step, criterion, allocation_kwargs = o.rewind_step, o.criterion, o.allocation_kwargs()
     attach_masks(model)
     saved = state_copy(model) if rewind_step == 0 else None
     reports = []

@@ -1,7 +1,7 @@
 """Training: configuration, optimiser and learning-rate schedules, the loop and its callbacks."""
 
-from . import distributed
-from .callbacks import Callback, TrainState
+from ..callbacks import Callback, TrainState
+from ..foundations import distributed
 from .config import LR_SCHEDULES, OPTIMIZERS, SCHEDULES, TrainConfig
 from .loop import TrainingError, TrainingStopped, evaluate, train
 from .optim import (

@@ -14,10 +14,18 @@ import contextlib
 import functools
 import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+from ..foundations import distributed
+
+if TYPE_CHECKING:
+    from ..data import ImageDataset
+    from .config import TrainConfig
 
 DEVICES_HELP = "auto (CUDA if available), cpu, cuda or cuda:N"
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -177,3 +185,74 @@ def local_rank() -> int | None:
     """``LOCAL_RANK`` set by ``torchrun``, if any."""
     value = os.environ.get("LOCAL_RANK")
     return int(value) if value is not None else None
+
+
+# ---- one training's placement, resolved once -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how one training runs: device, precision (``fp32``, ``bf16`` or ``fp16``)
+    and memory layout, resolved once from a configuration (:meth:`of`)."""
+
+    device: torch.device
+    precision: str = "fp32"
+    channels_last: bool = False
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> Placement:
+        """``cfg.device``, ``cfg.precision`` and ``cfg.channels_last`` on this machine."""
+        device = resolve_device(cfg.device)
+        return cls(
+            device,
+            resolve_precision(cfg.precision, device),
+            resolve_channels_last(cfg.channels_last, device),
+        )
+
+
+def place(
+    model: nn.Module, dataset: ImageDataset, where: Placement, sync_bn: bool = False
+) -> ImageDataset:
+    """Set up the backends for ``where``, move ``model`` there in its layout (BatchNorm made
+    SyncBatchNorm with ``sync_bn`` under ``torchrun``); returns ``dataset`` on the device.
+    Before the optimiser is built: its state follows the parameters."""
+    configure_backends(where.device, where.precision)
+    model.to(where.device)
+    if where.channels_last:
+        set_channels_last(model, True)
+    if sync_bn and distributed.info().enabled:
+        distributed.convert_sync_batchnorm(model, where.device)
+    return dataset.to(where.device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (the CPU for a model without any)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def to_device(
+    x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch on ``device`` (asynchronously from pinned memory), in the model's layout."""
+    if x.device != device:
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
+def compile_model(net: nn.Module) -> nn.Module:
+    """``torch.compile`` a model (or its DDP wrapper) with parametrisations.
+
+    Masks are buffers changed in place, which compiled graphs read as inputs: a mask
+    update (RigL, GMP, IMP) neither recompiles nor leaves a stale mask. Under DDP, dynamo's
+    bucket-splitting optimiser fails on parametrised modules (pytorch#113415), so it is
+    switched off: gradients are then all-reduced after the backward instead of overlapped.
+    """
+    if isinstance(net, nn.parallel.DistributedDataParallel):
+        import torch._dynamo as dynamo
+
+        dynamo.config.optimize_ddp = False
+    return torch.compile(net)

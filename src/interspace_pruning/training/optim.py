@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ..foundations.optim_state import reset_state_entries  # noqa: F401 (re-exported)
 from ..interspace import basis_parameters
 from .config import TrainConfig
 
@@ -64,18 +65,3 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg, step, total_steps)
     )
-
-
-@torch.no_grad()
-def reset_state_entries(
-    optimizer: torch.optim.Optimizer, param: torch.Tensor, where: torch.Tensor
-) -> None:
-    """Zero the optimiser state (momentum, Adam moments) of ``param`` where ``where`` is true.
-
-    Used when masks change during training: a regrown entry must start from zero with no
-    history, and a dropped one must not be pushed off zero by stale momentum.
-    """
-    state = optimizer.state.get(param, {})
-    for value in state.values():
-        if isinstance(value, torch.Tensor) and value.shape == param.shape:
-            value.masked_fill_(where, 0)
