@@ -13,9 +13,9 @@ import interspace_pruning as ip
 from interspace_pruning.cli import main
 from interspace_pruning.cli.main import _config, build_parser
 from interspace_pruning.experiments import PruneConfig, RunConfig
-from interspace_pruning.experiments.build import pruner_options
 from interspace_pruning.experiments.config import config_from_dict
 from interspace_pruning.experiments.grid import canonical, override
+from interspace_pruning.experiments.run_setup import pruner_options
 from interspace_pruning.experiments.sweep import load_sweep
 from interspace_pruning.foundations.hparams import config_hash, hp, to_dict
 from interspace_pruning.foundations.io import read_jsonl

@@ -1,5 +1,5 @@
 """Diagnostics behind the paper's explanation: trainability (gradient norms), generalisation
-(train-test gaps, see ``experiments.run.summarise``) and filter density."""
+(train-test gaps, see ``experiments.results.summarise``) and filter density."""
 
 from .callback import Diagnostics
 from .filters import dense_filter_fraction, filter_nnz_histogram, spatial_filters

@@ -2,7 +2,9 @@
 
 from .compare import Comparison, compare
 from .config import DataConfig, ModelConfig, PruneConfig, RunConfig
-from .run import RunResult, load_data, prepare_run, run
+from .results import RunResult
+from .run import prepare_run, run
+from .run_setup import load_data
 
 __all__ = [
     "Comparison",

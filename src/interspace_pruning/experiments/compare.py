@@ -22,7 +22,8 @@ from ..foundations.hparams import to_dict
 from ..foundations.io import atomic_write_json, atomic_write_text
 from ..training import distributed
 from .config import RunConfig
-from .run import claim_run_dir, load_data, run, with_representation
+from .run import claim_run_dir, run, with_representation
+from .run_setup import load_data
 
 COLUMNS = [
     ("representation", "repr", "{}"),

@@ -18,14 +18,8 @@ from ..pruning import prune
 from ..pruning.allocation import dense_layers, pattern_min_sparsity
 from ..schedules import RewindPoint, imp_levels, make_options, rewind
 from ..training import Callback, distributed, train
-from .build import (
-    RunResult,
-    finish,
-    prepare_representation,
-    pruner_options,
-    save_initial_bases,
-    summarise,
-)
+from .results import RunResult, finish, save_initial_bases, summarise
+from .run_setup import prepare_representation, pruner_options
 from .runfiles import MODEL, read_model
 
 

@@ -23,46 +23,19 @@ from ..schedules import Pruner, pruner
 from ..training import Callback, distributed, train
 from ..training.device import Placement, configure_backends
 from ..training.loop import DivergedError
-from .build import (
-    DIAGNOSTICS_FINAL,
-    DIAGNOSTICS_INIT,
-    RunResult,
-    finish,
+from .config import RunConfig
+from .imp import run_imp
+from .results import RunResult, finish, rebuild_model, save_initial_bases, summarise
+from .run_setup import (
     initial_model,
     load_data,
-    load_pretrained,
     prepare_representation,
     pretrained_file,
     pruner_options,
-    pruning_batches,
-    rebuild_model,
-    representation,
-    save_initial_bases,
-    summarise,
 )
-from .config import RunConfig
-from .imp import run_imp
 from .runfiles import DIVERGED, METRICS, MODEL, SUMMARY, read_config, read_metrics, read_summary
 
-__all__ = [
-    "DIAGNOSTICS_FINAL",
-    "DIAGNOSTICS_INIT",
-    "RunResult",
-    "claim_run_dir",
-    "finish",
-    "initial_model",
-    "load_data",
-    "load_pretrained",
-    "prepare_representation",
-    "prepare_run",
-    "pruner_options",
-    "pruning_batches",
-    "representation",
-    "run",
-    "save_initial_bases",
-    "summarise",
-    "with_representation",
-]
+__all__ = ["claim_run_dir", "finished_run", "prepare_run", "run", "with_representation"]
 
 
 def prepare_run(

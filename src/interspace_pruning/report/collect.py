@@ -9,8 +9,8 @@ from pathlib import Path
 from torch import nn
 
 from ..data import SHAPES
-from ..experiments.build import rebuild_model
 from ..experiments.config import RunConfig, config_from_dict  # noqa: F401 (re-exported)
+from ..experiments.results import rebuild_model
 from ..experiments.runfiles import (
     DIVERGED,
     MODEL,
