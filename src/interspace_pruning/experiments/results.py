@@ -11,6 +11,7 @@ from torch import nn
 from .. import data as data_mod
 from ..bases import filter_bases
 from ..foundations.checkpoint import save_tensors
+from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError, atomic_write_json
 from ..inference import costs
 from ..interspace import Representation, prepare
@@ -20,6 +21,7 @@ from ..training import evaluate
 from ..training.device import hardware
 from ..training.loop import CHECKPOINT, PREVIOUS_CHECKPOINT
 from .config import RunConfig
+from .run_setup import load_data
 from .runfiles import MODEL, read_model, write_model
 
 
@@ -53,6 +55,21 @@ def rebuild_model(
             model_file, f"does not fit the model of this run's config.json ({first})"
         ) from None
     return model.eval()
+
+
+def finished_model(cfg: RunConfig, run_dir: Path, summary: dict) -> nn.Module:
+    """The model of the finished run in ``run_dir`` (see :func:`rebuild_model`), sized by its
+    ``summary`` or, for runs older than those fields, by the dataset (its table of shapes,
+    else the data itself)."""
+    num_classes, in_channels = summary.get("num_classes"), summary.get("in_channels")
+    if not isinstance(num_classes, int) or not isinstance(in_channels, int):
+        shape = data_mod.SHAPES.get(cfg.data.dataset)
+        if shape is not None:
+            num_classes, in_channels = shape.num_classes, shape.channels
+        else:  # an image folder: its class count is in the data
+            dataset = load_data(cfg.data)
+            num_classes, in_channels = dataset.num_classes, dataset.in_channels
+    return rebuild_model(cfg, num_classes, in_channels, run_dir / MODEL, config_hash(cfg))
 
 
 DIAGNOSTICS_INIT = ("grad_norm_init", "spatial_grad_norm_init", "basis_grad_norm_init")

@@ -25,7 +25,7 @@ from ..training.device import Placement, configure_backends
 from ..training.loop import DivergedError
 from .config import RunConfig
 from .imp import run_imp
-from .results import RunResult, finish, rebuild_model, save_initial_bases, summarise
+from .results import RunResult, finish, finished_model, save_initial_bases, summarise
 from .run_setup import (
     initial_model,
     load_data,
@@ -33,7 +33,7 @@ from .run_setup import (
     pretrained_file,
     pruner_options,
 )
-from .runfiles import DIVERGED, METRICS, MODEL, SUMMARY, read_config, read_metrics, read_summary
+from .runfiles import DIVERGED, METRICS, SUMMARY, read_config, read_metrics, read_summary
 
 __all__ = ["claim_run_dir", "finished_run", "prepare_run", "run", "with_representation"]
 
@@ -187,11 +187,7 @@ def finished_run(cfg: RunConfig, out: Path) -> RunResult:
     """A run that had finished, read back from its folder (nothing is trained or written)."""
     summary = read_summary(out / SUMMARY)
     history = read_metrics(out / METRICS) if (out / METRICS).is_file() else []
-    num_classes, in_channels = summary.get("num_classes"), summary.get("in_channels")
-    if not isinstance(num_classes, int) or not isinstance(in_channels, int):
-        dataset = load_data(cfg.data)
-        num_classes, in_channels = dataset.num_classes, dataset.in_channels
-    model = rebuild_model(cfg, num_classes, in_channels, out / MODEL, config_hash(cfg))
+    model = finished_model(cfg, out, summary)
     return RunResult(cfg, history, summary, model, already_finished=True)
 
 

@@ -10,18 +10,13 @@ import torch
 from torch import nn
 
 from .. import data as data_mod
-from ..interspace import Representation, prepare
+from ..interspace import prepare
 from ..models import materialize
 from ..pruning import method_names
 from ..schedules import section_of
 from ..schedules.registry import options_class
-from .config import DataConfig, PruneConfig, RunConfig
+from .config import DataConfig, RunConfig
 from .runfiles import read_model
-
-
-def representation(p: PruneConfig) -> Representation:
-    """The :class:`Representation` of a run's pruning options (``p.representation``)."""
-    return p.representation
 
 
 def pruner_options(cfg: RunConfig, dataset: data_mod.ImageDataset) -> dict:

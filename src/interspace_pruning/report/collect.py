@@ -8,18 +8,15 @@ from pathlib import Path
 
 from torch import nn
 
-from ..data import SHAPES
 from ..experiments.config import RunConfig, config_from_dict  # noqa: F401 (re-exported)
-from ..experiments.results import rebuild_model
+from ..experiments.results import finished_model
 from ..experiments.runfiles import (
     DIVERGED,
-    MODEL,
     diverged,
     read_config,
     read_metrics,
     read_summary,
 )
-from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError, read_json
 from ..models import Trust, check_trusted
 
@@ -93,11 +90,7 @@ def load_model(record: RunRecord) -> nn.Module:
     check_trusted(
         cfg.model.model, f"{record.path / 'config.json'}: field model.model", record.trust
     )
-    num_classes, in_channels = record.summary.get("num_classes"), record.summary.get("in_channels")
-    if num_classes is None:
-        shape = SHAPES[cfg.data.dataset]  # runs older than those fields in the summary
-        num_classes, in_channels = shape.num_classes, shape.channels
-    return rebuild_model(cfg, num_classes, in_channels, record.path / MODEL, config_hash(cfg))
+    return finished_model(cfg, record.path, record.summary)
 
 
 def try_load_model(record: RunRecord, problems: list[str] | None = None) -> nn.Module | None:
