@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("masks",),  # masked parametrisations, the prunable-tensor view
     ("interspace", "pruning"),  # the IP representation; criteria and allocation
     ("callbacks",),  # the training-loop protocol (Callback, TrainState)
+    ("tracking",),  # experiment trackers (TensorBoard, W&B, MLflow) and their callback
     ("schedules", "diagnostics", "training"),  # pruners; diagnostics; the loop
     ("inference",),  # costs, sparse engine, sparse files, ONNX, timing
     ("experiments",),  # one run, IMP rounds, grids and sweeps

@@ -11,10 +11,11 @@ from your own training loop::
     pruner = ip.pruner("rigl", model, optimizer, sparsity=0.9, total_steps=T)
     ...                                                 # ... or: optimizer.step(); pruner.step()
     print(ip.sparsity_report(model))
+    ip.log_sparsity(writer, model, step)                # to TensorBoard, W&B, MLflow, ...
     plain = ip.fold(model)                              # plain torch model for deployment
 """
 
-from . import bases, inference, models, pruning, schedules
+from . import bases, inference, models, pruning, schedules, tracking
 from .bases import FilterBasis, basis_names, filter_bases
 from .inference import costs, export_onnx, export_sparse, load_sparse, sparse_inference
 from .interspace import (
@@ -51,6 +52,7 @@ from .schedules import (
     register_schedule,
     schedule_names,
 )
+from .tracking import log_sparsity
 
 __version__ = "0.1.0"
 
@@ -74,9 +76,11 @@ __all__ = [
     "filter_bases",
     "fold",
     "inference",
+    "tracking",
     "is_interspace",
     "keep_masked",
     "load_sparse",
+    "log_sparsity",
     "lottery_ticket",
     "method_names",
     "models",

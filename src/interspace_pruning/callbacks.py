@@ -36,6 +36,8 @@ class TrainState:
     #: The current training batch ``(inputs, targets)`` and the loss used on it.
     batch: tuple[torch.Tensor, torch.Tensor] | None = None
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    #: The loss of the current batch (on the device: reading it waits for the device).
+    loss: torch.Tensor | None = None
 
 
 class Callback:

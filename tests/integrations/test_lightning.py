@@ -79,3 +79,33 @@ def test_a_resume_with_more_epochs_does_not_stretch_the_schedule(tmp_path):
     kept = PruningCallback("rigl", sparsity=0.75, interval=2, total_steps=12)  # the old plan
     trainer(max_epochs=2, callbacks=[kept]).fit(module, loader(), ckpt_path=ckpt)
     assert kept.pruner.step_count == 24 and kept.pruner.events == cb.pruner.events
+
+
+def test_sparsity_goes_to_the_trainers_loggers(tmp_path):
+    """log_sparsity=True: every epoch's pruning state reaches Lightning's own CSV logger."""
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    torch.manual_seed(0)
+    module = Module()
+    ip.prepare(module, "ip")
+    cb = PruningCallback("rigl", sparsity=0.75, interval=2, log_sparsity=True)
+    csv_logger = CSVLogger(tmp_path, name="run")
+    pl.Trainer(
+        accelerator="cpu",
+        logger=csv_logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_epochs=2,
+        callbacks=[cb],
+    ).fit(module, loader())
+    with open(csv_logger.log_dir + "/metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    logged = [r for r in rows if r.get("sparsity")]
+    assert [int(r["step"]) for r in logged] == [12, 24]
+    assert all(abs(float(r["sparsity"]) - 0.75) < 0.01 for r in logged)
+    layers = [k for k in rows[0] if k.startswith("layer_sparsity/")]
+    assert len(layers) == len(ip.prunable(module))
+    assert float(logged[-1]["mask_updates"]) == len(cb.pruner.events) > 0

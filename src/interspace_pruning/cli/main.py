@@ -15,12 +15,20 @@ from ..experiments import RunConfig, compare, run
 from ..experiments.config import add_run_arguments, config_from_namespace
 from ..experiments.grid import GridProblems, run_dir
 from ..experiments.runfiles import DIVERGED
-from ..experiments.sweep import load_sweep, parse_shard, run_sweep, shard_configs
+from ..experiments.sweep import (
+    load_sweep,
+    parse_shard,
+    run_sweep,
+    shard_configs,
+    trackers_of,
+    with_trackers,
+)
 from ..experiments.threads import auto_threads
 from ..foundations.claims import claim_owner, stale_after
 from ..foundations.hparams import config_hash
 from ..models import search_cwd
 from ..report import write_report
+from ..tracking import TrackingScope, log_group, tracker_class
 from ..training import TrainingStopped, distributed
 from ..training.loop import StopOnSignals
 from . import bench as bench_cmd
@@ -165,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not wait at the end for runs that other processes are training",
     )
+    s.add_argument(
+        "--log",
+        action="append",
+        default=None,
+        metavar="TRACKER",
+        help="log every run to an experiment tracker: tensorboard, wandb or mlflow "
+        "(repeatable; replaces the file's train.log; the report plots go to the sweep's group)",
+    )
+    s.add_argument(
+        "--log-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --log: also log loss, learning rate and mask updates every N steps",
+    )
     add_trust_arguments(s)
     r = sub.add_parser(
         "report",
@@ -246,10 +269,12 @@ def _run_state(d: Path) -> str:
 
 
 def _cmd_sweep(ns: argparse.Namespace) -> None:
-    sweep = load_sweep(ns.config, trust_from(ns))
+    sweep = with_trackers(load_sweep(ns.config, trust_from(ns)), ns.log, ns.log_every)
     out = ns.out or sweep.out
     _check_out_dir(out)
     configs = sweep.configs if ns.shard is None else shard_configs(sweep.configs, *ns.shard)
+    for name in trackers_of(sweep):
+        tracker_class(name)  # a missing package: one line now, not at the first run
     part = f" (shard {ns.shard[0]}/{ns.shard[1]}: {len(configs)} of them)" if ns.shard else ""
     print(f"sweep {sweep.name}: {len(sweep.configs)} runs in {out}{part}")
     if ns.dry_run:
@@ -273,9 +298,15 @@ def _cmd_sweep(ns: argparse.Namespace) -> None:
     )
     if not ns.no_report and distributed.info().is_main:
         try:
-            print(f"report: {write_report(out, trust_model_imports=trust_from(ns))}")
+            report = write_report(out, trust_model_imports=trust_from(ns))
+            print(f"report: {report}")
         except ValueError as e:  # e.g. nothing finished yet
             print(f"interspace sweep: no report: {e}", file=sys.stderr)
+        else:
+            done = sum((run_dir(out, c) / "summary.json").is_file() for c in sweep.configs)
+            plots = sorted(Path(report).parent.glob("*.png"))
+            text = {"report": Path(report).read_text()}
+            log_group(trackers_of(sweep), TrackingScope(out, sweep.name), done, plots, text)
     if problems.diverged:
         print(f"{len(problems.diverged)} runs diverged (see diverged.json in each)")
     if problems.bad:

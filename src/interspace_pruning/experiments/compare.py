@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..foundations.hparams import to_dict
 from ..foundations.io import atomic_write_json, atomic_write_text
+from ..tracking import TrackingScope, log_group
 from ..training import distributed
 from .config import RunConfig
 from .run import claim_run_dir, run, with_representation
@@ -179,7 +180,9 @@ def compare(
     ``seeds``: train each representation once per seed (default: ``cfg.train.seed`` only);
     with more than one, run ``rep`` of seed ``s`` lives in ``out_dir/seed<s>/<rep>``, else in
     ``out_dir/<rep>``. ``progress``: a bar over the runs and one over each run's epochs (on
-    a terminal), and a line on stderr as each run finishes.
+    a terminal), and a line on stderr as each run finishes. With ``cfg.train.log``, every
+    run logs to its trackers in the group ``compare <out name>``, and the table to the
+    group's own tracker run.
     """
     seeds = _check_seeds(seeds, cfg)
     dataset = load_data(cfg.data)
@@ -198,6 +201,7 @@ def compare(
         )
     # disable=None: a bar only on a terminal; the lines below go everywhere
     bar = tqdm(total=len(plan), desc="runs", unit="run", disable=None if talk else True)
+    scope = TrackingScope(out, f"compare {out.name}") if out is not None else None
     rows = []
     for i, (seed, rep) in enumerate(plan, 1):
         sub = None
@@ -217,6 +221,7 @@ def compare(
                 progress=progress,
                 resume=resume,
                 overwrite=overwrite,
+                tracking=scope,
             )
             summary = result.summary
         rows.append({**summary, "seed": seed})
@@ -234,4 +239,7 @@ def compare(
         atomic_write_text(
             out / "compare.md", comparison.markdown() + "\n\n" + comparison.verdict() + "\n"
         )
+        if distributed.info().is_main:
+            text = comparison.markdown() + "\n\n" + comparison.verdict()
+            log_group(cfg.train.log, scope, len(plan), texts={"comparison": text})
     return comparison

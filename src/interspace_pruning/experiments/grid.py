@@ -21,6 +21,7 @@ from ..foundations.claims import RunClaimedError, claim_owner, try_claim
 from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError, read_json
 from ..interspace import Representation
+from ..tracking import TrackingScope
 from ..training import distributed
 from ..training.loop import CHECKPOINT, DivergedError
 from .config import PruneConfig, RunConfig, section_names, set_values
@@ -126,7 +127,12 @@ def _say_elsewhere(what: str, state: str, owner: dict) -> None:
 
 
 def _attempt(
-    cfg: RunConfig, d: Path, label: str, progress: bool, problems: GridProblems
+    cfg: RunConfig,
+    d: Path,
+    label: str,
+    progress: bool,
+    problems: GridProblems,
+    tracking: TrackingScope | None = None,
 ) -> tuple[str, dict | None]:
     """Train or read one run. Returns ("done", summary), ("diverged", marker), ("bad", None),
     ("elsewhere", owner): another live process is training it, or ("lost", owner): this one
@@ -143,7 +149,7 @@ def _attempt(
         if progress:
             again = " (resuming)" if (d / CHECKPOINT).is_file() else ""
             _say(f"{label} {_describe(cfg)} -> {d}{again}")
-        return "done", run(cfg, d, progress=False, resume=True).summary
+        return "done", run(cfg, d, progress=False, resume=True, tracking=tracking).summary
     except RunClaimedError as e:  # ClaimLostError: taken over while this one was stopped
         return "lost", e.owner
     except DivergedError as e:
@@ -164,6 +170,7 @@ def run_grid(
     wait: bool = True,
     poll: float = 5.0,
     problems: GridProblems | None = None,
+    tracking: TrackingScope | None = None,
 ) -> Iterator[tuple[RunConfig, dict]]:
     """Train every config not finished yet under ``root`` (continuing interrupted ones from
     their checkpoints); yield ``(config, summary)`` for each finished one.
@@ -173,7 +180,8 @@ def run_grid(
     left to it. With ``wait``, those are waited for at the end (and trained here if their
     process dies). A run with a damaged file is named on stderr, recorded in ``problems``
     and skipped; a diverged run is recorded and yields its ``{"status": "diverged"}``
-    marker as its summary.
+    marker as its summary. ``tracking``: where the runs' trackers (``train.log``) keep
+    their files and the group they share (default: each run's folder, no group).
     """
     root = Path(root)
     problems = problems if problems is not None else GridProblems()
@@ -182,7 +190,7 @@ def run_grid(
     total = len(configs)
     for i, cfg in enumerate(configs):
         d = run_dir(root, cfg)
-        state, summary = _attempt(cfg, d, f"[{i + 1}/{total}]", progress, problems)
+        state, summary = _attempt(cfg, d, f"[{i + 1}/{total}]", progress, problems, tracking)
         if state in ("elsewhere", "lost"):
             _say_elsewhere(f"[{i + 1}/{total}] {_describe(cfg)} -> {d}", state, summary)
             pending.append((i, cfg))
@@ -198,7 +206,7 @@ def run_grid(
         still = []
         for i, cfg in pending:
             d = run_dir(root, cfg)
-            state, summary = _attempt(cfg, d, f"[{i + 1}/{total}]", progress, problems)
+            state, summary = _attempt(cfg, d, f"[{i + 1}/{total}]", progress, problems, tracking)
             if state == "lost":
                 _say_elsewhere(f"[{i + 1}/{total}] {_describe(cfg)} -> {d}", state, summary)
             if state in ("elsewhere", "lost"):

@@ -17,6 +17,7 @@ from ..masks import prunable
 from ..pruning import prune
 from ..pruning.allocation import dense_layers, pattern_min_sparsity
 from ..schedules import RewindPoint, imp_levels, make_options, rewind
+from ..tracking import TrackingSession
 from ..training import Callback, distributed, train
 from .results import RunResult, finish, save_initial_bases, summarise
 from .run_setup import prepare_representation, pruner_options
@@ -31,13 +32,15 @@ def run_imp(
     callbacks: list[Callback] | None = None,
     progress: bool = True,
     resume: bool = False,
+    session: TrackingSession | None = None,
 ) -> RunResult:
     """Round 0 trains the unpruned model; round r prunes to level r, rewinds and retrains.
 
     Each round's metrics, summary, masks and final model go to ``out/round_<r>/``; the run's
     own ``metrics.jsonl``/``summary.json`` are those of the last round. With ``resume``,
     finished rounds are skipped (their final model and the rewind state are reloaded) and
-    an interrupted round continues from its checkpoint.
+    an interrupted round continues from its checkpoint. ``session``: the run's trackers, on
+    one step axis through all rounds.
     """
     p = cfg.prune
     o = make_options("imp", **pruner_options(cfg, dataset))  # ImpOptions, as the library's
@@ -69,6 +72,9 @@ def run_imp(
             prune(model, o.criterion, level, **o.allocation_kwargs())
             rewind(model, rewind_point.state)
         cbs = ([rewind_point] if r == 0 else []) + [Diagnostics(), *(callbacks or [])]
+        if session is not None:
+            round_steps = dataset.steps_per_epoch(cfg.train.batch_size) * cfg.train.epochs
+            cbs.append(session.callback(offset=r * round_steps))
         desc = f"{p.representation.kind} imp round {r}/{len(levels)} ({level:.1%})"
         history = train(
             model,
@@ -97,4 +103,6 @@ def run_imp(
             model.load_state_dict(read_model(last / MODEL, tag))
             history = read_jsonl(last / "metrics.jsonl")
         finish(out, model, summary, tag)
+    if session is not None:
+        session.log_summary(summary, model)
     return RunResult(cfg, history, summary, model)

@@ -20,6 +20,7 @@ from ..foundations.io import CorruptFileError, atomic_write_json, remove_stale_t
 from ..interspace import Representation
 from ..models import check_trusted
 from ..schedules import Pruner, pruner
+from ..tracking import STORES, TrackedRun, TrackingScope, TrackingSession, flat_params
 from ..training import Callback, distributed, train
 from ..training.device import Placement, configure_backends
 from ..training.loop import DivergedError
@@ -35,7 +36,14 @@ from .run_setup import (
 )
 from .runfiles import DIVERGED, METRICS, SUMMARY, read_config, read_metrics, read_summary
 
-__all__ = ["claim_run_dir", "finished_run", "prepare_run", "run", "with_representation"]
+__all__ = [
+    "claim_run_dir",
+    "finished_run",
+    "prepare_run",
+    "run",
+    "tracking_session",
+    "with_representation",
+]
 
 
 def prepare_run(
@@ -76,18 +84,20 @@ def run(
     progress: bool = True,
     resume: bool = False,
     overwrite: bool = False,
+    tracking: TrackingScope | None = None,
 ) -> RunResult:
     """Train one configuration end to end.
 
     ``resume`` on a finished run trains nothing: its result is read back from ``out_dir``
     (``RunResult.already_finished``). With ``out_dir``: the directory is claimed first (see
     :mod:`..foundations.claims`), so two processes never train one run;
-    :class:`RunClaimedError` if another live process holds it. Everything else as
-    :func:`_run`.
+    :class:`RunClaimedError` if another live process holds it. ``tracking``: where the
+    trackers of ``cfg.train.log`` keep their files and the group the run belongs to
+    (default: ``out_dir``, no group). Everything else as :func:`_run`.
     """
     claim = _claim(Path(out_dir)) if out_dir is not None else None
     try:
-        return _run(cfg, out_dir, dataset, model, callbacks, progress, resume, overwrite)
+        return _run(cfg, out_dir, dataset, model, callbacks, progress, resume, overwrite, tracking)
     except DivergedError as e:
         if out_dir is not None and distributed.info().is_main:  # while still claimed
             atomic_write_json(Path(out_dir) / DIVERGED, {"status": "diverged", "error": str(e)})
@@ -123,6 +133,7 @@ def _run(
     progress: bool = True,
     resume: bool = False,
     overwrite: bool = False,
+    tracking: TrackingScope | None = None,
 ) -> RunResult:
     """Train one configuration end to end.
 
@@ -141,14 +152,39 @@ def _run(
     where = Placement.of(cfg.train)  # resolved once for the run: pruning and training
     dataset = dataset.to(where.device)
     writes = out is not None and distributed.info().is_main
+    # a missing tracker package is an error now, before anything is written
+    session = tracking_session(cfg, out, tracking) if distributed.info().is_main else None
     if model is None:  # built before anything is written: a bad --model-arg leaves no run
         model = initial_model(cfg, dataset)
     fresh = writes and not (out / "config.json").is_file()
     if writes:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", to_dict(cfg))
+    try:
+        return _train_run(
+            cfg, out, dataset, model, where, callbacks, progress, resume, session, fresh
+        )
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _train_run(
+    cfg: RunConfig,
+    out: Path | None,
+    dataset: data_mod.ImageDataset,
+    model: nn.Module,
+    where: Placement,
+    callbacks: list[Callback] | None,
+    progress: bool,
+    resume: bool,
+    session: TrackingSession | None,
+    fresh: bool,
+) -> RunResult:
+    """Prune and train (or IMP's rounds), then write the results (``_run``'s second half)."""
+    writes = out is not None and distributed.info().is_main
     if cfg.prune.method == "imp" and not cfg.prune.representation.is_dense:
-        return run_imp(cfg, out, dataset, model, callbacks or [], progress, resume)
+        return run_imp(cfg, out, dataset, model, callbacks or [], progress, resume, session)
     start = time.perf_counter()
     try:
         model, schedule = prepare_run(cfg, dataset, model, where)
@@ -163,6 +199,9 @@ def _run(
     rep = p.representation
     desc = "dense" if rep.is_dense else f"{rep.kind} {p.method} {p.sparsity:g}"
     cbs = [*schedule, Diagnostics(), *(callbacks or [])]
+    if session is not None:  # last: it logs what the others add to the metrics
+        session.pruners = list(schedule)
+        cbs.append(session.callback())
     history = train(
         model,
         dataset,
@@ -180,7 +219,24 @@ def _run(
         summary["init_from_sha256"] = init_digest
     if writes:
         finish(out, model, summary, config_hash(cfg))
+    if session is not None:
+        session.log_summary(summary, model)
     return RunResult(cfg, history, summary, model)
+
+
+def tracking_session(
+    cfg: RunConfig, out: Path | None, scope: TrackingScope | None = None
+) -> TrackingSession | None:
+    """The trackers of ``cfg.train.log`` for the run in ``out`` (``None`` without any);
+    one line if a tracker's package is missing or there is no run folder."""
+    if not cfg.train.log:
+        return None
+    if out is None:
+        raise ValueError("--log needs a run folder for the trackers' files: pass out_dir (--out)")
+    scope = scope if scope is not None else TrackingScope(out)
+    params = flat_params(to_dict(cfg))
+    run = TrackedRun(config_hash(cfg), Path(scope.root), out, scope.group, params)
+    return TrackingSession(cfg.train.log, run, cfg.train.log_every)
 
 
 def finished_run(cfg: RunConfig, out: Path) -> RunResult:
@@ -198,8 +254,8 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
         return
     if overwrite:
         if distributed.info().is_main:
-            for p in out.iterdir():  # all but our claim
-                if p.name != CLAIM:
+            for p in out.iterdir():  # all but our claim and the trackers' history
+                if p.name != CLAIM and p.name not in STORES:
                     shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         return
     state = "a finished" if (out / "summary.json").is_file() else "an unfinished"

@@ -23,13 +23,14 @@ deterministically (``--shard i/n``: runs i, i+n, i+2n, ... of the file's order, 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..models import Trust, check_trusted
+from ..tracking import TrackingScope
 from .config import RunConfig, section_names, set_values
 from .grid import GridProblems, canonical, expand, run_grid
 
@@ -125,6 +126,29 @@ def run_sweep(
     damaged file are skipped and listed in ``problems``.
     """
     configs = sweep.configs if shard is None else shard_configs(sweep.configs, *shard)
+    root = Path(out or sweep.out)
+    scope = TrackingScope(root, sweep.name)
     return list(
-        run_grid(configs, out or sweep.out, progress=progress, wait=wait, problems=problems)
+        run_grid(configs, root, progress=progress, wait=wait, problems=problems, tracking=scope)
     )
+
+
+def with_trackers(sweep: Sweep, names: list[str] | None, every: int | None) -> Sweep:
+    """``sweep`` with every run's ``train.log`` (and ``log_every``) replaced, when given:
+    ``interspace sweep --log ...`` (neither changes a run's identity or folder)."""
+    if names is None and every is None:
+        return sweep
+    configs = []
+    for cfg in sweep.configs:
+        train = cfg.train
+        if names is not None:
+            train = replace(train, log=tuple(names))
+        if every is not None:
+            train = replace(train, log_every=every)
+        configs.append(replace(cfg, train=train))
+    return replace(sweep, configs=configs)
+
+
+def trackers_of(sweep: Sweep) -> list[str]:
+    """Every tracker any run of ``sweep`` logs to."""
+    return list(dict.fromkeys(n for cfg in sweep.configs for n in cfg.train.log))

@@ -16,6 +16,11 @@ when fitting starts (``total_steps`` defaults to the trainer's estimate) and cal
 ``pruner.step()`` after every optimiser step: the same object and the same calls as a plain
 loop. Its state goes into Lightning checkpoints, so ``trainer.fit(ckpt_path=...)`` resumes
 it. One optimiser is supported; gradient accumulation works (RigL sums the gradients).
+
+With ``log_sparsity=True`` the pruning state (global and per-layer sparsity, nonzeros,
+filter-basis parameters; :func:`interspace_pruning.tracking.log_sparsity`) goes to every
+logger of the trainer (TensorBoard, W&B, MLflow, CSV, ...) at the end of each training
+epoch, and the number of mask updates with it.
 """
 
 from __future__ import annotations
@@ -30,15 +35,22 @@ except ImportError as e:  # pragma: no cover - exercised only without lightning
     ) from e
 
 from ..schedules import Pruner, pruner
+from ..tracking import log_sparsity
 
 
 class PruningCallback(pl.Callback):
     """Runs the pruner ``name`` (any of ``ip.pruner_names()``) during ``trainer.fit``."""
 
     def __init__(
-        self, name: str, sparsity: float, total_steps: int | None = None, **options: Any
+        self,
+        name: str,
+        sparsity: float,
+        total_steps: int | None = None,
+        log_sparsity: bool = False,
+        **options: Any,
     ) -> None:
         self.name, self.sparsity, self.total_steps = name, sparsity, total_steps
+        self.log_sparsity = log_sparsity
         self.options = options
         self.pruner: Pruner | None = None
         self._pending_state: dict | None = None
@@ -66,6 +78,13 @@ class PruningCallback(pl.Callback):
         while self.pruner is not None and self._done < trainer.global_step:
             self.pruner.step()
             self._done += 1
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.log_sparsity or self.pruner is None or not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            updates = {"mask_updates": float(len(self.pruner.events))}
+            log_sparsity(logger, pl_module, trainer.global_step, extra=updates)
 
     def state_dict(self) -> dict[str, Any]:
         return {} if self.pruner is None else self.pruner.state_dict()

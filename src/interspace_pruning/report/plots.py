@@ -15,6 +15,7 @@ import torch  # noqa: E402
 
 from ..bases import filter_bases  # noqa: E402
 from ..foundations.checkpoint import load_tensors  # noqa: E402
+from ..tracking.figures import show_filters  # noqa: E402
 from .collect import RunRecord, try_load_model  # noqa: E402
 from .tables import paired_differences, row_key, seed_cells, side  # noqa: E402
 
@@ -199,16 +200,6 @@ def plot_filter_density(records: Sequence[RunRecord], path: Path) -> Path | None
     return _save(fig, path)
 
 
-def _show_filters(ax_row, filters: torch.Tensor, title: str) -> None:
-    for j, ax in enumerate(ax_row):
-        ax.axis("off")
-        if j < len(filters):
-            f = filters[j]
-            lim = float(f.abs().max()) or 1.0
-            ax.imshow(f.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
-    ax_row[0].set_title(title, fontsize=8, loc="left")
-
-
 def plot_bases(
     records: Sequence[RunRecord], path: Path, problems: list[str] | None = None
 ) -> Path | None:
@@ -241,8 +232,8 @@ def plot_bases(
     learned = fb.filters()
     n = fb.num_filters
     fig, axes = plt.subplots(2, n, figsize=(1.1 * n, 2.6), squeeze=False)
-    _show_filters(axes[0], start, f"initial basis ({rec.config.prune.representation.basis})")
-    _show_filters(
+    show_filters(axes[0], start, f"initial basis ({rec.config.prune.representation.basis})")
+    show_filters(
         axes[1],
         learned,
         f"learned basis ({rec.config.prune.method}, {rec.config.prune.sparsity:.0%})",
@@ -282,5 +273,5 @@ def plot_sparse_filters(
         rows.append((rep, alive[:count]))
     fig, axes = plt.subplots(2, count, figsize=(1.4 * count, 3.6), squeeze=False)
     for ax_row, (rep, filters) in zip(axes, rows, strict=True):
-        _show_filters(ax_row, filters, f"{LABELS[rep]}: {key[0]} at {key[1]:.0%}, unpruned filters")
+        show_filters(ax_row, filters, f"{LABELS[rep]}: {key[0]} at {key[1]:.0%}, unpruned filters")
     return _save(fig, path)

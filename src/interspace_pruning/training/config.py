@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..foundations.hparams import hp
+from ..tracking import check_names
 from .device import DEVICES_HELP, LAYOUTS, PRECISIONS
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -53,6 +54,18 @@ class TrainConfig:
         identity=False,
     )
     compile: bool = hp(False, "torch.compile the model for training", identity=False)
+    log: tuple[str, ...] = hp(
+        (),
+        "also log to an experiment tracker: tensorboard, wandb or mlflow (offline/local "
+        "by default; each an extra: pip install 'interspace-pruning[NAME]')",
+        identity=False,
+    )
+    log_every: int = hp(
+        0,
+        "with --log: also log loss, learning rate and mask updates every N steps (0: per "
+        "epoch only; each log waits for the device)",
+        identity=False,
+    )
     sync_bn: bool = hp(
         False,
         "under torchrun on GPUs: synchronise BatchNorm statistics across processes",
@@ -88,6 +101,11 @@ class TrainConfig:
                 f"--warmup-epochs must be in [0, --epochs={self.epochs}), got {self.warmup_epochs}"
             )
         self.milestones()  # validates the string
+        logs = (self.log,) if isinstance(self.log, str) else tuple(self.log or ())
+        self.log = tuple(dict.fromkeys(str(n).strip().lower() for n in logs))
+        check_names(self.log)  # the registry of interspace_pruning.tracking
+        if self.log_every < 0:
+            raise ValueError(f"--log-every must be >= 0, got {self.log_every}")
 
     def milestones(self) -> list[float]:
         try:

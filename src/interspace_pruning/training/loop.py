@@ -250,7 +250,8 @@ def train(
                 with dev.autocast(device, precision):
                     logits = net(x)
                     loss = loss_fn(logits.float(), y)
-                nonfinite |= ~torch.isfinite(loss.detach())
+                state.loss = loss.detach()
+                nonfinite |= ~torch.isfinite(state.loss)
                 stopping = False
                 if (i + 1) % sync_every == 0 or i + 1 == steps:
                     lost = lease is not None and lease.lost  # seen by the claim's heartbeat
