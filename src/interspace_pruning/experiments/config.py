@@ -129,9 +129,23 @@ class PruneConfig:
         "N:M sparsity, e.g. 2:4: at most N of every M consecutive input entries per layer",
         identity="non-default",
     )
+    param_matched: bool = hp(
+        False,
+        "SP only, the parameter-matched control: prune to the sparsity at which SP keeps as "
+        "many weights as IP at --sparsity trains (its nonzero coefficients plus its filter-"
+        "basis entries, with this config's basis options)",
+        identity="non-default",
+    )
 
     def __post_init__(self) -> None:
         self.representation = Representation.parse(self.representation)
+        if self.param_matched and self.representation.kind != "sp":
+            raise ValueError(
+                "--param-matched is the SP control of an IP run: use it with "
+                f"--representation sp, not {self.representation.kind}"
+            )
+        if self.param_matched and self.method == "imp":
+            raise ValueError("--param-matched supports one-shot and gradual methods, not imp")
         if self.method not in all_methods():
             raise ValueError(
                 f"unknown pruning method {self.method!r}; choose one of {all_methods()}"

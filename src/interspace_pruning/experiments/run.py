@@ -30,6 +30,7 @@ from .results import RunResult, finish, finished_model, save_initial_bases, summ
 from .run_setup import (
     initial_model,
     load_data,
+    matched_sparsity,
     prepare_representation,
     pretrained_file,
     pruner_options,
@@ -70,8 +71,9 @@ def prepare_run(
     if p.method == "imp":
         raise ValueError("method 'imp' trains in rounds: use run(), which calls run_imp")
     steps = dataset.steps_per_epoch(cfg.train.batch_size) * cfg.train.epochs
+    sparsity = matched_sparsity(cfg, dataset) if p.param_matched else p.sparsity
     torch.manual_seed(cfg.train.seed + 1)  # random scores: the same draw for SP and IP
-    built = pruner(p.method, model, None, p.sparsity, steps, **pruner_options(cfg, dataset))
+    built = pruner(p.method, model, None, sparsity, steps, **pruner_options(cfg, dataset))
     return model, [built]
 
 

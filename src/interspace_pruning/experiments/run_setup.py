@@ -11,6 +11,7 @@ from torch import nn
 
 from .. import data as data_mod
 from ..interspace import prepare
+from ..masks import sparsity_report
 from ..models import materialize
 from ..pruning import method_names
 from ..schedules import section_of
@@ -102,6 +103,19 @@ def pruning_batches(cfg: RunConfig, dataset: data_mod.ImageDataset) -> list:
         if len(out) == cfg.prune.prune_batches:
             break
     return out
+
+
+def matched_sparsity(cfg: RunConfig, dataset: data_mod.ImageDataset) -> float:
+    """The sparsity of ``cfg``'s parameter-matched SP control: SP keeps as many weights as
+    IP at ``cfg.prune.sparsity`` trains (nonzero coefficients plus filter-basis entries)."""
+    rep = cfg.prune.representation
+    ip_rep = dataclasses.replace(rep, kind="ip")
+    ip_prune = dataclasses.replace(cfg.prune, param_matched=False, representation=ip_rep)
+    ip_cfg = dataclasses.replace(cfg, prune=ip_prune)
+    ip_report = sparsity_report(prepare_representation(ip_cfg, dataset))
+    sp_report = sparsity_report(prepare(initial_model(cfg, dataset), rep))
+    kept = round((1.0 - cfg.prune.sparsity) * ip_report.total) + ip_report.basis_params
+    return 1.0 - kept / sp_report.total
 
 
 def prepare_representation(
