@@ -82,12 +82,17 @@ def test_verdict_is_paired_by_seed_and_names_a_mixed_result():
     agree = Comparison(cfg, _rows({0: (0.90, 0.95), 1: (0.80, 0.82), 2: (0.85, 0.86)}), [0, 1, 2])
     assert agree.winner() == "ip"
     assert agree.differences() == pytest.approx([0.05, 0.02, 0.01])
-    assert "IP wins in every seed: IP - SP = +2.67 ± 2.08 points" in agree.verdict()
+    assert "IP ahead in every seed: IP - SP = +2.67 ± 2.08 points" in agree.verdict()
+    # ahead in every seed is no win: with 3 seeds the paired t-test is not significant
+    t = agree.paired_test()
+    assert t is not None and t.p > 0.05
+    assert f"paired t-test p = {t.p:.2g}: no significant difference" in agree.verdict()
+    assert agree.to_json()["paired_t_test"]["significant"] is False
     mixed = Comparison(cfg, _rows({0: (0.90, 0.95), 1: (0.80, 0.78)}), [0, 1])
     assert mixed.winner() == "mixed" and "IP ahead in 1 of 2 seeds" in mixed.verdict()
     assert "| ip | 86.50 ± 12.02% |" in mixed.markdown()
     one = Comparison(cfg, _rows({0: (0.90, 0.95)}))
-    assert one.winner() == "ip" and "seed 0; one seed: --seeds 0 1 2" in one.verdict()
+    assert one.winner() == "ip" and "seed 0; one seed, no test: --seeds 0 1 2" in one.verdict()
 
 
 @pytest.mark.parametrize("seeds,match", [(["0", "0"], "twice"), (["-1"], ">= 0")])

@@ -17,7 +17,14 @@ def _run(rep, method, sparsity, seed, acc, init_from=None):
     return cfg, {"test_acc": acc}
 
 
-def test_difference_is_paired_by_seed_and_winner_needs_every_seed():
+def _row(table: str, method: str) -> list[str]:
+    line = next(ln for ln in table.splitlines() if ln.startswith(f"| {method} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_difference_is_paired_by_seed_with_its_ci_and_test():
+    from scipy import stats
+
     # seed offsets dominate the spread of each side; the paired differences are 2, 4, 3 points
     sp = {0: 0.50, 1: 0.60, 2: 0.70}
     ip = {0: 0.52, 1: 0.64, 2: 0.73}
@@ -27,19 +34,44 @@ def test_difference_is_paired_by_seed_and_winner_needs_every_seed():
     runs += [_run("sp", "random", 0.98, s, 0.5) for s in range(3)]
     runs += [_run("ip", "random", 0.98, s, a) for s, a in enumerate([0.52, 0.53, 0.49])]
     table = ip_vs_sp_table(runs)
-    sd = statistics.stdev([2, 4, 3])
-    assert f"| +3.00 ± {sd:.2f} (n=3) | IP |" in table
-    assert "(n=3) | mixed |" in table
+    diff, p, p_holm, result = _row(table, "snip")[4:8]
+    t = stats.ttest_rel([52, 64, 73], [50, 60, 70])
+    ci = t.confidence_interval(0.95)
+    assert diff == f"+3.00 [{ci.low:+.2f}, {ci.high:+.2f}]" and ci.low > 0
+    assert p == f"{t.pvalue:.2g}" and 0.01 < t.pvalue < 0.05
+    # ahead in every seed, p < 0.05, but not after Holm over the two rows: no winner
+    r = stats.ttest_rel([52, 53, 49], [50, 50, 50]).pvalue
+    # Holm over two tests: the smaller p doubled; the larger at least that
+    expected = 2 * t.pvalue if t.pvalue < r else max(2 * r, t.pvalue)
+    assert p_holm == f"{min(expected, 1.0):.2g}"
+    assert result == "no significant difference"
+    assert _row(table, "random")[7] == "no significant difference"
 
 
-def test_equal_pairs_are_a_tie():
+def test_a_holm_significant_difference_names_the_side():
+    runs = [_run("sp", "snip", 0.98, s, 0.50 + s / 10) for s in range(4)]
+    runs += [
+        _run("ip", "snip", 0.98, s, 0.50 + s / 10 + d)
+        for s, d in enumerate([0.03, 0.031, 0.029, 0.03])
+    ]
+    runs += [_run("sp", "rigl", 0.98, s, 0.60 + s / 10) for s in range(4)]
+    runs += [
+        _run("ip", "rigl", 0.98, s, 0.60 + s / 10 - d)
+        for s, d in enumerate([0.05, 0.051, 0.049, 0.05])
+    ]
+    table = ip_vs_sp_table(runs)
+    assert _row(table, "snip")[7] == "IP" and _row(table, "rigl")[7] == "SP"
+    assert "All pairs of the table: 4 of 8 pairs favour IP" in table
+
+
+def test_equal_pairs_have_no_test_and_no_winner():
     table = ip_vs_sp_table([_run("sp", "snip", 0.9, 0, 0.5), _run("ip", "snip", 0.9, 0, 0.5)])
-    assert "| +0.00 ± 0.00 (n=1) | tie |" in table
+    assert _row(table, "snip")[4:8] == ["+0.00 (n=1)", "-", "-", "no significant difference"]
 
 
 def test_unpaired_seeds_give_no_difference():
     table = ip_vs_sp_table([_run("sp", "snip", 0.9, 0, 0.5), _run("ip", "snip", 0.9, 1, 0.6)])
-    assert "| snip | 90% | 50.00 ± 0.00 | 60.00 ± 0.00 | - | - |" in table
+    assert _row(table, "snip")[:8] == ["snip", "90%", "50.00 ± 0.00", "60.00 ± 0.00"] + ["-"] * 4
 
 
 def test_dense_ip_is_compared_with_dense_and_trained_pruning_has_its_own_row():
@@ -53,9 +85,9 @@ def test_dense_ip_is_compared_with_dense_and_trained_pruning_has_its_own_row():
     table = ip_vs_sp_table(runs)
     sd = statistics.stdev([80, 82])
     assert f"| dense | 0% | 81.00 ± {sd:.2f} | 82.50 ± " in table
-    assert "| +1.50 ± 0.71 (n=2) | IP |" in table
+    assert _row(table, "dense")[4].startswith("+1.50 [")
     assert f"| dense | 0% | 81.00 ± {sd:.2f} (reference) |" in table
-    assert "| magnitude | 95% | 40.00 ± 0.00 | 45.00 ± 0.00 | +5.00 ± 0.00 (n=1) | IP |" in table
+    assert "| magnitude | 95% | 40.00 ± 0.00 | 45.00 ± 0.00 | +5.00 (n=1) |" in table
     trained = "| magnitude (trained + fine-tune) | 95% | 70.00 ± 0.00 | 74.00 ± 0.00 | +4.00"
     assert trained in table
 
@@ -103,4 +135,29 @@ def test_per_seed_table_shows_each_pair():
 
 def test_a_row_with_one_side_only_is_shown_by_default():
     table = ip_vs_sp_table([_run("sp", "snip", 0.9, 0, 0.5)])
-    assert "| snip | 90% | 50.00 ± 0.00 | - | - | - |" in table and "Left out" not in table
+    assert _row(table, "snip")[:8] == ["snip", "90%", "50.00 ± 0.00"] + ["-"] * 5
+    assert "Left out" not in table
+
+
+def test_the_parameter_matched_control_has_its_own_table():
+    def matched(seed, acc):
+        cfg = RunConfig(
+            prune=PruneConfig(
+                representation="sp", method="snip", sparsity=0.98, param_matched=True
+            ),
+            train=TrainConfig(seed=seed),
+        )
+        return cfg, {"test_acc": acc, "sparsity": 0.9743, "nonzero": 6906, "basis_params": 0}
+
+    runs = [_run("sp", "snip", 0.98, s, 0.48 + s / 100) for s in range(3)]
+    runs += [_run("ip", "snip", 0.98, s, 0.53 + s / 100) for s in range(3)]
+    runs += [matched(s, 0.50 + s / 100 + d) for s, d in enumerate([0.0, 0.01, -0.01])]
+    table = ip_vs_sp_table(runs)
+    main_rows = [ln for ln in table.split("The parameter-matched")[0].splitlines()]
+    assert sum(ln.startswith("| snip |") for ln in main_rows) == 2  # main table + control
+    control = table.splitlines()[
+        next(i for i, ln in enumerate(table.splitlines()) if "SP at IP's parameter count" in ln) + 2
+    ]
+    cols = [c.strip() for c in control.strip("|").split("|")]
+    assert cols[:5] == ["snip", "98%", "49.00 ± 1.00", "51.00 ± 1.00 at 97.43%", "54.00 ± 1.00"]
+    assert cols[5].startswith("+3.00 [") and cols[9] == "- / 6,906 / -"

@@ -25,6 +25,7 @@ from ..training import distributed
 from .config import RunConfig
 from .run import claim_run_dir, run, with_representation
 from .run_setup import load_data
+from .stats import ALPHA, Paired, p_is, paired
 
 COLUMNS = [
     ("representation", "repr", "{}"),
@@ -121,16 +122,16 @@ class Comparison:
             f"{c.train.epochs} epochs"
         )
         if len(diffs) == 1:
-            who = {"ip": "IP wins", "sp": "SP wins", "tie": "tie"}[self.winner()]
+            who = {"ip": "IP ahead", "sp": "SP ahead", "tie": "tie"}[self.winner()]
             return (
                 f"{who}: IP - SP = {diffs[0]:+.2f} points test accuracy ({setting}, "
-                f"seed {self.seeds[0]}; one seed: --seeds 0 1 2 for mean ± std)"
+                f"seed {self.seeds[0]}; one seed, no test: --seeds 0 1 2 for mean ± std)"
             )
         m, s = _mean_std(diffs)
         ahead = sum(d > 0 for d in diffs)
         who = {
-            "ip": "IP wins in every seed",
-            "sp": "SP wins in every seed",
+            "ip": "IP ahead in every seed",
+            "sp": "SP ahead in every seed",
             "tie": "tie in every seed",
             "mixed": f"mixed: IP ahead in {ahead} of {len(diffs)} seeds",
         }[self.winner()]
@@ -138,18 +139,42 @@ class Comparison:
         seeds = " ".join(str(x) for x in self.seeds)
         return (
             f"{who}: IP - SP = {m:+.2f} ± {s:.2f} points test accuracy (mean ± std over "
-            f"seeds {seeds}, paired by seed: {per_seed}; {setting})"
+            f"seeds {seeds}, paired by seed: {per_seed}; {setting}); {self._test_text()}"
         )
+
+    def paired_test(self) -> Paired | None:
+        """The paired t-test of IP - SP over the seeds (points; ``None`` for one seed)."""
+        sp, ip = self.accuracy("sp"), self.accuracy("ip")
+        seeds = [s for s in self.seeds if s in sp and s in ip]
+        if len(seeds) < 2:
+            return None
+        return paired([ip[s] * 100 for s in seeds], [sp[s] * 100 for s in seeds])
+
+    def _test_text(self) -> str:
+        t = self.paired_test()
+        if t is None or t.p is None:
+            return "no spread between seeds: no t-test"
+        if t.p < ALPHA:
+            side = "IP" if t.mean > 0 else "SP"
+            result = f"{side} wins (p < {ALPHA})"
+        else:
+            result = f"no significant difference at p < {ALPHA} with {t.n} seeds"
+        return f"95% CI [{t.low:+.2f}, {t.high:+.2f}], paired t-test {p_is(t.p)}: {result}"
 
     def to_json(self) -> dict:
         diffs = self.differences()
         m, s = _mean_std(diffs) if diffs else (None, None)
+        t = self.paired_test()
+        test = None
+        if t is not None and t.p is not None:
+            test = {"p": t.p, "ci95_points": [t.low, t.high], "significant": t.p < ALPHA}
         return {
             "config": to_dict(self.config),
             "seeds": self.seeds,
             "rows": self.rows,
-            "winner": self.winner(),
+            "winner": self.winner(),  # ahead in every seed (significance: paired_t_test)
             "ip_minus_sp": {"per_seed": diffs, "mean": m, "std": s},
+            "paired_t_test": test,
         }
 
 

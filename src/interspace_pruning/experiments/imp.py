@@ -19,6 +19,7 @@ from ..pruning.allocation import dense_layers, pattern_min_sparsity
 from ..schedules import RewindPoint, imp_levels, make_options, rewind
 from ..tracking import TrackingSession
 from ..training import Callback, distributed, train
+from ..training.device import Placement
 from .results import RunResult, finish, save_initial_bases, summarise
 from .run_setup import prepare_representation, pruner_options
 from .runfiles import MODEL, read_model
@@ -87,7 +88,9 @@ def run_imp(
             resume=resume,
             tag=f"{tag}/round{r}",
         )
-        summary = summarise(model, dataset, history, time.perf_counter() - start, p.representation)
+        wall = time.perf_counter() - start
+        precision = Placement.of(cfg.train).precision
+        summary = summarise(model, dataset, history, wall, p.representation, precision)
         summary["round"] = r
         rounds.append(summary)
         if writes:

@@ -18,7 +18,7 @@ from ..interspace import Representation, prepare
 from ..masks import sparsity_report
 from ..models import materialize
 from ..training import evaluate
-from ..training.device import hardware
+from ..training.device import hardware, numerics
 from ..training.loop import CHECKPOINT, PREVIOUS_CHECKPOINT
 from .config import RunConfig
 from .run_setup import load_data
@@ -82,10 +82,12 @@ def summarise(
     history: list[dict],
     wall_time: float,
     rep: Representation | str,
+    precision: str = "fp32",
 ) -> dict:
     """Final numbers of a run, including the generalisation gap (train accuracy measured
     in eval mode, without augmentation, on up to 10,000 training images). The
-    representation is written by its name (``"ip"``, ``"sp"``, ``"dense"``)."""
+    representation is written by its name (``"ip"``, ``"sp"``, ``"dense"``); ``numerics``
+    records how it was computed (TF32, cuDNN flags, autocast ``precision``, versions)."""
     rep = Representation.parse(rep)
     last = history[-1]
     train_eval = evaluate(model, dataset, split="train", limit=10_000)
@@ -111,6 +113,7 @@ def summarise(
         "parameters": report.dense_model_params if report else plain_params,
         "wall_time": wall_time,  # this process: a resumed run counts from its resume
         "hardware": hardware(next(model.parameters()).device),
+        "numerics": numerics(next(model.parameters()).device, precision),
         "epochs": len(history),
         "dense_flops": cost.dense_flops,
         "sparse_flops": cost.sparse_flops,

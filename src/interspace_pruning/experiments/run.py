@@ -216,7 +216,8 @@ def _train_run(
         tag=config_hash(cfg),
         placement=where,
     )
-    summary = summarise(model, dataset, history, time.perf_counter() - start, p.representation)
+    wall = time.perf_counter() - start
+    summary = summarise(model, dataset, history, wall, p.representation, where.precision)
     if init_digest:  # which trained weights it started from (they are not committed)
         summary["init_from_sha256"] = init_digest
     if writes:

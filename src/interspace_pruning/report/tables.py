@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ..experiments.config import RunConfig
+from ..experiments.stats import ALPHA, Paired, fmt_ci, fmt_p, holm, paired, pooled, verdict
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -45,31 +46,21 @@ def row_key(cfg: RunConfig) -> tuple[str, float]:
 
 
 def side(cfg: RunConfig) -> str:
-    """``sp`` or ``ip``: the column of a run (plain dense training counts as SP)."""
+    """``sp``, ``ip`` or ``sp_matched`` (the SP control at IP's parameter count): the column
+    of a run (plain dense training counts as SP)."""
+    if cfg.prune.param_matched:
+        return "sp_matched"
     return "ip" if cfg.prune.representation.is_interspace else "sp"
 
 
 def seed_pairs(sp: dict[int, float], ip: dict[int, float]) -> list[float]:
     """``IP - SP`` for each seed that has a finite result on both sides, in seed order."""
-    return [ip[s] - sp[s] for s in sorted(set(sp) & set(ip)) if len(finite([sp[s], ip[s]])) == 2]
+    return [ip[s] - sp[s] for s in paired_seeds(sp, ip)]
 
 
-def paired_diff(sp: dict[int, float], ip: dict[int, float]) -> tuple[str, str]:
-    """``IP - SP`` per seed present in both, as ``"+m ± s (n=k)"`` in points, and the winner.
-
-    The winner is the side ahead in every pair; otherwise ``mixed`` (``tie`` if all equal).
-    """
-    diffs = seed_pairs(sp, ip)
-    if not diffs:
-        return "-", "-"
-    m, s = mean_std([d * 100 for d in diffs])
-    if all(d > 0 for d in diffs):
-        winner = "IP"
-    elif all(d < 0 for d in diffs):
-        winner = "SP"
-    else:
-        winner = "tie" if all(d == 0 for d in diffs) else "mixed"
-    return f"{m:+.2f} ± {s:.2f} (n={len(diffs)})", winner
+def paired_seeds(sp: dict[int, float], ip: dict[int, float]) -> list[int]:
+    """The seeds with a finite result on both sides, in order."""
+    return [s for s in sorted(set(sp) & set(ip)) if len(finite([sp[s], ip[s]])) == 2]
 
 
 Cells = dict[tuple[str, float], dict[str, dict[int, float]]]
@@ -94,10 +85,66 @@ def paired_differences(cells: Cells) -> dict[tuple[str, float], list[float]]:
     return {key: diffs for key, diffs in sorted(pairs.items()) if diffs}
 
 
+Costs = dict[tuple[tuple[str, float], str], dict[str, list[float]]]
+
+
+def side_costs(results: Iterable[tuple[RunConfig, dict]]) -> Costs:
+    """Per row and side: the trainable parameters of the pruned layers (nonzeros plus
+    filter-basis entries) and the sparse FLOPs per sample of each run that records them."""
+    out: Costs = defaultdict(lambda: defaultdict(list))
+    for cfg, s in results:
+        key = (row_key(cfg), side(cfg))
+        if isinstance(s.get("nonzero"), int):
+            out[key]["trainable"].append(s["nonzero"] + int(s.get("basis_params") or 0))
+        if finite([s.get("sparse_flops")]):
+            out[key]["flops"].append(s["sparse_flops"])
+    return out
+
+
+def _mean_of(values: list[float], fmt: str) -> str:
+    return format(statistics.fmean(values), fmt) if values else "-"
+
+
+def _costs_cell(costs: Costs, key: tuple[str, float], sides: Sequence[str], what: str) -> str:
+    fmt, scale = (",.0f", 1.0) if what == "trainable" else (".2f", 1e-6)
+    cells = [_mean_of([v * scale for v in costs[(key, s)][what]], fmt) for s in sides]
+    return " / ".join(cells)
+
+
+def _stats_rows(
+    cells: Cells, keys: list[tuple[str, float]], left: str
+) -> dict[tuple[str, float], tuple[Paired | None, float | None]]:
+    """IP − ``left`` per row (in points), with its Holm-adjusted p across ``keys``."""
+    tests: dict[tuple[str, float], Paired | None] = {}
+    for key in keys:
+        reps = cells[key]
+        seeds = paired_seeds(reps.get(left, {}), reps.get("ip", {}))
+        tests[key] = (
+            paired([reps["ip"][s] * 100 for s in seeds], [reps[left][s] * 100 for s in seeds])
+            if seeds
+            else None
+        )
+    adjusted = holm([t.p if t is not None else None for t in tests.values()])
+    return {k: (t, q) for (k, t), q in zip(tests.items(), adjusted, strict=True)}
+
+
+def _result(test: Paired | None, p_holm: float | None, failed: list[str]) -> list[str]:
+    if failed:  # a NaN mean is no "tie": say which side diverged
+        return ["-", "-", "-", f"none: {' and '.join(failed)} diverged"]
+    if test is None:
+        return ["-", "-", "-", "-"]
+    return [fmt_ci(test), fmt_p(test.p), fmt_p(p_holm), verdict(test, p_holm)]
+
+
 def ip_vs_sp_table(
     results: Iterable[tuple[RunConfig, dict]], metric: str = "test_acc", min_seeds: int = 1
 ) -> str:
-    """One row per (method, sparsity): SP, IP and the IP - SP difference paired by seed.
+    """One row per (method, sparsity): SP and IP (mean ± std over seeds), IP − SP paired by
+    seed with its 95% confidence interval, the two-sided paired t-test, its Holm-adjusted
+    p across the table's rows, the result (a side only when Holm-significant), and each
+    side's trainable parameters and sparse MFLOPs. Below it, all pairs pooled (Wilcoxon
+    signed-rank, sign test), and the parameter-matched control where runs of it exist
+    (:func:`matched_table`).
 
     Dense training is the SP side of the ``dense`` row, dense training in the interspace
     (IP at sparsity 0) its IP side; the dense runs are also listed as the reference. Rows
@@ -106,40 +153,115 @@ def ip_vs_sp_table(
     """
     results = list(results)
     cells = seed_cells(results, metric)
+    costs = side_costs(results)
     dense = [s.get(metric) for cfg, s in results if cfg.prune.representation.is_dense]
     seeds = {cfg.train.seed for cfg, _ in results}
     lines = [
-        "| method | sparsity | SP | IP | IP − SP (paired by seed) | winner |",
-        "|---|---|---|---|---|---|",
+        "| method | sparsity | SP | IP | IP − SP [95% CI] | p | p (Holm) | result "
+        "| trainable SP / IP | MFLOPs SP / IP |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    partial = 0
-    for (method, sparsity), reps in sorted(cells.items()):
-        sp, ip = list(reps["sp"].values()), list(reps["ip"].values())
-        if method == "dense" and not ip:
+    shown, partial = [], 0
+    for key, reps in sorted(cells.items()):
+        if key[0] == "dense" and not reps.get("ip"):
             continue  # plain dense only: the reference line below
+        if not reps.get("sp") and not reps.get("ip"):
+            continue  # a control alone: its own table
         if not is_complete(reps, min_seeds):
             partial += 1
             continue
+        shown.append(key)
+    tests = _stats_rows(cells, shown, "sp")
+    pairs: list[float] = []
+    for key in shown:
+        reps = cells[key]
+        sp, ip = list(reps.get("sp", {}).values()), list(reps.get("ip", {}).values())
         failed = [rep.upper() for rep, v in (("sp", sp), ("ip", ip)) if len(finite(v)) < len(v)]
-        if failed:  # a NaN mean is no "tie": say which side diverged
-            diff_s, winner = "-", f"none: {' and '.join(failed)} diverged"
-        else:
-            diff_s, winner = paired_diff(reps["sp"], reps["ip"])
-        lines.append(
-            f"| {method} | {sparsity:.0%} | {fmt_pct(sp) if sp else '-'} | "
-            f"{fmt_pct(ip) if ip else '-'} | {diff_s} | {winner} |"
-        )
+        test, p_holm = tests[key]
+        if test is not None and not failed:
+            pairs += test.diffs
+        cols = [
+            key[0],
+            f"{key[1]:.0%}",
+            fmt_pct(sp) if sp else "-",
+            fmt_pct(ip) if ip else "-",
+            *_result(test, p_holm, failed),
+            _costs_cell(costs, key, ("sp", "ip"), "trainable"),
+            _costs_cell(costs, key, ("sp", "ip"), "flops"),
+        ]
+        lines.append("| " + " | ".join(cols) + " |")
     if dense and len(dense) >= min_seeds:
-        lines.append(f"| dense | 0% | {fmt_pct(dense)} (reference) | | | |")
+        lines.append(f"| dense | 0% | {fmt_pct(dense)} (reference) | | | | | | | |")
     lines.append("")
     if partial:
         lines.append(f"Left out: {partial} row(s) with fewer than {min_seeds} seeds on a side.")
         lines.append("")
     lines.append(
-        f"{metric} in % over seeds {sorted(seeds)}: mean ± standard deviation; IP − SP is the "
-        "mean ± standard deviation of the per-seed differences (same initial weights and data "
-        "order), in points; the winner is ahead in every seed, else mixed."
+        f"{metric} in % over seeds {sorted(seeds)}: mean ± standard deviation. IP − SP: the "
+        "mean of the per-seed differences (same initial weights and data order) in points, "
+        "with its 95% confidence interval; p: two-sided paired t-test; p (Holm): corrected "
+        f"for the {sum(t is not None and t.p is not None for t, _ in tests.values())} rows "
+        f"tested; a side is named only when p (Holm) < {ALPHA}. Trainable: nonzero weights "
+        "or coefficients plus filter-basis entries; MFLOPs: sparse, per sample."
     )
+    if pairs:
+        lines += ["", f"All pairs of the table: {pooled(pairs)}."]
+    matched = matched_table(results, metric, min_seeds)
+    if matched:
+        lines += ["", matched]
+    return "\n".join(lines)
+
+
+def matched_table(
+    results: Iterable[tuple[RunConfig, dict]], metric: str = "test_acc", min_seeds: int = 1
+) -> str:
+    """The parameter-matched control: per row that has it, SP at IP's trainable-parameter
+    count (``--param-matched``) beside SP and IP, and IP − that control with its test (Holm
+    across these rows). Empty if no run of the control exists."""
+    results = list(results)
+    cells = seed_cells(results, metric)
+    costs = side_costs(results)
+    keys = [
+        k
+        for k, reps in sorted(cells.items())
+        if reps.get("sp_matched")
+        and is_complete({"sp": reps["sp_matched"], "ip": reps.get("ip", {})}, min_seeds)
+    ]
+    if not keys:
+        return ""
+    achieved: dict[tuple[str, float], list[float]] = defaultdict(list)
+    for cfg, s in results:
+        if cfg.prune.param_matched and finite([s.get("sparsity")]):
+            achieved[row_key(cfg)].append(s["sparsity"])
+    tests = _stats_rows(cells, keys, "sp_matched")
+    lines = [
+        "| method | sparsity | SP | SP at IP's parameter count | IP | IP − it [95% CI] | p "
+        "| p (Holm) | result | trainable SP / it / IP |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in keys:
+        reps = cells[key]
+        sp = list(reps.get("sp", {}).values())
+        ctl, ip = list(reps["sp_matched"].values()), list(reps.get("ip", {}).values())
+        failed = [n for n, v in (("SP", ctl), ("IP", ip)) if len(finite(v)) < len(v)]
+        at = f" at {statistics.fmean(achieved[key]):.2%}" if achieved[key] else ""
+        cols = [
+            key[0],
+            f"{key[1]:.0%}",
+            fmt_pct(sp) if sp else "-",
+            (fmt_pct(ctl) if ctl else "-") + at,
+            fmt_pct(ip) if ip else "-",
+            *_result(*tests[key], failed),
+            _costs_cell(costs, key, ("sp", "sp_matched", "ip"), "trainable"),
+        ]
+        lines.append("| " + " | ".join(cols) + " |")
+    lines += [
+        "",
+        "The parameter-matched control (`--param-matched`): SP pruned to the sparsity at which "
+        "it keeps as many weights as IP trains (IP's nonzero coefficients plus its filter-basis "
+        "entries), from the same initial weights and data order; IP − it is paired by seed, "
+        "p (Holm) corrected for these rows.",
+    ]
     return "\n".join(lines)
 
 

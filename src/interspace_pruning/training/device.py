@@ -147,6 +147,28 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=_DTYPES[precision])
 
 
+def numerics(device: torch.device, precision: str) -> dict:
+    """How the numbers of a run were computed, for its ``summary.json``: TF32 for matmul and
+    cuDNN, cuDNN autotuning and determinism, deterministic algorithms, the float32 matmul
+    precision, the autocast dtype (``None``: fp32 throughout) and the library versions. The
+    TF32 and cuDNN flags act on CUDA only; they are recorded wherever the run trained."""
+    cudnn = torch.backends.cudnn
+    return {
+        "device": device.type,
+        "precision": precision,
+        "autocast_dtype": None if precision == "fp32" else str(_DTYPES[precision]).split(".")[-1],
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": bool(cudnn.allow_tf32),
+        "cudnn_benchmark": bool(cudnn.benchmark),
+        "cudnn_deterministic": bool(cudnn.deterministic),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": cudnn.version() if cudnn.is_available() else None,
+    }
+
+
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """A gradient scaler, enabled for fp16 only (bf16 has fp32's exponent range)."""
     enabled = precision == "fp16" and device.type in ("cpu", "cuda")
