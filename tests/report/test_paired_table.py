@@ -160,4 +160,4 @@ def test_the_parameter_matched_control_has_its_own_table():
     ]
     cols = [c.strip() for c in control.strip("|").split("|")]
     assert cols[:5] == ["snip", "98%", "49.00 ± 1.00", "51.00 ± 1.00 at 97.43%", "54.00 ± 1.00"]
-    assert cols[5].startswith("+3.00 [") and cols[9] == "- / 6,906 / -"
+    assert cols[5].startswith("+3.00 [") and cols[9] == "- / 6,906 / -" and len(cols) == 11

@@ -340,3 +340,22 @@ def test_imp_rounds_follow_each_other_on_one_axis(tmp_path):
     per_round = metrics_file(out)[-1]["step"]
     assert steps == [per_round, 2 * per_round, 3 * per_round]  # rounds 0, 1, 2
     assert tensorboard_series(out, "summary/test_acc")[0][0] == 3 * per_round
+
+
+def test_a_failed_run_ends_its_tracker_runs_failed(tmp_path):
+    from interspace_pruning.callbacks import Callback
+
+    class Boom(Callback):
+        def on_epoch_end(self, state, metrics):
+            raise RuntimeError("boom")
+
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="boom"):
+        run(config(epochs=1, every=0), out, progress=False, callbacks=[Boom()])
+    ids = json.loads((out / RECORD).read_text())
+    assert mlflow_client(out).get_run(ids["mlflow"]).info.status == "FAILED"
+    (f,) = wandb_files.run_files(out / "wandb", ids["wandb"])
+    exits = [
+        r.exit.exit_code for r in wandb_files.records(f) if r.WhichOneof("record_type") == "exit"
+    ]
+    assert exits == [1]

@@ -162,13 +162,12 @@ def _run(
     if writes:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", to_dict(cfg))
-    try:
+    if session is None:
+        return _train_run(cfg, out, dataset, model, where, callbacks, progress, resume, None, fresh)
+    with session:  # the tracker runs end FINISHED, FAILED or KILLED (a stop to resume)
         return _train_run(
             cfg, out, dataset, model, where, callbacks, progress, resume, session, fresh
         )
-    finally:
-        if session is not None:
-            session.close()
 
 
 def _train_run(

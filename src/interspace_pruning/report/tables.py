@@ -236,8 +236,8 @@ def matched_table(
     tests = _stats_rows(cells, keys, "sp_matched")
     lines = [
         "| method | sparsity | SP | SP at IP's parameter count | IP | IP − it [95% CI] | p "
-        "| p (Holm) | result | trainable SP / it / IP |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| p (Holm) | result | trainable SP / it / IP | MFLOPs SP / it / IP |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in keys:
         reps = cells[key]
@@ -253,6 +253,7 @@ def matched_table(
             fmt_pct(ip) if ip else "-",
             *_result(*tests[key], failed),
             _costs_cell(costs, key, ("sp", "sp_matched", "ip"), "trainable"),
+            _costs_cell(costs, key, ("sp", "sp_matched", "ip"), "flops"),
         ]
         lines.append("| " + " | ".join(cols) + " |")
     lines += [

@@ -146,8 +146,9 @@ class Tracker(ABC):
         """Make what was logged durable (called at every epoch's end)."""
 
     @abstractmethod
-    def close(self) -> None:
-        """Finish the tracker run (idempotent)."""
+    def close(self, status: str = "FINISHED") -> None:
+        """Finish the tracker run (idempotent); ``status``: ``FINISHED``, ``FAILED`` (an
+        error) or ``KILLED`` (stopped by a signal, to be resumed)."""
 
 
 _TRACKERS: dict[str, Callable[[], type[Tracker]]] = {}

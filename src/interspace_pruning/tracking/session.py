@@ -160,16 +160,17 @@ class TrackingSession:
         if fig is not None:
             plt.close(fig)
 
-    def close(self) -> None:
+    def close(self, status: str = "FINISHED") -> None:
+        """Finish every tracker run with ``status`` (see :meth:`.base.Tracker.close`)."""
         for t in self.trackers:
-            t.close()
+            t.close(status)
         self.trackers = []
 
     def __enter__(self) -> TrackingSession:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, error, tb) -> None:
+        self.close(end_status(error))
 
 
 class TrackingCallback(Callback):
@@ -207,6 +208,14 @@ class TrackingCallback(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for step, values in state.get("journal", []):
             self.session.journal.setdefault(int(step), {}).update(values)
+
+
+def end_status(error: BaseException | None) -> str:
+    """A tracker run's final status after ``error`` (``None``: it finished)."""
+    if error is None:
+        return "FINISHED"
+    stopped = isinstance(error, KeyboardInterrupt) or type(error).__name__ == "TrainingStopped"
+    return "KILLED" if stopped else "FAILED"
 
 
 def _is_number(v: Any) -> bool:

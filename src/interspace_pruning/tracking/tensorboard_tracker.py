@@ -68,8 +68,8 @@ class TensorBoardTracker(Tracker):
     def flush(self) -> None:
         self.writer.flush()
 
-    def close(self) -> None:
-        self.writer.close()
+    def close(self, status: str = "FINISHED") -> None:
+        self.writer.close()  # an event file has no run status
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence]) -> str:

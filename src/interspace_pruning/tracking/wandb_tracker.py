@@ -96,9 +96,9 @@ class WandbTracker(Tracker):
     def _text(self, tag: str, markdown: str, step: int) -> None:
         self._log({tag: self.wandb.Html(f"<pre>{_escape(markdown)}</pre>")}, step)
 
-    def close(self) -> None:
+    def close(self, status: str = "FINISHED") -> None:
         if self.handle is not None:
-            self.handle.finish()
+            self.handle.finish(exit_code=0 if status == "FINISHED" else 1)
             self.handle = None
 
 
