@@ -6,6 +6,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from ..experiments.stats import fmt_ci, fmt_p
 from ..foundations.io import atomic_write_text
 from ..models import Trust
 from . import plots
@@ -14,6 +15,7 @@ from .pareto import pareto_section
 from .tables import (
     ip_vs_sp_table,
     is_complete,
+    length_curve,
     mean_std,
     per_seed_table,
     row_key,
@@ -102,6 +104,38 @@ def complete_runs(records: list[RunRecord], min_seeds: int) -> list[RunRecord]:
     return [r for r in records if row_key(r.config) in keep]
 
 
+def length_section(
+    records: list[RunRecord], dataset: str, model: str, min_seeds: int, out: Path
+) -> list[str]:
+    """IP − SP against the number of training epochs, for the cells trained at several
+    lengths: a table (mean, 95% CI, paired t-test per length) and one plot."""
+    recs = [
+        r
+        for r in records
+        if (r.config.data.dataset, r.config.model.model) == (dataset, model) and not r.diverged
+    ]
+    curve = length_curve([(r.config, r.summary) for r in recs], min_seeds)
+    if not curve:
+        return []
+    lines = [
+        "",
+        f"## {dataset} / {model}: IP − SP against training length",
+        "",
+        "| method | sparsity | epochs | IP − SP [95% CI] | p | seeds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (method, sparsity), points in sorted(curve.items()):
+        for epochs, test in points:
+            lines.append(
+                f"| {method} | {sparsity:.0%} | {epochs} | {fmt_ci(test)} | {fmt_p(test.p)} "
+                f"| {test.n} |"
+            )
+    picture = plots.plot_length_curve(curve, out / f"{dataset}_{model}_length.png")
+    if picture is not None:
+        lines += ["", f"![IP − SP against training length]({picture.name})"]
+    return lines
+
+
 def write_report(
     root: str | Path,
     out: str | Path | None = None,
@@ -127,9 +161,12 @@ def write_report(
         )
     out = Path(out) if out is not None else root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
-    for r in records:
-        groups[(r.config.data.dataset, r.config.model.model)].append(r)
+    groups: dict[tuple[str, str, int], list[RunRecord]] = defaultdict(list)
+    for r in records:  # runs of another length are another protocol: never paired across
+        groups[(r.config.data.dataset, r.config.model.model, r.config.train.epochs)].append(r)
+    lengths: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for dataset, model, epochs in groups:
+        lengths[(dataset, model)].add(epochs)
     failed = [r for r in records if r.diverged]
     lines = [
         f"# Report: {root}",
@@ -144,16 +181,17 @@ def write_report(
         lines += ["", f"- diverged: `{r.path.name}` ({_label(r)}): {why}"]
     for problem in damaged:
         lines += ["", f"- left out: {problem}"]
-    for (dataset, model), all_recs in sorted(groups.items()):
+    for (dataset, model, epochs), all_recs in sorted(groups.items()):
         shown = complete_runs(all_recs, min_seeds)
         recs = [r for r in shown if not r.diverged]  # plots and diagnostics: finite runs
-        slug = f"{dataset}_{model}"
-        epochs = sorted({r.config.train.epochs for r in all_recs})
+        several = len(lengths[(dataset, model)]) > 1
+        slug = f"{dataset}_{model}" + (f"_{epochs}ep" if several else "")
+        title = f"{dataset} / {model}" + (f", {epochs} epochs" if several else "")
         lines += [
             "",
-            f"## {dataset} / {model}",
+            f"## {title}",
             "",
-            f"{len(all_recs)} runs, {epochs} epochs. " + where_trained(all_recs),
+            f"{len(all_recs)} runs, [{epochs}] epochs. " + where_trained(all_recs),
             "",
             ip_vs_sp_table([(r.config, r.summary) for r in all_recs], min_seeds=min_seeds),
         ]
@@ -208,6 +246,9 @@ def write_report(
             if path is not None:
                 lines += ["", f"### {title}", "", f"![{title}]({path.name})"]
         lines += pareto_section(recs, out, slug)  # when runs hold a latency.json
+    for (dataset, model), epochs in sorted(lengths.items()):
+        if len(epochs) > 1:
+            lines += length_section(records, dataset, model, min_seeds, out)
     for problem in dict.fromkeys(unusable):
         lines += ["", f"- {problem}"]
     report = out / "report.md"

@@ -125,6 +125,32 @@ def plot_paired_differences(records: Sequence[RunRecord], path: Path) -> Path | 
     return _save(fig, path)
 
 
+def plot_length_curve(curve: dict, path: Path) -> Path | None:
+    """IP − SP (mean and 95% CI, points) against the number of training epochs, one line
+    per (method, sparsity): does the gap shrink, stay or grow with longer training?"""
+    if not curve:
+        return None
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for (method, sparsity), points in sorted(curve.items()):
+        xs = [e for e, _ in points]
+        means = [t.mean for _, t in points]
+        low = [t.mean - t.low if t.low is not None else 0.0 for _, t in points]
+        high = [t.high - t.mean if t.high is not None else 0.0 for _, t in points]
+        ax.errorbar(
+            xs, means, yerr=[low, high], marker="o", capsize=3, label=f"{method} {sparsity:.0%}"
+        )
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xscale("log")
+    lengths = sorted({e for points in curve.values() for e, _ in points})
+    ax.set_xticks(lengths, [str(e) for e in lengths])
+    ax.minorticks_off()
+    ax.set_xlabel("training epochs")
+    ax.set_ylabel("IP − SP test accuracy (points)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_training_curves(records: Sequence[RunRecord], path: Path) -> Path | None:
     """Train loss per epoch at each method's highest sparsity (mean over seeds), IP vs SP."""
     by_method: dict = defaultdict(list)

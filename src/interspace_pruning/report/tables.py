@@ -266,6 +266,24 @@ def matched_table(
     return "\n".join(lines)
 
 
+def length_curve(
+    results: Iterable[tuple[RunConfig, dict]], min_seeds: int = 2, metric: str = "test_acc"
+) -> dict[tuple[str, float], list[tuple[int, Paired]]]:
+    """Per (method, sparsity) trained at several lengths: ``[(epochs, IP − SP test)]`` in
+    points, for each length with at least ``max(min_seeds, 2)`` pairs."""
+    by_length: dict[int, list] = defaultdict(list)
+    for cfg, s in results:
+        by_length[cfg.train.epochs].append((cfg, s))
+    curve: dict[tuple[str, float], list[tuple[int, Paired]]] = defaultdict(list)
+    for epochs, rows in sorted(by_length.items()):
+        for key, reps in seed_cells(rows, metric).items():
+            seeds = paired_seeds(reps.get("sp", {}), reps.get("ip", {}))
+            if key[0] != "dense" and len(seeds) >= max(min_seeds, 2):
+                ip = [reps["ip"][s] * 100 for s in seeds]
+                curve[key].append((epochs, paired(ip, [reps["sp"][s] * 100 for s in seeds])))
+    return {k: v for k, v in curve.items() if len(v) > 1}
+
+
 def per_seed_table(results: Iterable[tuple[RunConfig, dict]], metric: str = "test_acc") -> str:
     """One row per (method, sparsity), one column per seed: ``SP → IP (IP − SP)`` in %, the
     pairs behind the paired difference of :func:`ip_vs_sp_table` (``-`` where a side is
