@@ -161,12 +161,20 @@ def write_report(
         )
     out = Path(out) if out is not None else root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    groups: dict[tuple[str, str, int], list[RunRecord]] = defaultdict(list)
-    for r in records:  # runs of another length are another protocol: never paired across
-        groups[(r.config.data.dataset, r.config.model.model, r.config.train.epochs)].append(r)
+    # runs of another length are another protocol: never paired across lengths (fine-tuning
+    # a trained model, --init-from, has its own length and joins the protocol it fine-tunes)
     lengths: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for dataset, model, epochs in groups:
-        lengths[(dataset, model)].add(epochs)
+    for r in records:
+        if not r.config.model.init_from:
+            lengths[(r.config.data.dataset, r.config.model.model)].add(r.config.train.epochs)
+    groups: dict[tuple[str, str, int], list[RunRecord]] = defaultdict(list)
+    for r in records:
+        dm = (r.config.data.dataset, r.config.model.model)
+        epochs = r.config.train.epochs
+        if r.config.model.init_from and len(lengths[dm]) == 1:
+            epochs = next(iter(lengths[dm]))
+        lengths[dm].add(epochs)
+        groups[(*dm, epochs)].append(r)
     failed = [r for r in records if r.diverged]
     lines = [
         f"# Report: {root}",
@@ -187,11 +195,12 @@ def write_report(
         several = len(lengths[(dataset, model)]) > 1
         slug = f"{dataset}_{model}" + (f"_{epochs}ep" if several else "")
         title = f"{dataset} / {model}" + (f", {epochs} epochs" if several else "")
+        trained = sorted({r.config.train.epochs for r in all_recs})
         lines += [
             "",
             f"## {title}",
             "",
-            f"{len(all_recs)} runs, [{epochs}] epochs. " + where_trained(all_recs),
+            f"{len(all_recs)} runs, {trained} epochs. " + where_trained(all_recs),
             "",
             ip_vs_sp_table([(r.config, r.summary) for r in all_recs], min_seeds=min_seeds),
         ]
