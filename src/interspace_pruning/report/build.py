@@ -173,7 +173,6 @@ def write_report(
         epochs = r.config.train.epochs
         if r.config.model.init_from and len(lengths[dm]) == 1:
             epochs = next(iter(lengths[dm]))
-        lengths[dm].add(epochs)
         groups[(*dm, epochs)].append(r)
     failed = [r for r in records if r.diverged]
     lines = [

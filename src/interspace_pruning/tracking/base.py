@@ -86,7 +86,7 @@ class Tracker(ABC):
         fresh = {
             k: float(v)
             for k, v in values.items()
-            if _is_number(v) and math.isfinite(float(v)) and self.new(k, step)
+            if is_number(v) and math.isfinite(float(v)) and self.new(k, step)
         }
         if fresh:
             self._scalars(fresh, step)
@@ -204,5 +204,6 @@ def flat_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar
     return out
 
 
-def _is_number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """A plain int or float (``bool`` is not a number here)."""
     return isinstance(v, int | float) and not isinstance(v, bool)

@@ -25,9 +25,9 @@ from typing import Any
 from torch import nn
 
 from ..callbacks import Callback, TrainState
-from ..foundations.io import CorruptFileError, atomic_write_json, read_json
+from ..foundations.io import atomic_write_json, read_json
 from ..masks import sparsity_report
-from .base import TrackedRun, Tracker, check_names, tracker_class
+from .base import TrackedRun, Tracker, is_number, tracker_class
 
 #: The tracker runs of a run folder (see the module docstring).
 RECORD = "tracking.json"
@@ -71,9 +71,8 @@ class TrackingSession:
         every: int = 0,
         pruners: Sequence[Any] = (),
     ) -> None:
-        names = list(dict.fromkeys(names))
-        check_names(names)
-        self.classes = [tracker_class(n) for n in names]
+        # unknown names and missing packages: one line here (tracker_class checks both)
+        self.classes = [tracker_class(n) for n in dict.fromkeys(names)]
         self.run = run
         self.every = every
         self.pruners = list(pruners)
@@ -105,7 +104,7 @@ class TrackingSession:
         self.step = done
 
     def _scalars(self, values: Mapping[str, Any], step: int) -> None:
-        numbers = {k: float(v) for k, v in values.items() if _is_number(v)}
+        numbers = {k: float(v) for k, v in values.items() if is_number(v)}
         self.journal.setdefault(step, {}).update(numbers)
         for t in self.trackers:
             t.scalars(numbers, step)
@@ -187,7 +186,7 @@ class TrackingCallback(Callback):
         if self.session.is_open:
             return
         for h in state.history:
-            numbers = {k: v for k, v in h.items() if k != "step" and _is_number(v)}
+            numbers = {k: v for k, v in h.items() if k != "step" and is_number(v)}
             self.session.journal.setdefault(self.offset + int(h["step"]), {}).update(numbers)
         self.session.open(self.offset + state.step)  # state.step: steps before this one
 
@@ -214,19 +213,12 @@ def end_status(error: BaseException | None) -> str:
     """A tracker run's final status after ``error`` (``None``: it finished)."""
     if error is None:
         return "FINISHED"
-    stopped = isinstance(error, KeyboardInterrupt) or type(error).__name__ == "TrainingStopped"
-    return "KILLED" if stopped else "FAILED"
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    # a signal's stop (training's TrainingStopped) is a KeyboardInterrupt too
+    return "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
 
 
 def _read_record(path: Path) -> dict[str, str]:
-    try:
-        data = read_json(path, dict, f"delete {path} to start new tracker runs")
-    except CorruptFileError:
-        raise
+    data = read_json(path, dict, f"delete {path} to start new tracker runs")
     return {str(k): str(v) for k, v in data.items()}
 
 
@@ -234,11 +226,9 @@ def open_group(names: Iterable[str], scope: TrackingScope, step: int) -> list[Tr
     """The trackers' group-level runs of ``scope`` (report plots, comparison tables), opened
     to log at ``step`` >= 1 (TensorBoard replaces what an earlier call logged at ``step``
     or later; W&B keeps it; MLflow replaces the files)."""
-    names = list(dict.fromkeys(names))
-    check_names(names)
     root = Path(scope.root)
     run = TrackedRun(group_id(scope), root, root / GROUP_DIR, scope.group)
-    return [tracker_class(n).for_group(run, step) for n in names]
+    return [tracker_class(n).for_group(run, step) for n in dict.fromkeys(names)]
 
 
 def log_group(
@@ -253,13 +243,14 @@ def log_group(
     names = list(names)
     if not names:
         return
-    trackers = open_group(names, scope, max(int(step), 1))
+    step = max(int(step), 1)
+    trackers = open_group(names, scope, step)
     try:
         for t in trackers:
             for path in images:
-                t.image_file(f"report/{Path(path).stem}", Path(path), max(int(step), 1))
+                t.image_file(f"report/{Path(path).stem}", Path(path), step)
             for tag, markdown in (texts or {}).items():
-                t.text(tag, markdown, max(int(step), 1))
+                t.text(tag, markdown, step)
             t.flush()
     finally:
         for t in trackers:
