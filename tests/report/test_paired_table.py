@@ -8,13 +8,16 @@ from interspace_pruning.report import ip_vs_sp_table
 from interspace_pruning.training import TrainConfig
 
 
-def _run(rep, method, sparsity, seed, acc, init_from=None):
+def _run(rep, method, sparsity, seed, acc, init_from=None, machine=None, precision="fp32"):
     cfg = RunConfig(
         model=ModelConfig(init_from=init_from),
         prune=PruneConfig(representation=rep, method=method, sparsity=sparsity),
-        train=TrainConfig(seed=seed),
+        train=TrainConfig(seed=seed, precision=precision),
     )
-    return cfg, {"test_acc": acc}
+    summary: dict = {"test_acc": acc}
+    if machine is not None:
+        summary["stretches"] = [{"machine": machine, "precision": precision, "from_epoch": 0}]
+    return cfg, summary
 
 
 def _row(table: str, method: str) -> list[str]:
@@ -160,4 +163,113 @@ def test_the_parameter_matched_control_has_its_own_table():
     ]
     cols = [c.strip() for c in control.strip("|").split("|")]
     assert cols[:5] == ["snip", "98%", "49.00 ± 1.00", "51.00 ± 1.00 at 97.43%", "54.00 ± 1.00"]
-    assert cols[5].startswith("+3.00 [") and cols[9] == "- / 6,906 / -" and len(cols) == 11
+    assert cols[5].startswith("+3.00 [") and cols[10] == "- / 6,906 / -" and len(cols) == 12
+    # the control closes (51 − 49) / (54 − 49) = 40% of the gap, with Fieller's interval
+    from interspace_pruning.experiments.stats import ratio
+
+    share = ratio([2.0, 3.0, 1.0], [5.0] * 3)  # control − SP and IP − SP per seed
+    assert share.low is not None
+    assert cols[9] == f"40% [{share.low:.0%}, {share.high:.0%}]"
+    assert "⚠" not in table  # no machine recorded: nothing marked
+
+
+def test_the_cells_are_tested_as_units_beside_the_pooled_pairs():
+    from scipy import stats
+
+    gaps = {"snip": [2, 3, 4], "grasp": [5, 6, 8], "rigl": [-1, 0.5, -2], "set": [1, 2, 1.5]}
+    runs = []
+    for method, diffs in gaps.items():
+        for seed, d in enumerate(diffs):
+            runs += [
+                _run("sp", method, 0.95, seed, 0.5),
+                _run("ip", method, 0.95, seed, 0.5 + d / 100),
+            ]
+    table = ip_vs_sp_table(runs)
+    means = [sum(d) / 3 for d in (gaps["grasp"], gaps["rigl"], gaps["set"], gaps["snip"])]
+    w = stats.wilcoxon(means).pvalue
+    line = next(ln for ln in table.splitlines() if ln.startswith("With the cells as the units"))
+    assert "3 of 4 cells favour IP" in line and f"Wilcoxon signed-rank p = {w:.2g}" in line
+    assert "not independent" in line and "share the seeds" in line
+    assert "All pairs of the table: 10 of 12 pairs favour IP" in table
+
+
+def test_the_spread_behind_a_holm_win_is_named():
+    runs = []
+    for method, diffs in {
+        "gmp": [2.8, 2.9, 2.7, 2.8],
+        "snip": [1, 6, 3, 4],
+        "set": [0, 3, 1, 5],
+    }.items():
+        for seed, d in enumerate(diffs):
+            runs += [
+                _run("sp", method, 0.95, seed, 0.5),
+                _run("ip", method, 0.95, seed, 0.5 + d / 100),
+            ]
+    table = ip_vs_sp_table(runs)
+    assert _row(table, "gmp")[7] == "IP"
+    line = next(ln for ln in table.splitlines() if ln.startswith("Per-seed standard deviation"))
+    assert (
+        "from 0.08 (gmp 95%)" in line
+        and "gmp 95%, a Holm-significant row, has the smallest" in line
+    )
+
+
+def test_pairs_on_different_kinds_of_machine_are_marked_and_counted():
+    xeon, epyc, gpu = "Intel Xeon (avx512f, amx)", "AMD EPYC (avx2)", "NVIDIA H200"
+    runs = []
+    for seed, (d, ip_on) in enumerate([(3, xeon), (4, gpu), (2, xeon)]):
+        runs += [_run("sp", "snip", 0.98, seed, 0.5, machine=xeon)]
+        runs += [_run("ip", "snip", 0.98, seed, 0.5 + d / 100, machine=ip_on)]
+    for seed in range(3):
+        runs += [_run("sp", "rigl", 0.98, seed, 0.5, machine=epyc)]
+        runs += [_run("ip", "rigl", 0.98, seed, 0.51 + seed / 100, machine=epyc)]
+    table = ip_vs_sp_table(runs)
+    assert _row(table, "snip")[7] == "no significant difference ⚠ mixed machines in 1 of 3 seeds"
+    assert "⚠" not in _row(table, "rigl")[7]
+    assert f"- ⚠ snip 98%: seed 1: SP on {xeon}, IP on {gpu}" in table
+    assert "⚠ 1 of these 6 pairs trained on two kinds of machine." in table
+
+    from interspace_pruning.report.tables import per_seed_table
+
+    row = next(ln for ln in per_seed_table(runs).splitlines() if ln.startswith("| snip |"))
+    assert row.split("|")[4].strip().endswith("⚠") and "⚠" not in row.split("|")[3]
+
+
+def test_unrecorded_machines_are_counted_not_called_mixed():
+    runs = [_run("sp", "snip", 0.98, s, 0.5, machine="AMD EPYC (avx2)") for s in range(2)]
+    runs += [_run("ip", "snip", 0.98, 0, 0.53), _run("ip", "snip", 0.98, 1, 0.54)]
+    table = ip_vs_sp_table(runs)
+    assert "⚠" not in table
+    assert (
+        "none of the 2 pairs trained on two kinds of machine (2 have a side whose machine" in table
+    )
+
+
+def test_runs_of_different_precisions_never_share_a_table():
+    import pytest
+
+    runs = [_run("sp", "snip", 0.98, 0, 0.5), _run("ip", "snip", 0.98, 0, 0.53, precision="bf16")]
+    with pytest.raises(ValueError, match=r"several precisions \(bf16, fp32\)"):
+        ip_vs_sp_table(runs)
+    bf16 = [_run(r, "snip", 0.98, 0, 0.5, precision="bf16") for r in ("sp", "ip")]
+    assert ", trained in bf16:" in ip_vs_sp_table(bf16)
+
+
+def test_a_control_on_another_kind_of_machine_is_marked():
+    def matched(seed, acc, machine):
+        cfg = RunConfig(
+            prune=PruneConfig(representation="sp", method="gmp", sparsity=0.95, param_matched=True),
+            train=TrainConfig(seed=seed),
+        )
+        return cfg, {"test_acc": acc, "stretches": [{"machine": machine, "precision": "fp32"}]}
+
+    gpu, cpu = "NVIDIA H200", "AMD EPYC (avx2)"
+    runs = [_run("sp", "gmp", 0.95, s, 0.57 + s / 100, machine=gpu) for s in range(3)]
+    runs += [_run("ip", "gmp", 0.95, s, 0.60 + s / 50, machine=gpu) for s in range(3)]
+    runs += [matched(s, 0.57 + s / 100 + d, cpu) for s, d in enumerate([0.0, 0.01, -0.005])]
+    table = ip_vs_sp_table(runs)
+    control = table.split("SP at IP's parameter count | IP |")[1]
+    assert "⚠ mixed machines in 3 of 3 seeds" in control
+    assert (
+        f"- ⚠ gmp 95%: seeds 0, 1, 2: SP on {gpu}, SP at IP's parameter count on {cpu}, IP on {gpu}"
+    ) in control

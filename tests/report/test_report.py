@@ -148,3 +148,40 @@ def test_pairs_fine_tuned_from_different_weights_are_named():
     assert mismatched_starts(same) == []
     (line,) = mismatched_starts([*same, record("sp", 1, "aa"), record("ip", 1, "bb")])
     assert "magnitude (trained + fine-tune) 95% seed 1" in line
+
+
+def _stamp(root, name, **summary):
+    """Add entries to a fake run's summary.json."""
+    f = root / name / "summary.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), **summary}))
+
+
+def test_each_precision_gets_its_own_section_and_no_pair_crosses_them(tmp_path):
+    root = tmp_path / "sweep"
+    for rep, seed, acc in (("sp", 0, 0.60), ("ip", 0, 0.70), ("sp", 1, 0.62), ("ip", 1, 0.71)):
+        _fake_run(root, f"fp32_{rep}{seed}", rep, "snip", 0.95, seed, acc)
+        # the same cells in bf16 (recorded by the stretches), 20 points lower
+        _fake_run(root, f"bf16_{rep}{seed}", rep, "snip", 0.95, seed, acc - 0.2)
+        stretch = {"machine": "Intel Xeon (avx512f, amx)", "precision": "bf16", "from_epoch": 0}
+        _stamp(root, f"bf16_{rep}{seed}", stretches=[stretch])
+    text = write_report(root).read_text()
+    assert "## digits / convnet, bf16\n" in text and "## digits / convnet, fp32\n" in text
+    bf16 = text[text.index("## digits / convnet, bf16") : text.index("## digits / convnet, fp32")]
+    fp32 = text[text.index("## digits / convnet, fp32") :]
+    # each section pairs its own runs only: 40/41 vs 50/51 in bf16, 60/62 vs 70/71 in fp32
+    assert "| snip | 95% | 41.00 ± 1.41 | 50.50 ± 0.71 | +9.50 [" in bf16
+    assert "| snip | 95% | 61.00 ± 1.41 | 70.50 ± 0.71 | +9.50 [" in fp32
+    assert "trained in bf16:" in bf16 and "trained in fp32:" in fp32
+    assert "(digits_convnet_bf16_paired.png)" in bf16
+
+
+def test_a_pair_trained_on_two_kinds_of_machine_is_marked_in_the_report(fake_sweep):
+    _stamp(fake_sweep, "sp0", hardware={"cpu": "AMD EPYC (avx2)", "device": "cpu"})
+    _stamp(fake_sweep, "ip0", stretches=[{"machine": "NVIDIA H200", "precision": "fp32"}])
+    for name in ("sp1", "ip1"):
+        _stamp(fake_sweep, name, hardware={"cpu": "AMD EPYC (avx2)", "device": "cpu"})
+    text = write_report(fake_sweep).read_text()
+    assert "| no significant difference ⚠ mixed machines in 1 of 2 seeds |" in text
+    assert "- ⚠ snip 95%: seed 0: SP on AMD EPYC (avx2), IP on NVIDIA H200" in text
+    assert "⚠ 1 of these 2 pairs trained on two kinds of machine." in text
+    assert "60.00 → 70.00 (+10.00) ⚠ | 64.00 → 74.00 (+10.00) |" in text  # per seed

@@ -11,6 +11,7 @@ from ..foundations.io import atomic_write_text
 from ..models import Trust
 from . import plots
 from .collect import RunRecord, collect_runs
+from .machines import machine_label, run_precision
 from .pareto import pareto_section
 from .tables import (
     ip_vs_sp_table,
@@ -82,12 +83,12 @@ def _label(r: RunRecord) -> str:
 
 
 def where_trained(records: list[RunRecord]) -> str:
-    """Which hardware trained the runs, with the mean wall time per run on each (from each
-    summary's ``hardware``: the GPU's name, else the CPU's)."""
+    """Which kinds of machine trained the runs, with the mean wall time per run on each (see
+    :func:`.machines.machine_label`: each summary's stretches, else its ``hardware``, the
+    GPU's name, else the CPU's)."""
     groups: dict[str, list[float]] = {}
     for r in records:
-        hw = r.summary.get("hardware") or {}
-        name = hw.get("gpu") or hw.get("cpu") or "unrecorded hardware"
+        name = machine_label(r.summary)
         groups.setdefault(name, []).append(float(r.summary.get("wall_time", 0.0)))
     parts = [
         f"{len(times)} on {name} (mean wall time per run {statistics.fmean(times):.0f} s)"
@@ -105,21 +106,31 @@ def complete_runs(records: list[RunRecord], min_seeds: int) -> list[RunRecord]:
 
 
 def length_section(
-    records: list[RunRecord], dataset: str, model: str, min_seeds: int, out: Path
+    records: list[RunRecord],
+    dataset: str,
+    model: str,
+    min_seeds: int,
+    out: Path,
+    precision: str | None = None,
 ) -> list[str]:
     """IP − SP against the number of training epochs, for the cells trained at several
-    lengths: a table (mean, 95% CI, paired t-test per length) and one plot."""
+    lengths: a table (mean, 95% CI, paired t-test per length) and one plot. Runs of one
+    ``precision`` only (None: every run must have the same one)."""
     recs = [
         r
         for r in records
-        if (r.config.data.dataset, r.config.model.model) == (dataset, model) and not r.diverged
+        if (r.config.data.dataset, r.config.model.model) == (dataset, model)
+        and not r.diverged
+        and (precision is None or run_precision(r.config, r.summary) == precision)
     ]
+    name = f"{dataset} / {model}" + (f", {precision}" if precision else "")
+    slug = f"{dataset}_{model}" + (f"_{precision}" if precision else "")
     curve = length_curve([(r.config, r.summary) for r in recs], min_seeds)
     if not curve:
         return []
     lines = [
         "",
-        f"## {dataset} / {model}: IP − SP against training length",
+        f"## {name}: IP − SP against training length",
         "",
         "| method | sparsity | epochs | IP − SP [95% CI] | p | seeds |",
         "|---|---|---|---|---|---|",
@@ -130,10 +141,16 @@ def length_section(
                 f"| {method} | {sparsity:.0%} | {epochs} | {fmt_ci(test)} | {fmt_p(test.p)} "
                 f"| {test.n} |"
             )
-    picture = plots.plot_length_curve(curve, out / f"{dataset}_{model}_length.png")
+    picture = plots.plot_length_curve(curve, out / f"{slug}_length.png")
     if picture is not None:
         lines += ["", f"![IP − SP against training length]({picture.name})"]
     return lines
+
+
+def _names_precision(precisions: set[str]) -> bool:
+    """Whether section titles name the precision: when runs of one dataset and model
+    trained in several, or in one other than fp32."""
+    return len(precisions) > 1 or precisions != {"fp32"}
 
 
 def write_report(
@@ -142,7 +159,9 @@ def write_report(
     min_seeds: int = 1,
     trust_model_imports: Trust = False,
 ) -> Path:
-    """Write ``report.md`` and its PNG figures for all finished runs under ``root``. With
+    """Write ``report.md`` and its PNG figures for all finished runs under ``root``, one
+    section per dataset, model, precision and training length (runs of different precisions
+    or lengths are never paired; pairs trained on different kinds of machine are marked). With
     ``min_seeds`` > 1 the tables, diagnostics and figures cover only the rows with at least
     that many runs on each side (the IP vs SP table counts the rows it left out). Pictures
     that need a run's model rebuild it only if it is registered or ``trust_model_imports``
@@ -162,18 +181,22 @@ def write_report(
     out = Path(out) if out is not None else root / "report"
     out.mkdir(parents=True, exist_ok=True)
     # runs of another length are another protocol: never paired across lengths (fine-tuning
-    # a trained model, --init-from, has its own length and joins the protocol it fine-tunes)
-    lengths: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for r in records:
-        if not r.config.model.init_from:
-            lengths[(r.config.data.dataset, r.config.model.model)].add(r.config.train.epochs)
-    groups: dict[tuple[str, str, int], list[RunRecord]] = defaultdict(list)
+    # a trained model, --init-from, has its own length and joins the protocol it fine-tunes);
+    # runs of another precision likewise: each precision gets its own sections
+    precisions: dict[tuple[str, str], set[str]] = defaultdict(set)
+    lengths: dict[tuple[str, str, str], set[int]] = defaultdict(set)
     for r in records:
         dm = (r.config.data.dataset, r.config.model.model)
+        precisions[dm].add(run_precision(r.config, r.summary))
+        if not r.config.model.init_from:
+            lengths[(*dm, run_precision(r.config, r.summary))].add(r.config.train.epochs)
+    groups: dict[tuple[str, str, str, int], list[RunRecord]] = defaultdict(list)
+    for r in records:
+        dmp = (r.config.data.dataset, r.config.model.model, run_precision(r.config, r.summary))
         epochs = r.config.train.epochs
-        if r.config.model.init_from and len(lengths[dm]) == 1:
-            epochs = next(iter(lengths[dm]))
-        groups[(*dm, epochs)].append(r)
+        if r.config.model.init_from and len(lengths[dmp]) == 1:
+            epochs = next(iter(lengths[dmp]))
+        groups[(*dmp, epochs)].append(r)
     failed = [r for r in records if r.diverged]
     lines = [
         f"# Report: {root}",
@@ -188,12 +211,21 @@ def write_report(
         lines += ["", f"- diverged: `{r.path.name}` ({_label(r)}): {why}"]
     for problem in damaged:
         lines += ["", f"- left out: {problem}"]
-    for (dataset, model, epochs), all_recs in sorted(groups.items()):
+    for (dataset, model, precision, epochs), all_recs in sorted(groups.items()):
         shown = complete_runs(all_recs, min_seeds)
         recs = [r for r in shown if not r.diverged]  # plots and diagnostics: finite runs
-        several = len(lengths[(dataset, model)]) > 1
-        slug = f"{dataset}_{model}" + (f"_{epochs}ep" if several else "")
-        title = f"{dataset} / {model}" + (f", {epochs} epochs" if several else "")
+        several = len(lengths[(dataset, model, precision)]) > 1
+        named = _names_precision(precisions[(dataset, model)])
+        slug = (
+            f"{dataset}_{model}"
+            + (f"_{precision}" if named else "")
+            + (f"_{epochs}ep" if several else "")
+        )
+        title = (
+            f"{dataset} / {model}"
+            + (f", {precision}" if named else "")
+            + (f", {epochs} epochs" if several else "")
+        )
         trained = sorted({r.config.train.epochs for r in all_recs})
         lines += [
             "",
@@ -254,9 +286,12 @@ def write_report(
             if path is not None:
                 lines += ["", f"### {title}", "", f"![{title}]({path.name})"]
         lines += pareto_section(recs, out, slug)  # when runs hold a latency.json
-    for (dataset, model), epochs in sorted(lengths.items()):
+    for (dataset, model, precision), epochs in sorted(lengths.items()):
         if len(epochs) > 1:
-            lines += length_section(records, dataset, model, min_seeds, out)
+            named = _names_precision(precisions[(dataset, model)])
+            lines += length_section(
+                records, dataset, model, min_seeds, out, precision if named else None
+            )
     for problem in dict.fromkeys(unusable):
         lines += ["", f"- {problem}"]
     report = out / "report.md"
