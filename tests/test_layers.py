@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("schedules", "diagnostics", "training"),  # pruners; diagnostics; the loop
     ("inference",),  # costs, sparse engine, sparse files, ONNX, timing
     ("experiments",),  # one run, IMP rounds, grids and sweeps
-    ("report",),  # tables, plots, Pareto fronts from run directories
+    ("report", "campaign"),  # tables and plots of run folders; queues across machines
     ("integrations", "cli"),  # adapters to other frameworks; the command line
     (ROOT, "__main__"),  # the facade (``import interspace_pruning as ip``), ``python -m``
 ]

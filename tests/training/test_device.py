@@ -51,7 +51,7 @@ def test_auto_precision_and_layout_follow_the_hardware(monkeypatch):
     monkeypatch.setattr(dev, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     assert dev.resolve_precision("auto", cpu) == "bf16"
     assert dev.resolve_precision("fp16", cpu) == "fp16"
-    assert dev.resolve_channels_last("auto", cpu) is False
+    assert dev.resolve_channels_last("auto", cpu) is True  # faster on every CPU measured
     assert dev.resolve_channels_last("auto", torch.device("cuda", 0)) is True
     assert dev.resolve_channels_last("on", cpu) is True
     with pytest.raises(ValueError, match="unknown precision"):
@@ -317,3 +317,16 @@ def test_cpu_model_names_the_widest_vector_extension(monkeypatch):
     assert dev.cpu_model() == "AMD EPYC (avx2)"
     monkeypatch.setattr(dev, "_cpuinfo", lambda: ("", frozenset({"asimd"})))  # aarch64
     assert dev.cpu_model().endswith("(asimd)") and dev.cpu_flags() == {"asimd"}
+
+
+def test_machine_kind_and_native_precisions(monkeypatch):
+    monkeypatch.setattr(dev, "_cpuinfo", lambda: ("AMD EPYC", frozenset({"avx2"})))
+    assert dev.machine_kind("cpu") == "AMD EPYC (avx2)"
+    assert dev.precision_is_native("fp32") and not dev.precision_is_native("bf16")
+    flags = frozenset({"avx2", "avx512f", "avx512_bf16"})
+    monkeypatch.setattr(dev, "_cpuinfo", lambda: ("AMD EPYC", flags))
+    assert dev.machine_kind("cpu") == "AMD EPYC (avx512f, avx512-bf16)"
+    assert dev.precision_is_native("bf16") and not dev.precision_is_native("fp16")
+    xeon = frozenset({"avx512f", "avx512_bf16", "amx_bf16"})
+    monkeypatch.setattr(dev, "_cpuinfo", lambda: ("Intel Xeon", xeon))
+    assert dev.machine_kind("cpu") == "Intel Xeon (avx512f, amx)"

@@ -32,6 +32,7 @@ from ..tracking import TrackingScope, log_group, tracker_class
 from ..training import TrainingStopped, distributed
 from ..training.loop import StopOnSignals
 from . import bench as bench_cmd
+from . import campaign as campaign_cmd
 from .trust import add_trust_arguments, trust_from
 
 TRAIN_EXAMPLES = """examples:
@@ -209,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_trust_arguments(r)
     bench_cmd.add_parser(sub, fmt)
+    campaign_cmd.add_parser(sub, fmt)
     return parser
 
 
@@ -334,6 +336,7 @@ COMMANDS = {
     "sweep": _cmd_sweep,
     "report": _cmd_report,
     "bench": bench_cmd.run,
+    "campaign": campaign_cmd.run,
 }
 
 
@@ -357,6 +360,7 @@ RESUME_HINTS = {
     "train": "run the same command with --resume to continue",
     "compare": "run the same command with --resume to continue",
     "sweep": "run the same command again to continue",
+    "campaign": "run the same command again to continue",
 }
 
 

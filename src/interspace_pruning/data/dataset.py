@@ -12,6 +12,7 @@ same sequence, so a seed gives identical batches on every device.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -82,6 +83,17 @@ class ImageDataset:
     @property
     def device(self) -> torch.device:
         return self.train_x.device
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the images and labels as read (after any subset), both splits: two
+        copies of a dataset (the official archive, a re-encoding, another file order) give
+        other fingerprints, so a summary says which data a run actually trained on."""
+        digest = hashlib.sha256()
+        for t in (self.train_x, self.train_y, self.test_x, self.test_y):
+            t = t.detach().cpu().contiguous()
+            digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return digest.hexdigest()
 
     def to(self, device: torch.device | str) -> ImageDataset:
         """This dataset with its images and labels on ``device`` (``self`` if already there).

@@ -13,6 +13,7 @@ from ..bases import filter_bases
 from ..foundations.checkpoint import save_tensors
 from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError, atomic_write_json
+from ..foundations.provenance import code_version
 from ..inference import costs
 from ..interspace import Representation, prepare
 from ..masks import sparsity_report
@@ -23,6 +24,7 @@ from ..training.loop import CHECKPOINT, PREVIOUS_CHECKPOINT
 from .config import RunConfig
 from .run_setup import load_data
 from .runfiles import MODEL, read_model, write_model
+from .stretches import end_stretch
 
 
 @dataclass
@@ -114,6 +116,8 @@ def summarise(
         "wall_time": wall_time,  # this process: a resumed run counts from its resume
         "hardware": hardware(next(model.parameters()).device),
         "numerics": numerics(next(model.parameters()).device, precision),
+        "data_sha256": dataset.fingerprint(),  # which copy of the data, exactly as read
+        "code": code_version(),  # commit and dirty flag: what a rerun checks out
         "epochs": len(history),
         "dense_flops": cost.dense_flops,
         "sparse_flops": cost.sparse_flops,
@@ -138,6 +142,7 @@ def finish(out: Path, model: nn.Module, summary: dict, tag: str) -> None:
     """Write the final model (as run ``tag``'s) and the summary (last: it marks the run
     finished)."""
     write_model(out / MODEL, model, tag)
+    summary["stretches"] = end_stretch(out, "finished")  # where each part of it trained
     atomic_write_json(out / "summary.json", summary)
     (out / CHECKPOINT).unlink(missing_ok=True)
     (out / PREVIOUS_CHECKPOINT).unlink(missing_ok=True)

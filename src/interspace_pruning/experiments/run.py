@@ -36,6 +36,7 @@ from .run_setup import (
     pruner_options,
 )
 from .runfiles import DIVERGED, METRICS, SUMMARY, read_config, read_metrics, read_summary
+from .stretches import begin_stretch, end_stretch
 
 __all__ = [
     "claim_run_dir",
@@ -183,6 +184,31 @@ def _train_run(
     fresh: bool,
 ) -> RunResult:
     """Prune and train (or IMP's rounds), then write the results (``_run``'s second half)."""
+    writes = out is not None and distributed.info().is_main
+    if writes:
+        begin_stretch(out, where)
+    try:
+        return _train_stretch(
+            cfg, out, dataset, model, where, callbacks, progress, resume, session, fresh
+        )
+    except BaseException as e:
+        if writes:  # a stop (to be resumed) or a failure; finish() closes a finished one
+            end_stretch(out, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
+        raise
+
+
+def _train_stretch(
+    cfg: RunConfig,
+    out: Path | None,
+    dataset: data_mod.ImageDataset,
+    model: nn.Module,
+    where: Placement,
+    callbacks: list[Callback] | None,
+    progress: bool,
+    resume: bool,
+    session: TrackingSession | None,
+    fresh: bool,
+) -> RunResult:
     writes = out is not None and distributed.info().is_main
     if cfg.prune.method == "imp" and not cfg.prune.representation.is_dense:
         return run_imp(cfg, out, dataset, model, callbacks or [], progress, resume, session)

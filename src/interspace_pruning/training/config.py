@@ -49,7 +49,7 @@ class TrainConfig:
     )
     channels_last: str = hp(
         "auto",
-        "channels_last (NHWC) layout: on, off, or auto (on for CUDA)",
+        "channels_last (NHWC) layout: on, off, or auto (on for CUDA and CPUs)",
         LAYOUTS,
         identity=False,
     )

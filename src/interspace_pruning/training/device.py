@@ -108,9 +108,37 @@ def hardware(device: torch.device) -> dict:
     return out
 
 
+def machine_kind(device: torch.device | str = "cpu") -> str:
+    """The kind of machine a run trains on, for keeping a pair of runs on one kind: the GPU's
+    name on CUDA; on a CPU its model and widest vector extension plus its bf16 support
+    (``amx``, ``avx512-bf16``), e.g. ``AMD EPYC (avx512f, avx512-bf16)``. Two CPUs of one
+    kind compute bitwise alike for the same thread count; other kinds only up to rounding."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    flags = cpu_flags()
+    bf16 = "amx" if "amx_bf16" in flags else "avx512-bf16" if "avx512_bf16" in flags else ""
+    model = cpu_model()
+    if not bf16:
+        return model
+    return f"{model[:-1]}, {bf16})" if model.endswith(")") else f"{model} ({bf16})"
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), so autocast can win."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def precision_is_native(precision: str, device: torch.device | str = "cpu") -> bool:
+    """Whether ``precision`` runs at the hardware's speed on ``device``: fp32 always; on a
+    CPU bf16 only with AVX512-BF16 or AMX (emulated it measured 10x slower than fp32 on a
+    Zen 3) and fp16 never; on CUDA bf16 where the GPU supports it."""
+    device = torch.device(device)
+    if precision == "fp32":
+        return True
+    if device.type == "cuda":
+        return precision == "fp16" or torch.cuda.is_bf16_supported()
+    return precision == "bf16" and device.type == "cpu" and cpu_has_native_bf16()
 
 
 def resolve_precision(spec: str, device: torch.device) -> str:
@@ -130,13 +158,15 @@ def resolve_precision(spec: str, device: torch.device) -> str:
 
 def resolve_channels_last(spec: str | bool, device: torch.device) -> bool:
     """``--channels-last auto|on|off``: ``auto`` is on for CUDA (tensor-core convolutions
-    want NHWC) and off on CPUs, where it measured slower for these small models."""
+    want NHWC) and for CPUs (oneDNN's convolutions: ResNet-20 training measured 1.12-1.25x
+    faster in NHWC on a Zen 3, a Zen 4 and a Sapphire Rapids Xeon, fp32 and bf16; see
+    docs/gpus.md); off elsewhere. Models without 4-D weights are unaffected."""
     if isinstance(spec, bool):
         return spec
     if spec not in LAYOUTS:
         raise ValueError(f"unknown --channels-last {spec!r}; choose one of {LAYOUTS}")
     if spec == "auto":
-        return device.type == "cuda"
+        return device.type in ("cuda", "cpu")
     return spec == "on"
 
 

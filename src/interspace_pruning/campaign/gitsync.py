@@ -1,0 +1,69 @@
+"""Committing a campaign's results as they come, so a fresh clone continues where a stopped
+machine left off.
+
+A finished run's small files (``config.json``, ``summary.json``, ``metrics.jsonl``,
+``stretches.json``; never ``model.pt``) are committed as soon as it finishes. An unfinished
+run's ``checkpoint.pt`` (a few MB; ``*.pt`` is otherwise ignored by git) is committed when
+its machine stops, beside the small files it needs to resume, and removed in the commit that
+records the run finished: one file per unfinished run. Only the run's own folder goes into
+each commit (``git commit -- <folder>``), so work staged by someone else is left alone.
+Failures are reported in one line and never stop the campaign: the files stay on disk.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import time
+from pathlib import Path
+
+from ..training.checkpointing import CHECKPOINT
+
+#: The files of a run that are committed: its small, text ones (never a model).
+SMALL = (".json", ".jsonl")
+#: Attempts when git's own index.lock is held by another git command on this checkout.
+LOCK_RETRIES = 30
+
+
+def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def _lock_path(cwd: Path) -> Path | None:
+    done = _git(["rev-parse", "--git-path", "interspace-campaign.lock"], cwd)
+    return (cwd / done.stdout.strip()) if done.returncode == 0 else None
+
+
+def commit_run(run_dir: Path, message: str, checkpoint: bool = False) -> bool:
+    """Commit the files of ``run_dir`` (with its checkpoint if ``checkpoint``); True if it
+    worked. A checkpoint that was committed and is gone now is removed in the same commit."""
+    run_dir = Path(run_dir)
+    cwd = run_dir.parent
+    lock = _lock_path(cwd)
+    if lock is None:
+        print(f"git: {run_dir} is not in a git checkout; its files stay on disk", flush=True)
+        return False
+    folder = run_dir.resolve()
+    small = [str(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix in SMALL]
+    ckpt = folder / CHECKPOINT
+    steps = [["add", "--", *small]] if small else []
+    if checkpoint and ckpt.is_file():
+        steps.append(["add", "-f", "--", str(ckpt)])
+    elif _git(["ls-files", "--error-unmatch", "--", str(ckpt)], cwd).returncode == 0:
+        steps.append(["rm", "-q", "--cached", "--ignore-unmatch", "--", str(ckpt)])
+    steps.append(["commit", "-q", "-m", message, "--", str(folder)])
+    with open(lock, "w") as held:  # one commit at a time from this checkout's processes
+        fcntl.flock(held, fcntl.LOCK_EX)
+        for args in steps:
+            for _ in range(LOCK_RETRIES):
+                done = _git(args, cwd)
+                if "index.lock" not in done.stderr:
+                    break
+                time.sleep(2)  # a git command of someone else's: wait for it
+            text = done.stdout + done.stderr
+            if done.returncode and "nothing to commit" not in text and "no changes" not in text:
+                print(
+                    f"git {args[0]} failed ({text.strip()[:200]}); files stay on disk", flush=True
+                )
+                return False
+    return True

@@ -1,0 +1,316 @@
+"""The campaign loop: workers on this machine take the queue's runs until the deadline.
+
+Each worker (a process with ``threads`` torch threads, at ``nice`` priority so that the
+machine's other work comes first) takes the highest-priority run that
+
+- is not finished, diverged or being trained by another process (run-folder claims);
+- trains in a precision that is fast here (bf16 needs AVX512-BF16 or AMX on a CPU; on other
+  CPUs such runs are left for a machine that has it, and the fp32 tables go on);
+- belongs to a group whose runs trained on no other kind of machine (a group, see
+  :mod:`.queue`, trains on one kind from start to end);
+- fits: its estimated time (:mod:`.estimate`) ends before the deadline less ``margin``.
+
+At the deadline less ``margin`` a run still training gets SIGTERM from its worker: it writes
+its checkpoint at the end of the step, which is committed (:mod:`.gitsync`) for the next
+machine of the same kind to continue. So at most the steps since the last checkpoint are
+lost when a machine is stopped without warning, and nothing when the deadline is honest.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..experiments.run import run
+from ..experiments.runfiles import DIVERGED, SUMMARY
+from ..experiments.stretches import STRETCHES, read_stretches
+from ..foundations.claims import Claim, RunClaimedError, claim_owner, try_claim
+from ..training import device as dev
+from ..training.checkpointing import CHECKPOINT
+from ..training.signals import TrainingStopped
+from .estimate import Estimator, epochs_done
+from .gitsync import commit_run
+from .queue import Queue, QueuedRun
+
+
+@dataclass
+class CampaignOptions:
+    """How a campaign runs on this machine."""
+
+    deadline: float  # Unix time by which every worker has stopped and committed
+    workers: int = 2
+    threads: int = 1  # torch threads per worker
+    nice: int = 10  # added to each worker's niceness: interactive work on the machine first
+    commit: bool = True  # commit each finished run, and checkpoints at a stop
+    margin: float = 180.0  # seconds before the deadline at which training stops
+    fill: bool = False  # when no run fits, start the first one anyway (checkpointed at stop)
+    state_dir: Path = field(default_factory=lambda: Path("runs") / "campaign")
+
+    @property
+    def stop_at(self) -> float:
+        return self.deadline - self.margin
+
+
+def here() -> str:
+    """This machine's kind (see :func:`..training.device.machine_kind`)."""
+    return dev.machine_kind(dev.resolve_device("auto"))
+
+
+def run_machines(run_dir: Path) -> set[str]:
+    """The kinds of machine that trained (part of) the run in ``run_dir``."""
+    stretches = read_stretches(run_dir)
+    try:
+        summary = json.loads((run_dir / SUMMARY).read_text())
+    except (OSError, ValueError, RecursionError):
+        summary = None
+    if isinstance(summary, dict):
+        recorded = summary.get("stretches")
+        if isinstance(recorded, list) and recorded:
+            stretches = [s for s in recorded if isinstance(s, dict)]
+        elif not stretches and isinstance(summary.get("hardware"), dict):  # older runs
+            hw = summary["hardware"]
+            return {str(hw.get("gpu") or hw.get("cpu"))}
+    return {str(s.get("machine")) for s in stretches if s.get("machine")}
+
+
+def why_not(run: QueuedRun, group: list[QueuedRun], machine: str) -> str | None:
+    """Why ``run`` cannot train on this machine now (None: it can)."""
+    d = run.dir
+    if (d / SUMMARY).is_file():
+        return "done"
+    if (d / DIVERGED).is_file():
+        return "diverged"
+    device = dev.resolve_device(run.cfg.train.device)
+    slow = sorted(
+        {
+            r.cfg.train.precision
+            for r in group
+            if not dev.precision_is_native(
+                dev.resolve_precision(r.cfg.train.precision, device), device
+            )
+        }
+    )
+    if slow:
+        return f"{'/'.join(slow)} is slow on this machine ({machine}); left to one that has it"
+    elsewhere = sorted({m for r in group for m in run_machines(r.dir)} - {machine})
+    if elsewhere:
+        return f"its group trained on {elsewhere[0]}; it continues there"
+    if claim_owner(d) is not None:
+        return "being trained by another process"
+    return None
+
+
+def state_of(run: QueuedRun) -> str:
+    """``done``, ``diverged``, ``partial (E/N epochs)`` or ``todo``."""
+    if (run.dir / SUMMARY).is_file():
+        return "done"
+    if (run.dir / DIVERGED).is_file():
+        return "diverged"
+    done = epochs_done(run)
+    if done or (run.dir / CHECKPOINT).is_file():
+        return f"partial ({done}/{run.cfg.train.epochs} epochs)"
+    return "todo"
+
+
+def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
+    """One line per run of the queue: its state and, for runs that can train here, the
+    estimated time (only where this machine has timed that kind of step)."""
+    machine = here()
+    groups = queue.groups()
+    lines = []
+    for i, r in enumerate(queue.runs, 1):
+        state = state_of(r)
+        note = ""
+        if state not in ("done", "diverged"):
+            reason = why_not(r, groups[r.group], machine)
+            if reason:
+                note = f" [{reason}]"
+            elif estimator is not None and Estimator._step_key(
+                r, estimator.threads
+            ) in estimator.state.get("step_seconds", {}):
+                note = f" [~{estimator.seconds(r) / 60:.0f} min here]"
+        where = ", ".join(sorted(run_machines(r.dir)))
+        lines.append(
+            f"{i:4d} {state:22} {r.describe()} -> {r.dir}" + (f" ({where})" if where else "") + note
+        )
+    done = sum(state_of(r) == "done" for r in queue.runs)
+    lines.append(f"{done}/{len(queue.runs)} runs done; this machine: {machine}")
+    return lines
+
+
+class _Worker:
+    def __init__(self, name: str, queue: Queue, opts: CampaignOptions) -> None:
+        self.name, self.queue, self.opts = name, queue, opts
+        self.machine = here()
+        self.estimator = Estimator(opts.state_dir, self.machine, opts.threads)
+        self.groups = queue.groups()
+        self.skipped: set[Path] = set()  # failed here, or announced as not fitting
+
+    def say(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        print(f"{stamp} [{self.name}] {text}", flush=True)
+
+    def _claim(self, r: QueuedRun) -> Claim | None:
+        try:
+            return try_claim(r.dir)
+        except RunClaimedError:
+            return None
+
+    def pick(self) -> tuple[QueuedRun, Claim, float] | None:
+        """The highest-priority run that can train here and fits, claimed."""
+        left = self.opts.stop_at - time.time()
+        unfit: list[tuple[QueuedRun, float]] = []
+        for r in self.queue.runs:
+            if r.dir in self.skipped or why_not(r, self.groups[r.group], self.machine):
+                continue
+            try:
+                est = self.estimator.seconds(r)
+            except Exception as e:  # noqa: BLE001 - a run that cannot even start is skipped
+                self.say(f"FAILED to set up {r.describe()}: {e}")
+                self.skipped.add(r.dir)
+                continue
+            if est > left:
+                unfit.append((r, est))
+                continue
+            held = self._claim(r)
+            if held is not None:
+                return r, held, est
+        if self.opts.fill:
+            for r, est in unfit:
+                held = self._claim(r)
+                if held is not None:
+                    self.say(
+                        f"{r.describe()} needs ~{est / 60:.0f} min, more than is left: "
+                        "started to fill the time, checkpointed at the stop"
+                    )
+                    return r, held, est
+        if unfit:
+            r, est = unfit[0]
+            self.say(
+                f"nothing left that fits in {max(0, left) / 60:.0f} min "
+                f"(next: {r.describe()}, ~{est / 60:.0f} min)"
+            )
+        return None
+
+    def loop(self) -> None:
+        while time.time() < self.opts.stop_at:
+            picked = self.pick()
+            if picked is None:
+                return
+            self.train(*picked)
+
+    def train(self, r: QueuedRun, held: Claim, est: float) -> None:
+        left_fraction = 1.0 - epochs_done(r) / max(1, r.cfg.train.epochs)
+        resumed = left_fraction < 1.0 or (r.dir / CHECKPOINT).is_file()
+        raw = self.estimator.raw_seconds(r) * left_fraction
+        self.say(
+            f"{'continue' if resumed else 'start'} {r.describe()} -> {r.dir} (~{est / 60:.0f} min)"
+        )
+        pid = os.getpid()
+        timer = threading.Timer(
+            max(0.0, self.opts.stop_at - time.time()), os.kill, (pid, signal.SIGTERM)
+        )
+        timer.daemon = True
+        timer.start()
+        t0 = time.time()
+        try:
+            with held:
+                summary = run(r.cfg, r.dir, progress=False, resume=True).summary
+        except TrainingStopped:
+            timer.cancel()
+            kept = (r.dir / CHECKPOINT).is_file()
+            self.say(
+                f"stopped {r.describe()} at epoch {epochs_done(r)}/{r.cfg.train.epochs}"
+                + (": checkpoint kept" if kept else ": no checkpoint yet")
+            )
+            if self.opts.commit and kept and (r.dir / STRETCHES).is_file():
+                commit_run(r.dir, f"campaign: checkpoint of {r.describe()}", checkpoint=True)
+            raise
+        except Exception as e:  # noqa: BLE001 - one failed run must not stop the rest
+            self.skipped.add(r.dir)
+            self.say(f"FAILED {r.describe()}: {e!r}"[:400])
+            return
+        finally:
+            timer.cancel()
+        took = time.time() - t0
+        if not resumed:
+            self.estimator.learn(r, raw, took)
+        self.say(
+            f"done {r.describe()}: test_acc {summary['test_acc']:.4f} in {took / 60:.1f} min "
+            f"(estimated {est / 60:.0f})"
+        )
+        if self.opts.commit:
+            commit_run(r.dir, f"campaign: {r.describe()}")
+
+
+def _worker_main(index: int, queue: Queue, opts: CampaignOptions) -> None:
+    os.nice(opts.nice)
+    torch.set_num_threads(opts.threads)
+
+    def stop(signum, frame):  # between runs; inside training, train() checkpoints first
+        raise TrainingStopped(f"stopped by signal {signum} between runs", signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker = _Worker(f"worker {index}", queue, opts)
+    try:
+        worker.loop()
+    except TrainingStopped as e:
+        worker.say(str(e))
+    worker.say(
+        "stopped: nothing left that fits before the deadline"
+        if time.time() < opts.stop_at
+        else "stopped: the deadline came"
+    )
+
+
+def run_campaign(queue: Queue, opts: CampaignOptions) -> int:
+    """Run the queue with ``opts.workers`` processes until nothing fits before the deadline;
+    the number of runs finished at the end."""
+    if opts.workers < 1 or opts.threads < 1:
+        raise ValueError("--workers and --threads must be at least 1")
+    left = opts.stop_at - time.time()
+    if left <= 0:
+        raise ValueError(
+            f"the deadline is {-left / 60:.0f} min too close (training stops --margin "
+            f"{opts.margin:.0f} s before it); give a later --deadline"
+        )
+    opts.state_dir.mkdir(parents=True, exist_ok=True)
+    for r in queue.runs:  # each worker's first scan must not be the one that makes folders
+        r.out.mkdir(parents=True, exist_ok=True)
+    print(
+        f"campaign {queue.name}: {len(queue.runs)} runs, {opts.workers} worker(s) x "
+        f"{opts.threads} thread(s) at nice +{opts.nice}, on {here()}; training stops at "
+        f"{time.strftime('%H:%M:%S', time.localtime(opts.stop_at))}",
+        flush=True,
+    )
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_worker_main, args=(w, queue, opts)) for w in range(opts.workers)]
+    for i, proc in enumerate(procs):
+        if i:
+            time.sleep(10 if opts.workers <= 4 else 1)  # staggered: they claim different runs
+        proc.start()
+
+    def forward(signum, frame):  # workers checkpoint on SIGTERM, commit, then exit
+        for proc in procs:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for proc in procs:
+        proc.join(max(1.0, opts.deadline + 60 - time.time()))
+    for proc in procs:  # past the deadline: a worker that hangs must not outlive it
+        if proc.is_alive():
+            proc.kill()
+    done = sum((r.dir / SUMMARY).is_file() for r in queue.runs)
+    print(f"campaign {queue.name}: {done}/{len(queue.runs)} runs done", flush=True)
+    return done

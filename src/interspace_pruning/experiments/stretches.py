@@ -1,0 +1,77 @@
+"""Where each stretch of a run trained: a run stopped on one machine and continued on
+another is several stretches, and a results table must know every machine and precision
+that went into each number. ``stretches.json`` in the run folder holds one entry per
+stretch (machine kind, CPU, device, precision, threads, torch, epochs, times, how it ended);
+the summary copies it when the run finishes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from ..foundations.io import atomic_write_json
+from ..training.device import Placement, cpu_model, machine_kind
+from .runfiles import METRICS
+
+STRETCHES = "stretches.json"
+#: How a stretch ended. A stretch without ``ended`` was killed (or is still training).
+ENDINGS = ("finished", "stopped", "failed")
+
+
+def read_stretches(out: Path) -> list[dict]:
+    """The stretches recorded in ``out`` (empty if none, or if the file is damaged)."""
+    try:
+        stretches = json.loads((Path(out) / STRETCHES).read_text())
+    except (OSError, ValueError, RecursionError):
+        return []
+    if not isinstance(stretches, list):
+        return []
+    return [s for s in stretches if isinstance(s, dict)]
+
+
+def _epochs_done(out: Path) -> int:
+    try:
+        with open(Path(out) / METRICS, "rb") as f:
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return 0
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def begin_stretch(out: Path, where: Placement) -> None:
+    """Record that training (re)starts in ``out`` on this machine, as ``where`` says."""
+    stretches = read_stretches(out)
+    stretches.append(
+        {
+            "machine": machine_kind(where.device),
+            "cpu": cpu_model(),
+            "device": str(where.device),
+            "precision": where.precision,
+            "channels_last": where.channels_last,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "started": _now(),
+            "from_epoch": _epochs_done(out),
+        }
+    )
+    atomic_write_json(Path(out) / STRETCHES, stretches)
+
+
+def end_stretch(out: Path, how: str) -> list[dict]:
+    """Close the open stretch in ``out`` (``how``: one of :data:`ENDINGS`); the stretches."""
+    stretches = read_stretches(out)
+    if stretches and "ended" not in stretches[-1]:
+        stretches[-1].update(ended=_now(), to_epoch=_epochs_done(out), how=how)
+        atomic_write_json(Path(out) / STRETCHES, stretches)
+    return stretches
+
+
+def machines(stretches: list[dict]) -> set[str]:
+    """The machine kinds (and precisions) that trained a run: ``{"kind / precision"}``."""
+    return {f"{s.get('machine')} / {s.get('precision')}" for s in stretches}

@@ -1,0 +1,203 @@
+"""The campaign: queue files, groups, what may train here, deadlines, commits, and a run
+stopped by its deadline that a fresh clone continues."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from interspace_pruning.campaign import CampaignOptions, Estimator, load_queue, run_campaign
+from interspace_pruning.campaign import runner
+from interspace_pruning.campaign.gitsync import commit_run
+from interspace_pruning.campaign.queue import group_key
+from interspace_pruning.cli.campaign import parse_deadline
+from interspace_pruning.cli.main import main
+from interspace_pruning.experiments.stretches import STRETCHES, read_stretches
+from interspace_pruning.training import device as dev
+
+RECIPE = """name: digits-t
+out: out/digits
+base:
+  data: {{dataset: digits}}
+  train: {{epochs: {epochs}, batch_size: 64}}
+grids:
+  - prune.method: [snip]
+    prune.sparsity: [0.9]
+    train.seed: [0, 1]
+    prune.representation: [sp, ip]
+  - train.seed: [0]
+    train.precision: [fp32, bf16]
+    prune.representation: [dense]
+"""
+
+
+def write_queue(folder: Path, epochs: int = 2, only: str = "") -> Path:
+    (folder / "digits.yaml").write_text(RECIPE.format(epochs=epochs))
+    entry = "  - recipe: digits.yaml\n" + (f"    only: {only}\n" if only else "")
+    (folder / "q.yaml").write_text(f"name: t\nqueue:\n{entry}")
+    return folder / "q.yaml"
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def git_repo(folder: Path) -> None:
+    git("init", "-q", cwd=folder)
+    git("config", "user.email", "t@example.com", cwd=folder)
+    git("config", "user.name", "t", cwd=folder)
+    (folder / ".gitignore").write_text("*.pt\n.claim\n/runs/\n")
+    git("add", ".", cwd=folder)
+    git("commit", "-qm", "init", cwd=folder)
+
+
+def test_deadline_forms():
+    now = 1_000_000.0
+    assert parse_deadline("170m", now) == now + 170 * 60
+    assert parse_deadline("2.5h", now) == now + 9000
+    assert parse_deadline("90s", now) == now + 90
+    assert parse_deadline("2026-12-06T04:55Z") == parse_deadline("2026-12-06T04:55+00:00")
+    at = parse_deadline("04:55", now)
+    assert now < at <= now + 86400
+    with pytest.raises(Exception, match="duration"):
+        parse_deadline("soon", now)
+
+
+def test_queue_order_only_and_groups(tmp_path):
+    q = load_queue(write_queue(tmp_path))
+    kinds = [
+        (r.cfg.prune.representation.kind, r.cfg.train.seed, r.cfg.train.precision) for r in q.runs
+    ]
+    assert kinds == [
+        ("sp", 0, "fp32"),
+        ("ip", 0, "fp32"),
+        ("sp", 1, "fp32"),
+        ("ip", 1, "fp32"),
+        ("dense", 0, "fp32"),
+        ("dense", 0, "bf16"),
+    ]
+    groups = list(q.groups().values())
+    # SP and IP of a seed are one group, the fp32 and bf16 dense runs another
+    assert [len(g) for g in groups] == [2, 2, 2]
+    assert group_key(q.runs[0].cfg) != group_key(q.runs[2].cfg)  # seeds differ
+    only = load_queue(write_queue(tmp_path, only="{prune.representation: [ip]}"))
+    assert [r.cfg.prune.representation.kind for r in only.runs] == ["ip", "ip"]
+
+
+def test_bad_queue_files_are_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("queue: [{recipe: nowhere.yaml}]\n")
+    with pytest.raises(ValueError, match="cannot read sweep file"):
+        load_queue(bad)
+    bad.write_text("name: x\nqueue:\n  - {recipe: d.yaml, when: now}\n")
+    with pytest.raises(ValueError, match="unknown key 'when'"):
+        load_queue(bad)
+    write_queue(tmp_path, only="{prune.colour: [red]}")
+    with pytest.raises(ValueError, match="prune.colour"):
+        load_queue(tmp_path / "q.yaml")
+    assert main(["campaign", str(tmp_path / "missing.yaml"), "--status"]) == 2
+
+
+def test_what_may_train_here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    q = load_queue(write_queue(tmp_path))
+    groups = q.groups()
+    sp0, ip0, sp1, _, dense32, dense16 = q.runs
+    machine = runner.here()
+    assert runner.why_not(sp0, groups[sp0.group], machine) is None
+    # a precision that is slow here: the whole group (the fp32 run too) waits for another kind
+    monkeypatch.setattr(dev, "precision_is_native", lambda p, d="cpu": p == "fp32")
+    assert "bf16 is slow" in runner.why_not(dense32, groups[dense32.group], machine)
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    # a group that started on another kind of machine continues there, both runs of it
+    ip0.dir.mkdir(parents=True)
+    (ip0.dir / STRETCHES).write_text(json.dumps([{"machine": "Other CPU (avx2)"}]))
+    assert "Other CPU (avx2)" in runner.why_not(sp0, groups[sp0.group], machine)
+    assert runner.why_not(sp1, groups[sp1.group], machine) is None
+    lines = runner.status_lines(q)
+    assert "Other CPU" in lines[0] and lines[-1].startswith("0/6 runs done")
+
+
+def test_estimates_scale_with_epochs_and_learn(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    short = load_queue(write_queue(tmp_path, epochs=2)).runs[0]
+    est = Estimator(tmp_path / "est", "test machine", threads=1)
+    a = est.raw_seconds(short)
+    long = load_queue(write_queue(tmp_path, epochs=20)).runs[0]
+    b = est.raw_seconds(long)
+    assert 0 < a < b
+    assert est.correction() == 1.0
+    est.learn(long, b, 2 * b)
+    again = Estimator(tmp_path / "est", "test machine", threads=1)  # kept on disk
+    assert again.correction() == pytest.approx(2.0)
+    assert again.seconds(long) > b
+
+
+def test_commit_run_commits_small_files_and_the_checkpoint(tmp_path):
+    git_repo(tmp_path)
+    d = tmp_path / "out" / "abc"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text("{}")
+    (d / "model.pt").write_bytes(b"x")
+    (d / "checkpoint.pt").write_bytes(b"y")
+    assert commit_run(d, "partial", checkpoint=True)
+    assert sorted(git("ls-files", "out", cwd=tmp_path).split()) == [
+        "out/abc/checkpoint.pt",
+        "out/abc/config.json",
+    ]
+    (d / "checkpoint.pt").unlink()
+    (d / "summary.json").write_text("{}")
+    assert commit_run(d, "finished")
+    assert sorted(git("ls-files", "out", cwd=tmp_path).split()) == [
+        "out/abc/config.json",
+        "out/abc/summary.json",
+    ]
+    assert git("status", "--porcelain", cwd=tmp_path) == ""
+
+
+def test_deadline_stops_a_run_that_a_fresh_clone_continues(tmp_path, monkeypatch):
+    """Machine 1 trains until its deadline: a short run finishes and is committed, a long
+    one is stopped and its checkpoint committed. A clone (machine 2, same kind) continues
+    the long run from that checkpoint and trains no finished run again."""
+    first = tmp_path / "machine1"
+    first.mkdir()
+    write_queue(first)
+    (first / "digits.yaml").write_text(
+        RECIPE.format(epochs=2).split("grids:")[0]
+        + "grid:\n  prune.representation: [sp]\n  train.epochs: [2, 2000]\n"
+    )
+    git_repo(first)
+    monkeypatch.chdir(first)
+    q = load_queue(first / "q.yaml")
+    done_run, stopped_run = q.runs
+    assert stopped_run.cfg.train.epochs == 2000
+    monkeypatch.setattr(runner.Estimator, "seconds", lambda self, r: 1.0)  # both "fit"
+    run_campaign(q, CampaignOptions(deadline=time.time() + 12, workers=1, margin=1.0))
+    assert (done_run.dir / "summary.json").is_file()
+    assert not (stopped_run.dir / "summary.json").is_file()
+    stretch = read_stretches(stopped_run.dir)
+    assert stretch[0]["how"] == "stopped" and stretch[0]["machine"] == runner.here()
+    assert stretch[0]["to_epoch"] > 0
+    tracked = git("ls-files", cwd=first)
+    assert f"{stopped_run.dir.as_posix()}/checkpoint.pt" in tracked
+    assert f"{done_run.dir.as_posix()}/summary.json" in tracked
+    finished_summary = (done_run.dir / "summary.json").read_text()
+
+    second = tmp_path / "machine2"
+    git("clone", "-q", str(first), str(second), cwd=tmp_path)
+    git("config", "user.email", "t@example.com", cwd=second)
+    git("config", "user.name", "t", cwd=second)
+    monkeypatch.chdir(second)
+    q2 = load_queue(second / "q.yaml")
+    run_campaign(q2, CampaignOptions(deadline=time.time() + 8, workers=1, margin=1.0))
+    assert (done_run.dir / "summary.json").read_text() == finished_summary  # not retrained
+    again = read_stretches(stopped_run.dir)
+    assert [s["how"] for s in again] == ["stopped", "stopped"]
+    assert again[1]["from_epoch"] == stretch[0]["to_epoch"] < again[1]["to_epoch"]
