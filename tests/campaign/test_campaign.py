@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from interspace_pruning.campaign import CampaignOptions, Estimator, load_queue, run_campaign
-from interspace_pruning.campaign import runner
+from interspace_pruning.campaign import CampaignOptions, Estimator, load_queue, run_campaign, runner
 from interspace_pruning.campaign.gitsync import commit_run
 from interspace_pruning.campaign.queue import group_key
 from interspace_pruning.cli.campaign import parse_deadline
