@@ -200,3 +200,31 @@ def test_deadline_stops_a_run_that_a_fresh_clone_continues(tmp_path, monkeypatch
     again = read_stretches(stopped_run.dir)
     assert [s["how"] for s in again] == ["stopped", "stopped"]
     assert again[1]["from_epoch"] == stretch[0]["to_epoch"] < again[1]["to_epoch"]
+
+
+def test_pause_and_resume_this_machines_workers(tmp_path):
+    import socket
+    import sys
+
+    fake = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "interspace", "campaign"]
+    )
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "workers.json").write_text(
+            json.dumps({"pids": [fake.pid, stranger.pid], "host": socket.gethostname()})
+        )
+
+        def state(pid: int) -> str:
+            return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+
+        assert runner.signal_workers(tmp_path, pause=True) == [fake.pid]  # not a reused PID
+        time.sleep(0.2)
+        assert state(fake.pid) == "T" and state(stranger.pid) != "T"
+        assert runner.signal_workers(tmp_path, pause=False) == [fake.pid]
+        time.sleep(0.2)
+        assert state(fake.pid) != "T"
+        assert runner.signal_workers(tmp_path / "none", pause=True) == []
+    finally:
+        fake.kill()
+        stranger.kill()

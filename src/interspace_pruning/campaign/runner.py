@@ -18,10 +18,12 @@ lost when a machine is stopped without warning, and nothing when the deadline is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from ..experiments.run import run
 from ..experiments.runfiles import DIVERGED, SUMMARY
 from ..experiments.stretches import STRETCHES, read_stretches
 from ..foundations.claims import Claim, RunClaimedError, claim_owner, try_claim
+from ..foundations.io import atomic_write_json
 from ..training import device as dev
 from ..training.checkpointing import CHECKPOINT
 from ..training.signals import TrainingStopped
@@ -52,6 +55,7 @@ class CampaignOptions:
     commit: bool = True  # commit each finished run, and checkpoints at a stop
     margin: float = 180.0  # seconds before the deadline at which training stops
     fill: bool = False  # when no run fits, start the first one anyway (checkpointed at stop)
+    idle: bool = True  # workers at SCHED_IDLE (Linux): they run only on otherwise idle cores
     state_dir: Path = field(default_factory=lambda: Path("runs") / "campaign")
 
     @property
@@ -253,6 +257,9 @@ class _Worker:
 
 def _worker_main(index: int, queue: Queue, opts: CampaignOptions) -> None:
     os.nice(opts.nice)
+    if opts.idle and hasattr(os, "SCHED_IDLE"):  # run only when a core has nothing else
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     torch.set_num_threads(opts.threads)
 
     def stop(signum, frame):  # between runs; inside training, train() checkpoints first
@@ -298,6 +305,7 @@ def run_campaign(queue: Queue, opts: CampaignOptions) -> int:
         if i:
             time.sleep(10 if opts.workers <= 4 else 1)  # staggered: they claim different runs
         proc.start()
+    write_workers(opts.state_dir, [p.pid for p in procs])
 
     def forward(signum, frame):  # workers checkpoint on SIGTERM, commit, then exit
         for proc in procs:
@@ -311,6 +319,44 @@ def run_campaign(queue: Queue, opts: CampaignOptions) -> int:
     for proc in procs:  # past the deadline: a worker that hangs must not outlive it
         if proc.is_alive():
             proc.kill()
+    write_workers(opts.state_dir, [])
     done = sum((r.dir / SUMMARY).is_file() for r in queue.runs)
     print(f"campaign {queue.name}: {done}/{len(queue.runs)} runs done", flush=True)
     return done
+
+
+WORKERS = "workers.json"
+
+
+def write_workers(state_dir: Path, pids: list[int]) -> None:
+    """Where ``--pause``/``--resume`` find this machine's running workers."""
+    atomic_write_json(Path(state_dir) / WORKERS, {"pids": pids, "host": socket.gethostname()})
+
+
+def signal_workers(state_dir: Path, pause: bool) -> list[int]:
+    """SIGSTOP (``pause``) or SIGCONT this machine's campaign workers; the PIDs signalled.
+    A paused worker holds its run and its place; its claim is not taken over by this
+    machine's other workers (they are paused too)."""
+    try:
+        recorded = json.loads((Path(state_dir) / WORKERS).read_text())
+    except (OSError, ValueError, RecursionError):
+        return []
+    if not isinstance(recorded, dict) or recorded.get("host") != socket.gethostname():
+        return []
+    done = []
+    for pid in recorded.get("pids") or []:
+        if not isinstance(pid, int) or pid <= 1 or not _is_worker(pid):
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGSTOP if pause else signal.SIGCONT)
+            done.append(pid)
+    return done
+
+
+def _is_worker(pid: int) -> bool:
+    """Whether ``pid`` is still an interspace campaign process (not a reused PID)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"campaign" in cmdline and b"interspace" in cmdline

@@ -13,6 +13,7 @@ from pathlib import Path
 EXAMPLES = """examples:
   interspace campaign recipes/campaign_cpu.yaml --deadline 170m --background
   interspace campaign recipes/campaign_cpu.yaml --status
+  interspace campaign recipes/campaign_cpu.yaml --pause    # ... quiet timings ... then --resume
   interspace campaign recipes/campaign_cpu.yaml --deadline 04:55 --workers 2 --threads 1
 
 --deadline: when this machine stops (a duration from now such as 170m, 2.5h, 90s, or a UTC
@@ -65,7 +66,13 @@ def add_parser(sub, formatter_class) -> None:
         epilog=EXAMPLES,
         formatter_class=formatter_class,
     )
-    c.add_argument("queue", type=Path, help="queue file (see recipes/campaign_cpu.yaml)")
+    c.add_argument(
+        "queue",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="queue file (see recipes/campaign_cpu.yaml); not needed for --pause/--resume",
+    )
     c.add_argument("--deadline", type=parse_deadline, default=None, help="when this machine stops")
     c.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     c.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
@@ -85,6 +92,12 @@ def add_parser(sub, formatter_class) -> None:
     )
     c.add_argument("--no-commit", action="store_true", help="do not commit anything to git")
     c.add_argument("--status", action="store_true", help="list every run's state, train nothing")
+    c.add_argument(
+        "--pause",
+        action="store_true",
+        help="pause this machine's running campaign workers (SIGSTOP), e.g. for timings or tests",
+    )
+    c.add_argument("--resume", action="store_true", help="continue paused workers (SIGCONT)")
     c.add_argument(
         "--background",
         action="store_true",
@@ -109,8 +122,15 @@ def _background(argv: list[str]) -> None:
 
 def run(ns: argparse.Namespace) -> None:
     from ..campaign import CampaignOptions, Estimator, load_queue, run_campaign, status_lines
-    from ..campaign.runner import here
+    from ..campaign.runner import here, signal_workers
 
+    if ns.pause or ns.resume:
+        pids = signal_workers(Path("runs") / "campaign", pause=ns.pause)
+        what = "paused" if ns.pause else "resumed"
+        print(f"{what} {len(pids)} worker(s): {pids}" if pids else "no campaign workers running")
+        return
+    if ns.queue is None:
+        raise ValueError("name the queue file, e.g. interspace campaign recipes/campaign_cpu.yaml")
     queue = load_queue(ns.queue)  # a bad queue file: one line now, in the foreground
     if ns.status:
         opts_dir = Path("runs") / "campaign"
