@@ -150,6 +150,21 @@ def test_pairs_fine_tuned_from_different_weights_are_named():
     assert "magnitude (trained + fine-tune) 95% seed 1" in line
 
 
+def test_runs_that_read_different_data_are_flagged():
+    from pathlib import Path
+
+    from interspace_pruning.report.build import mixed_data
+    from interspace_pruning.report.collect import RunRecord
+
+    def record(digest):
+        summary = {"test_acc": 0.5} | ({"data_sha256": digest} if digest else {})
+        return RunRecord(Path("x"), RunConfig(), summary)
+
+    assert mixed_data([record("a" * 64), record("a" * 64), record(None)]) == []
+    (line,) = mixed_data([record("a" * 64), record("b" * 64), record(None)])
+    assert line.startswith("- ⚠") and "1 runs read data aaaaaaaaaaaa" in line
+
+
 def _stamp(root, name, **summary):
     """Add entries to a fake run's summary.json."""
     f = root / name / "summary.json"

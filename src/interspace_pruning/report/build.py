@@ -77,6 +77,21 @@ def mismatched_starts(records: list[RunRecord]) -> list[str]:
     ]
 
 
+def mixed_data(records: list[RunRecord]) -> list[str]:
+    """A loud line when the runs of one table read different data (their summaries'
+    ``data_sha256``: another copy of the dataset, another subset or file order); runs from
+    before the fingerprint was recorded are counted apart."""
+    seen: dict[str, int] = defaultdict(int)
+    for r in records:
+        digest = r.summary.get("data_sha256")
+        seen[digest[:12] if isinstance(digest, str) else "unrecorded"] += 1
+    known = {k: n for k, n in seen.items() if k != "unrecorded"}
+    if len(known) < 2:
+        return []
+    parts = ", ".join(f"{n} runs read data {k}…" for k, n in sorted(known.items()))
+    return [f"- ⚠ these runs did not all read the same data ({parts}): compare with care"]
+
+
 def _label(r: RunRecord) -> str:
     p = r.config.prune
     return f"{p.representation.kind} {p.method} {p.sparsity:g} seed {r.config.train.seed}"
@@ -235,7 +250,7 @@ def write_report(
             "",
             ip_vs_sp_table([(r.config, r.summary) for r in all_recs], min_seeds=min_seeds),
         ]
-        if warnings := mismatched_starts(all_recs):
+        if warnings := mismatched_starts(all_recs) + mixed_data(all_recs):
             lines += ["", *warnings]
         if len({r.config.train.seed for r in shown}) > 1:
             per_seed = per_seed_table([(r.config, r.summary) for r in shown])
