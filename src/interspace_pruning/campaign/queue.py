@@ -25,11 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..experiments.config import RunConfig, section_names
 from ..experiments.grid import run_dir
-from ..experiments.sweep import load_sweep
+from ..experiments.sweep import load_sweep, read_yaml
 from ..foundations.hparams import identity_dict
 from ..interspace import Representation
 
@@ -124,17 +122,9 @@ def load_queue(path: str | Path) -> Queue:
     """Read and check a queue file (``yaml.safe_load``); every recipe is loaded now, so a
     bad one is an error before anything trains."""
     path = Path(path)
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ValueError(f"cannot read queue file {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ValueError(f"queue file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("queue"), list):
+    spec = read_yaml(path, "queue file", TOP_KEYS)
+    if not isinstance(spec.get("queue"), list):
         raise ValueError(f"queue file {path} must map 'queue' to a list of recipes")
-    extra = sorted(set(spec) - TOP_KEYS)
-    if extra:
-        raise ValueError(f"unknown key {extra[0]!r} in {path}; allowed: {sorted(TOP_KEYS)}")
     runs: dict[Path, QueuedRun] = {}
     for i, entry in enumerate(spec["queue"], 1):
         if not isinstance(entry, dict) or "recipe" not in entry:

@@ -36,7 +36,7 @@ from .run_setup import (
     pruner_options,
 )
 from .runfiles import DIVERGED, METRICS, SUMMARY, read_config, read_metrics, read_summary
-from .stretches import begin_stretch, end_stretch
+from .stretches import STRETCHES, recording_stretch
 
 __all__ = [
     "claim_run_dir",
@@ -163,12 +163,16 @@ def _run(
     if writes:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", to_dict(cfg))
-    if session is None:
-        return _train_run(cfg, out, dataset, model, where, callbacks, progress, resume, None, fresh)
-    with session:  # the tracker runs end FINISHED, FAILED or KILLED (a stop to resume)
-        return _train_run(
-            cfg, out, dataset, model, where, callbacks, progress, resume, session, fresh
-        )
+    # stretches.json: where this stretch of the run trains, closed by finish() or a stop
+    with recording_stretch(out if writes else None, where):
+        if session is None:
+            return _train_run(
+                cfg, out, dataset, model, where, callbacks, progress, resume, None, fresh
+            )
+        with session:  # the tracker runs end FINISHED, FAILED or KILLED (a stop to resume)
+            return _train_run(
+                cfg, out, dataset, model, where, callbacks, progress, resume, session, fresh
+            )
 
 
 def _train_run(
@@ -185,31 +189,6 @@ def _train_run(
 ) -> RunResult:
     """Prune and train (or IMP's rounds), then write the results (``_run``'s second half)."""
     writes = out is not None and distributed.info().is_main
-    if writes:
-        begin_stretch(out, where)
-    try:
-        return _train_stretch(
-            cfg, out, dataset, model, where, callbacks, progress, resume, session, fresh
-        )
-    except BaseException as e:
-        if writes:  # a stop (to be resumed) or a failure; finish() closes a finished one
-            end_stretch(out, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
-        raise
-
-
-def _train_stretch(
-    cfg: RunConfig,
-    out: Path | None,
-    dataset: data_mod.ImageDataset,
-    model: nn.Module,
-    where: Placement,
-    callbacks: list[Callback] | None,
-    progress: bool,
-    resume: bool,
-    session: TrackingSession | None,
-    fresh: bool,
-) -> RunResult:
-    writes = out is not None and distributed.info().is_main
     if cfg.prune.method == "imp" and not cfg.prune.representation.is_dense:
         return run_imp(cfg, out, dataset, model, callbacks or [], progress, resume, session)
     start = time.perf_counter()
@@ -218,6 +197,7 @@ def _train_stretch(
     except BaseException:
         if fresh:  # failed before training (--init-from, pruning): the folder stays free
             (out / "config.json").unlink(missing_ok=True)
+            (out / STRETCHES).unlink(missing_ok=True)
         raise
     init_digest = cfg.model.init_from and file_digest(pretrained_file(cfg.model.init_from))
     if writes:

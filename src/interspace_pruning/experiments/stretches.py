@@ -6,8 +6,10 @@ the summary copies it when the run finishes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -70,6 +72,22 @@ def end_stretch(out: Path, how: str) -> list[dict]:
         stretches[-1].update(ended=_now(), to_epoch=_epochs_done(out), how=how)
         atomic_write_json(Path(out) / STRETCHES, stretches)
     return stretches
+
+
+@contextlib.contextmanager
+def recording_stretch(out: Path | None, where: Placement) -> Iterator[None]:
+    """Record a stretch of training in ``out`` (nothing without a folder): begun now, closed
+    as ``stopped`` (a stop signal: to be resumed) or ``failed`` if the body raises; a
+    finished run's stretch is closed by :func:`..results.finish`."""
+    if out is None:
+        yield
+        return
+    begin_stretch(out, where)
+    try:
+        yield
+    except BaseException as e:
+        end_stretch(out, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
+        raise
 
 
 def machines(stretches: list[dict]) -> set[str]:

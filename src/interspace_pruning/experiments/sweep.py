@@ -57,23 +57,30 @@ def base_config(base: dict[str, Any] | None) -> RunConfig:
     return cfg
 
 
+def read_yaml(path: Path, what: str = "sweep file", allowed: set[str] | None = None) -> dict:
+    """``yaml.safe_load`` of ``path`` as a mapping whose top-level keys are ``allowed``
+    (any, if None); a one-line ``ValueError`` naming ``what`` is wrong otherwise."""
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ValueError(f"cannot read {what} {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{what} {path} must hold a mapping (see recipes/ for examples)")
+    extra = sorted(set(spec) - allowed) if allowed is not None else []
+    if extra:
+        raise ValueError(f"unknown key {extra[0]!r} in {path}; allowed: {sorted(allowed)}")
+    return spec
+
+
 def load_sweep(path: str | Path, trust_model_imports: Trust = False) -> Sweep:
     """Parse and validate a sweep file (``yaml.safe_load``) before any work starts.
 
     A model named by an import path is refused unless ``trust_model_imports`` admits it: a
     name read from a file is never imported on the file's word alone."""
     path = Path(path)
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ValueError(f"cannot read sweep file {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ValueError(f"sweep file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(spec, dict):
-        raise ValueError(f"sweep file {path} must hold a mapping with base/grid keys")
-    extra = sorted(set(spec) - TOP_LEVEL)
-    if extra:
-        raise ValueError(f"unknown key {extra[0]!r} in {path}; allowed: {sorted(TOP_LEVEL)}")
+    spec = read_yaml(path, "sweep file", TOP_LEVEL)
     grids = spec.get("grids") or ([spec["grid"]] if "grid" in spec else [{}])
     base = base_config(spec.get("base"))
     configs: dict[str, RunConfig] = {}
