@@ -7,8 +7,13 @@
 #   3. with RUNS set (e.g. RUNS=103-174), those runs of the CIFAR-10 table
 #      (recipes/cifar10_resnet20_cpu.py --runs), WORKERS processes sharing the GPU, until
 #      DEADLINE seconds after the start; finished runs' small files go to $OUT/runs.tar.
+#   4. the campaign (recipes/campaign_cpu.yaml, device auto: the GPU) with WORKERS processes
+#      until DEADLINE seconds after the start, nothing committed there; the campaign folders'
+#      run files (small files, and the checkpoints of runs the deadline stopped) go to
+#      $OUT/campaign.tar: untar it at the repository root and commit.
 #
 #   OUT=out DATA=dir-holding-cifar-10-batches-py RUNS=103-174 bash benchmarks/gpu_check.sh
+#   OUT=out DATA=... STAGES=4 DEADLINE=540 bash benchmarks/gpu_check.sh
 #
 # Run it from the repository root. Python packages: torch with CUDA, numpy, pyyaml, tqdm,
 # matplotlib, scikit-learn, pytest; the package itself is taken from src/.
@@ -87,5 +92,15 @@ if [[ $STAGES == *3* && -n $RUNS ]]; then
     for _ in $(seq 20); do kill -0 $sweep 2>/dev/null || break; sleep 1; done
     pack
     log "stage 3: $(wc -l </tmp/finished_here) runs finished here"
+fi
+if [[ $STAGES == *4* ]]; then
+    left=$((DEADLINE - (SECONDS - START)))
+    log "stage 4: the campaign, $WORKERS workers, ${left} s"
+    $PY -m interspace_pruning campaign recipes/campaign_cpu.yaml --deadline "${left}s" \
+        --margin 30 --workers "$WORKERS" --threads 1 --no-commit >"$OUT/campaign.log" 2>&1
+    find docs/results/cifar10_bf16_check docs/results/cifar10_resnet20_converged \
+        \( -name '*.json' -o -name '*.jsonl' -o -name checkpoint.pt \) 2>/dev/null |
+        tar -cf "$OUT/campaign.tar" -T -
+    log "stage 4: $(grep -c ' done ' "$OUT/campaign.log") runs finished here"
 fi
 log "done"
