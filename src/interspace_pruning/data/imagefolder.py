@@ -16,6 +16,8 @@ whatever the number of workers.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import random
@@ -162,6 +164,21 @@ class FolderDataset:
     @property
     def device(self) -> torch.device:
         return self.target
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the folder's listing as read: each split's files (names relative to
+        their class folder), their sizes and labels, and the class names. Cheaper than
+        hashing every image, and it tells two copies apart unless a file changed in place
+        with its size."""
+        digest = hashlib.sha256(json.dumps(self.classes).encode())
+        for split, samples in (("train", self.train_samples), ("val", self.test_samples)):
+            for path, label in samples:
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    size = -1
+                digest.update(f"{split}/{path.parent.name}/{path.name}:{size}:{label}\n".encode())
+        return digest.hexdigest()
 
     def to(self, device: torch.device | str) -> FolderDataset:
         """This dataset delivering its batches on ``device`` (the images stay on disk)."""

@@ -116,7 +116,8 @@ def summarise(
         "wall_time": wall_time,  # this process: a resumed run counts from its resume
         "hardware": hardware(next(model.parameters()).device),
         "numerics": numerics(next(model.parameters()).device, precision),
-        "data_sha256": dataset.fingerprint(),  # which copy of the data, exactly as read
+        # which copy of the data, as read (None for a dataset object that cannot say)
+        "data_sha256": dataset.fingerprint() if hasattr(dataset, "fingerprint") else None,
         "code": code_version(),  # commit and dirty flag: what a rerun checks out
         "epochs": len(history),
         "dense_flops": cost.dense_flops,
