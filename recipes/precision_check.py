@@ -95,7 +95,9 @@ def main() -> None:
     text = table(args.runs, args.low, args.high)
     print(text)
     if args.out:
-        atomic_write_bytes(args.out, (text + "\n").encode())
+        command = f"python recipes/precision_check.py {args.runs}"
+        head = f"# {args.low} against {args.high}\n\n`{command}`\n\n"
+        atomic_write_bytes(args.out, (head + text + "\n").encode())
 
 
 if __name__ == "__main__":

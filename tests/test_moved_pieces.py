@@ -33,7 +33,7 @@ def test_old_names_are_the_same_objects():
 def test_placement_resolves_once_from_the_config():
     cfg = training.TrainConfig(device="cpu", precision="fp32", channels_last="auto")
     where = training.device.Placement.of(cfg)
-    assert where == training.device.Placement(torch.device("cpu"), "fp32", False)
+    assert where == training.device.Placement(torch.device("cpu"), "fp32", True)  # NHWC on CPUs
 
 
 def test_masks_do_not_know_the_sparse_modules():

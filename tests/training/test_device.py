@@ -199,9 +199,9 @@ def test_training_on_cpu_with_options_matches_plain_training():
         return [{k: v for k, v in h.items() if "time" not in k and k != "elapsed"} for h in hist]
 
     plain = run(device="cpu")  # (the default device, auto, is a GPU where there is one)
-    assert run(device="cpu", channels_last="off") == plain  # auto on a CPU is exactly this
-    layout = run(device="cpu", channels_last="on")
-    for a, b in zip(layout, plain, strict=True):
+    assert run(device="cpu", channels_last="on") == plain  # auto on a CPU is exactly this
+    contiguous = run(device="cpu", channels_last="off")
+    for a, b in zip(contiguous, plain, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
 
 

@@ -86,7 +86,8 @@ def recording_stretch(out: Path | None, where: Placement) -> Iterator[None]:
     try:
         yield
     except BaseException as e:
-        end_stretch(out, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
+        with contextlib.suppress(OSError):  # a full disk must not hide the error it caused
+            end_stretch(out, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
         raise
 
 
