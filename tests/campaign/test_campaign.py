@@ -3,6 +3,7 @@ stopped by its deadline that a fresh clone continues."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -15,6 +16,7 @@ from interspace_pruning.campaign.gitsync import commit_run
 from interspace_pruning.campaign.queue import group_key
 from interspace_pruning.cli.campaign import parse_deadline
 from interspace_pruning.cli.main import main
+from interspace_pruning.experiments.grid import override
 from interspace_pruning.experiments.stretches import STRETCHES, read_stretches
 from interspace_pruning.training import device as dev
 
@@ -133,6 +135,11 @@ def test_estimates_scale_with_epochs_and_learn(tmp_path, monkeypatch):
     b = est.raw_seconds(long)
     assert 0 < a < b
     assert est.correction() == 1.0
+    imp = load_queue(write_queue(tmp_path, epochs=2)).runs[0]
+    imp = dataclasses.replace(
+        imp, cfg=override(override(imp.cfg, "prune.method", "imp"), "imp.rounds", 2)
+    )
+    assert est.raw_seconds(imp) > 2 * est.raw_seconds(short)  # IMP trains rounds + 1 times
     est.learn(long, b, 2 * b)
     again = Estimator(tmp_path / "est", "test machine", threads=1)  # kept on disk
     assert again.correction() == pytest.approx(2.0)
@@ -225,6 +232,31 @@ def test_pause_and_resume_this_machines_workers(tmp_path):
         time.sleep(0.2)
         assert state(fake.pid) != "T"
         assert runner.signal_workers(tmp_path / "none", pause=True) == []
+        # the pause is kept, so that the run it slowed does not teach the estimator
+        paused = runner.paused_between(tmp_path, time.time() - 60, time.time())
+        assert 0.1 < paused < 5
     finally:
         fake.kill()
         stranger.kill()
+
+
+def test_runs_longer_than_any_machine_start_and_train_in_stretches(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    q = load_queue(write_queue(tmp_path))
+    opts = CampaignOptions(
+        deadline=time.time() + 3600, margin=0, session=7200, min_stretch=600, state_dir=tmp_path
+    )
+    worker = runner._Worker("w", q, opts)
+
+    def pick_with(seconds):
+        monkeypatch.setattr(runner.Estimator, "seconds", lambda self, r: seconds)
+        picked = worker.pick()
+        if picked is not None:
+            picked[1].release()
+        return picked
+
+    assert pick_with(2000)[0] is q.runs[0]  # fits
+    assert pick_with(5000) is None  # does not fit, but a whole machine would: wait for one
+    assert pick_with(10_000)[0] is q.runs[0]  # no machine would: train it in stretches
+    opts.min_stretch = 4000  # ... but not for a stretch shorter than min_stretch
+    assert pick_with(10_000) is None

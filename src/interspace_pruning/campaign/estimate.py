@@ -146,7 +146,7 @@ class Estimator:
         evals = (t.epochs + 1) * n_test + min(n_train, 10_000)
         trainings = 1
         if run.cfg.prune.method == "imp" and not run.cfg.prune.representation.is_dense:
-            trainings = (run.cfg.options["imp"].imp_rounds or 1) + 1
+            trainings = (run.cfg.options["imp"].rounds or 1) + 1
         return trainings * (steps * step + evals * per_image * EVAL_COST) + SETUP_SECONDS
 
     def correction(self) -> float:

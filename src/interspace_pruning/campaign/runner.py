@@ -56,6 +56,11 @@ class CampaignOptions:
     margin: float = 180.0  # seconds before the deadline at which training stops
     fill: bool = False  # when no run fits, start the first one anyway (checkpointed at stop)
     idle: bool = True  # workers at SCHED_IDLE (Linux): they run only on otherwise idle cores
+    #: The longest a machine runs (a job's limit). A run estimated longer than this can never
+    #: fit before a deadline: it starts when at least ``min_stretch`` is left, and continues
+    #: from its committed checkpoint on the next machine of its kind.
+    session: float = 3 * 3600.0
+    min_stretch: float = 30 * 60.0
     state_dir: Path = field(default_factory=lambda: Path("runs") / "campaign")
 
     @property
@@ -125,28 +130,41 @@ def state_of(run: QueuedRun) -> str:
 
 
 def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
-    """One line per run of the queue: its state and, for runs that can train here, the
-    estimated time (only where this machine has timed that kind of step)."""
+    """One line per run of the queue: its state, where it trained, why it cannot train here
+    or (where this machine has timed that kind of step) its estimated time here; then the
+    totals: runs done, and the estimated one-worker hours left for the runs timed here."""
     machine = here()
     groups = queue.groups()
     lines = []
+    left, untimed = 0.0, 0
     for i, r in enumerate(queue.runs, 1):
         state = state_of(r)
         note = ""
         if state not in ("done", "diverged"):
             reason = why_not(r, groups[r.group], machine)
+            timed = estimator is not None and (
+                Estimator._step_key(r, estimator.threads) in estimator.state["step_seconds"]
+                and repr(r.cfg.data) in estimator.state["sizes"]
+            )
             if reason:
                 note = f" [{reason}]"
-            elif estimator is not None and Estimator._step_key(
-                r, estimator.threads
-            ) in estimator.state.get("step_seconds", {}):
-                note = f" [~{estimator.seconds(r) / 60:.0f} min here]"
+            elif timed:
+                seconds = estimator.seconds(r)
+                left += seconds
+                note = f" [~{seconds / 60:.0f} min here]"
+            else:
+                untimed += 1
         where = ", ".join(sorted(run_machines(r.dir)))
         lines.append(
             f"{i:4d} {state:22} {r.describe()} -> {r.dir}" + (f" ({where})" if where else "") + note
         )
     done = sum(state_of(r) == "done" for r in queue.runs)
     lines.append(f"{done}/{len(queue.runs)} runs done; this machine: {machine}")
+    if estimator is not None:
+        lines.append(
+            f"runs that can train here and whose steps were timed here: ~{left / 3600:.1f} "
+            f"one-worker hours left; {untimed} more not timed here yet"
+        )
     return lines
 
 
@@ -181,9 +199,15 @@ class _Worker:
                 self.say(f"FAILED to set up {r.describe()}: {e}")
                 self.skipped.add(r.dir)
                 continue
-            if est > left:
+            spans_machines = est > self.opts.session - self.opts.margin
+            if est > left and not (spans_machines and left >= self.opts.min_stretch):
                 unfit.append((r, est))
                 continue
+            if est > left:
+                self.say(
+                    f"{r.describe()} needs ~{est / 60:.0f} min, longer than any machine's "
+                    f"{self.opts.session / 3600:g} h: it trains in stretches"
+                )
             held = self._claim(r)
             if held is not None:
                 return r, held, est
@@ -244,7 +268,7 @@ class _Worker:
             return
         finally:
             timer.cancel()
-        took = time.time() - t0
+        took = time.time() - t0 - paused_between(self.opts.state_dir, t0, time.time())
         if not resumed:
             self.estimator.learn(r, raw, took)
         self.say(
@@ -350,7 +374,48 @@ def signal_workers(state_dir: Path, pause: bool) -> list[int]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGSTOP if pause else signal.SIGCONT)
             done.append(pid)
+    if done:
+        _record_pause(Path(state_dir), pause)
     return done
+
+
+PAUSES = "pauses.json"
+
+
+def _record_pause(state_dir: Path, pause: bool) -> None:
+    """Keep when the workers were paused, so that a paused run does not teach the estimator
+    that this machine is slow (see :func:`paused_between`)."""
+    try:
+        data = json.loads((state_dir / PAUSES).read_text())
+    except (OSError, ValueError, RecursionError):
+        data = {}
+    data = data if isinstance(data, dict) else {}
+    spans = [s for s in data.get("spans", []) if isinstance(s, list) and len(s) == 2]
+    now = time.time()
+    if pause:
+        data["since"] = data.get("since") or now
+    elif isinstance(data.get("since"), (int, float)):
+        spans.append([data.pop("since"), now])
+    data["spans"] = spans[-200:]
+    atomic_write_json(state_dir / PAUSES, data)
+
+
+def paused_between(state_dir: Path, start: float, end: float) -> float:
+    """Seconds of ``[start, end]`` during which this machine's workers were paused."""
+    try:
+        data = json.loads((Path(state_dir) / PAUSES).read_text())
+    except (OSError, ValueError, RecursionError):
+        return 0.0
+    if not isinstance(data, dict):
+        return 0.0
+    spans = [s for s in data.get("spans", []) if isinstance(s, list) and len(s) == 2]
+    if isinstance(data.get("since"), (int, float)):
+        spans.append([data["since"], end])
+    total = 0.0
+    for a, b in spans:
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            total += max(0.0, min(b, end) - max(a, start))
+    return total
 
 
 def _is_worker(pid: int) -> bool:
