@@ -268,3 +268,20 @@ def test_runs_longer_than_any_machine_start_and_train_in_stretches(tmp_path, mon
     assert pick_with(10_000)[0] is q.runs[0]  # no machine would: train it in stretches
     opts.min_stretch = 4000  # ... but not for a stretch shorter than min_stretch
     assert pick_with(10_000) is None
+
+
+def test_missing_data_is_said_once_and_its_runs_skipped(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist.yaml").write_text(
+        "name: m\nout: out/m\nbase:\n  data: {dataset: mnist, root: nowhere}\n"
+        "grid:\n  train.seed: [0, 1, 2]\n  prune.representation: [sp, ip]\n"
+    )
+    (tmp_path / "q.yaml").write_text("name: t\nqueue:\n  - recipe: mnist.yaml\n")
+    q = load_queue(tmp_path / "q.yaml")
+    worker = runner._Worker(
+        "w", q, CampaignOptions(deadline=time.time() + 3600, state_dir=tmp_path)
+    )
+    assert worker.pick() is None
+    out = capsys.readouterr().out
+    assert out.count("skipping the runs of m on mnist") == 1 and "FAILED" not in out
+    assert worker.skipped == {r.dir for r in q.runs}

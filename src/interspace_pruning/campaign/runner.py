@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from ..data import DataError
 from ..experiments.run import run
 from ..experiments.runfiles import DIVERGED, SUMMARY
 from ..experiments.stretches import STRETCHES, read_stretches
@@ -175,6 +176,7 @@ class _Worker:
         self.estimator = Estimator(opts.state_dir, self.machine, opts.threads)
         self.groups = queue.groups()
         self.skipped: set[Path] = set()  # failed here, or announced as not fitting
+        self.missing_data: set[str] = set()  # data settings that could not be loaded here
 
     def say(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
@@ -193,8 +195,17 @@ class _Worker:
         for r in self.queue.runs:
             if r.dir in self.skipped or why_not(r, self.groups[r.group], self.machine):
                 continue
+            data = repr(r.cfg.data)
+            if data in self.missing_data:
+                self.skipped.add(r.dir)
+                continue
             try:
                 est = self.estimator.seconds(r)
+            except DataError as e:  # every run of that data would fail alike: say it once
+                self.say(f"skipping the runs of {r.table} on {r.cfg.data.dataset}: {e}")
+                self.missing_data.add(data)
+                self.skipped.add(r.dir)
+                continue
             except Exception as e:  # noqa: BLE001 - a run that cannot even start is skipped
                 self.say(f"FAILED to set up {r.describe()}: {e}")
                 self.skipped.add(r.dir)
