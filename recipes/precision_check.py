@@ -20,11 +20,8 @@ from pathlib import Path
 from interspace_pruning.campaign.queue import group_key
 from interspace_pruning.experiments.runfiles import read_config, read_summary
 from interspace_pruning.experiments.stats import fmt_ci, fmt_p, holm, paired, verdict
+from interspace_pruning.experiments.stretches import machine_kinds
 from interspace_pruning.foundations.io import atomic_write_bytes
-
-
-def machines(summary: dict) -> set[str]:
-    return {str(s.get("machine")) for s in summary.get("stretches") or [] if isinstance(s, dict)}
 
 
 def table(runs: Path, low: str, high: str) -> str:
@@ -38,7 +35,7 @@ def table(runs: Path, low: str, high: str) -> str:
         if low not in sides or high not in sides:
             continue
         (s_low, cfg), (s_high, _) = sides[low], sides[high]
-        kinds = machines(s_low) | machines(s_high)
+        kinds = set(machine_kinds(s_low)) | set(machine_kinds(s_high))
         where |= kinds
         p = cfg.prune
         rep = p.representation.kind

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..experiments.config import RunConfig
 from ..experiments.run import prepare_run
 from ..experiments.run_setup import load_data
-from ..experiments.runfiles import METRICS
+from ..experiments.stretches import epochs_done
 from ..foundations.io import atomic_write_json
 from ..training import device as dev
 from .queue import QueuedRun
@@ -78,6 +78,14 @@ class Estimator:
         if key not in self._data:
             self._data = {key: load_data(run.cfg.data)}  # one dataset in memory at a time
         return self._data[key]
+
+    def is_timed(self, run: QueuedRun) -> bool:
+        """Whether this machine has timed ``run``'s kind of step and sized its data, so
+        :meth:`seconds` answers without training anything."""
+        return (
+            self._step_key(run, self.threads) in self.state["step_seconds"]
+            and repr(run.cfg.data) in self.state["sizes"]
+        )
 
     @staticmethod
     def _step_key(run: QueuedRun, threads: int) -> str:
@@ -156,7 +164,7 @@ class Estimator:
 
     def seconds(self, run: QueuedRun) -> float:
         """Estimated seconds to finish ``run`` here (what is left of it, if resumed)."""
-        left = 1.0 - epochs_done(run) / max(1, run.cfg.train.epochs)
+        left = 1.0 - epochs_done(run.dir) / max(1, run.cfg.train.epochs)
         return SAFETY * self.correction() * self.raw_seconds(run) * max(left, 0.05)
 
     def learn(self, run: QueuedRun, estimated_raw: float, took: float) -> None:
@@ -164,15 +172,6 @@ class Estimator:
         if estimated_raw > 0 and took > 0:
             ratio = round(took / estimated_raw, 4)
             self._update(lambda state: state.__setitem__("ratios", [*state["ratios"], ratio][-50:]))
-
-
-def epochs_done(run: QueuedRun) -> int:
-    """Epochs already recorded in the run's ``metrics.jsonl`` (a resumed run)."""
-    try:
-        with open(run.dir / METRICS, "rb") as f:
-            return sum(1 for line in f if line.strip())
-    except OSError:
-        return 0
 
 
 def _timing_config(cfg: RunConfig) -> RunConfig:

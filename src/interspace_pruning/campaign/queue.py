@@ -18,7 +18,6 @@ trains on one kind of machine from start to end, so its runs are comparable bitw
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -142,10 +141,3 @@ def load_queue(path: str | Path) -> Queue:
                 runs.setdefault(r.dir, r)
     name = str(spec.get("name") or path.stem)
     return Queue(name, list(runs.values()))
-
-
-def with_out(queue: Queue, out: Path) -> Queue:
-    """The same queue with every table under ``out`` (tests, a scratch copy)."""
-    return Queue(
-        queue.name, [dataclasses.replace(r, out=out / Path(r.out).name) for r in queue.runs]
-    )

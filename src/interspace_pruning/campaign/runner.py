@@ -26,7 +26,7 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,15 +34,18 @@ import torch
 from ..data import DataError
 from ..experiments.run import run
 from ..experiments.runfiles import DIVERGED, SUMMARY
-from ..experiments.stretches import STRETCHES, read_stretches
+from ..experiments.stretches import STRETCHES, epochs_done, machine_kinds, read_stretches
 from ..foundations.claims import Claim, RunClaimedError, claim_owner, try_claim
 from ..foundations.io import atomic_write_json
 from ..training import device as dev
 from ..training.checkpointing import CHECKPOINT
 from ..training.signals import TrainingStopped
-from .estimate import Estimator, epochs_done
+from .estimate import Estimator
 from .gitsync import commit_run
 from .queue import Queue, QueuedRun
+
+#: Where a machine keeps its campaign state (step timings, workers, pauses; never committed).
+STATE_DIR = Path("runs") / "campaign"
 
 
 @dataclass
@@ -62,7 +65,7 @@ class CampaignOptions:
     #: from its committed checkpoint on the next machine of its kind.
     session: float = 3 * 3600.0
     min_stretch: float = 30 * 60.0
-    state_dir: Path = field(default_factory=lambda: Path("runs") / "campaign")
+    state_dir: Path = STATE_DIR
 
     @property
     def stop_at(self) -> float:
@@ -75,20 +78,15 @@ def here() -> str:
 
 
 def run_machines(run_dir: Path) -> set[str]:
-    """The kinds of machine that trained (part of) the run in ``run_dir``."""
-    stretches = read_stretches(run_dir)
+    """The kinds of machine that trained (part of) the run in ``run_dir``: its summary's
+    (see :func:`..experiments.stretches.machine_kinds`), else its ``stretches.json``'s."""
     try:
         summary = json.loads((run_dir / SUMMARY).read_text())
     except (OSError, ValueError, RecursionError):
         summary = None
     if isinstance(summary, dict):
-        recorded = summary.get("stretches")
-        if isinstance(recorded, list) and recorded:
-            stretches = [s for s in recorded if isinstance(s, dict)]
-        elif not stretches and isinstance(summary.get("hardware"), dict):  # older runs
-            hw = summary["hardware"]
-            return {str(hw.get("gpu") or hw.get("cpu"))}
-    return {str(s.get("machine")) for s in stretches if s.get("machine")}
+        return set(machine_kinds(summary))
+    return {str(s["machine"]) for s in read_stretches(run_dir) if s.get("machine")}
 
 
 def why_not(run: QueuedRun, group: list[QueuedRun], machine: str) -> str | None:
@@ -124,7 +122,7 @@ def state_of(run: QueuedRun) -> str:
         return "done"
     if (run.dir / DIVERGED).is_file():
         return "diverged"
-    done = epochs_done(run)
+    done = epochs_done(run.dir)
     if done or (run.dir / CHECKPOINT).is_file():
         return f"partial ({done}/{run.cfg.train.epochs} epochs)"
     return "todo"
@@ -143,10 +141,7 @@ def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
         note = ""
         if state not in ("done", "diverged"):
             reason = why_not(r, groups[r.group], machine)
-            timed = estimator is not None and (
-                Estimator._step_key(r, estimator.threads) in estimator.state["step_seconds"]
-                and repr(r.cfg.data) in estimator.state["sizes"]
-            )
+            timed = estimator is not None and estimator.is_timed(r)
             if reason:
                 note = f" [{reason}]"
             elif timed:
@@ -175,7 +170,7 @@ class _Worker:
         self.machine = here()
         self.estimator = Estimator(opts.state_dir, self.machine, opts.threads)
         self.groups = queue.groups()
-        self.skipped: set[Path] = set()  # failed here, or announced as not fitting
+        self.skipped: set[Path] = set()  # runs that could not be set up here
         self.missing_data: set[str] = set()  # data settings that could not be loaded here
 
     def say(self, text: str) -> None:
@@ -247,7 +242,7 @@ class _Worker:
             self.train(*picked)
 
     def train(self, r: QueuedRun, held: Claim, est: float) -> None:
-        left_fraction = 1.0 - epochs_done(r) / max(1, r.cfg.train.epochs)
+        left_fraction = 1.0 - epochs_done(r.dir) / max(1, r.cfg.train.epochs)
         resumed = left_fraction < 1.0 or (r.dir / CHECKPOINT).is_file()
         raw = self.estimator.raw_seconds(r) * left_fraction
         self.say(
@@ -267,7 +262,7 @@ class _Worker:
             timer.cancel()
             kept = (r.dir / CHECKPOINT).is_file()
             self.say(
-                f"stopped {r.describe()} at epoch {epochs_done(r)}/{r.cfg.train.epochs}"
+                f"stopped {r.describe()} at epoch {epochs_done(r.dir)}/{r.cfg.train.epochs}"
                 + (": checkpoint kept" if kept else ": no checkpoint yet")
             )
             if self.opts.commit and kept and (r.dir / STRETCHES).is_file():

@@ -122,10 +122,10 @@ def _background(argv: list[str]) -> None:
 
 def run(ns: argparse.Namespace) -> None:
     from ..campaign import CampaignOptions, Estimator, load_queue, run_campaign, status_lines
-    from ..campaign.runner import here, signal_workers
+    from ..campaign.runner import STATE_DIR, here, signal_workers
 
     if ns.pause or ns.resume:
-        pids = signal_workers(Path("runs") / "campaign", pause=ns.pause)
+        pids = signal_workers(STATE_DIR, pause=ns.pause)
         what = "paused" if ns.pause else "resumed"
         print(f"{what} {len(pids)} worker(s): {pids}" if pids else "no campaign workers running")
         return
@@ -133,8 +133,7 @@ def run(ns: argparse.Namespace) -> None:
         raise ValueError("name the queue file, e.g. interspace campaign recipes/campaign_cpu.yaml")
     queue = load_queue(ns.queue)  # a bad queue file: one line now, in the foreground
     if ns.status:
-        opts_dir = Path("runs") / "campaign"
-        print("\n".join(status_lines(queue, Estimator(opts_dir, here(), ns.threads))))
+        print("\n".join(status_lines(queue, Estimator(STATE_DIR, here(), ns.threads))))
         return
     if ns.deadline is None:
         raise ValueError("--deadline is required: when this machine stops (e.g. 170m)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -34,7 +34,8 @@ def read_stretches(out: Path) -> list[dict]:
     return [s for s in stretches if isinstance(s, dict)]
 
 
-def _epochs_done(out: Path) -> int:
+def epochs_done(out: Path) -> int:
+    """Epochs recorded in ``out``'s ``metrics.jsonl`` (0 without one)."""
     try:
         with open(Path(out) / METRICS, "rb") as f:
             return sum(1 for line in f if line.strip())
@@ -59,7 +60,7 @@ def begin_stretch(out: Path, where: Placement) -> None:
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "started": _now(),
-            "from_epoch": _epochs_done(out),
+            "from_epoch": epochs_done(out),
         }
     )
     atomic_write_json(Path(out) / STRETCHES, stretches)
@@ -69,7 +70,7 @@ def end_stretch(out: Path, how: str) -> list[dict]:
     """Close the open stretch in ``out`` (``how``: one of :data:`ENDINGS`); the stretches."""
     stretches = read_stretches(out)
     if stretches and "ended" not in stretches[-1]:
-        stretches[-1].update(ended=_now(), to_epoch=_epochs_done(out), how=how)
+        stretches[-1].update(ended=_now(), to_epoch=epochs_done(out), how=how)
         atomic_write_json(Path(out) / STRETCHES, stretches)
     return stretches
 
@@ -91,6 +92,18 @@ def recording_stretch(out: Path | None, where: Placement) -> Iterator[None]:
         raise
 
 
-def machines(stretches: list[dict]) -> set[str]:
-    """The machine kinds (and precisions) that trained a run: ``{"kind / precision"}``."""
-    return {f"{s.get('machine')} / {s.get('precision')}" for s in stretches}
+def summary_stretches(summary: Mapping) -> list[Mapping]:
+    """The stretches a run's summary records (empty for older summaries)."""
+    found = summary.get("stretches")
+    return [s for s in found if isinstance(s, Mapping)] if isinstance(found, list) else []
+
+
+def machine_kinds(summary: Mapping) -> tuple[str, ...]:
+    """The kinds of machine that trained a run, in the order its stretches ran; from
+    ``hardware`` (GPU name, else CPU) for summaries without stretches; empty if unrecorded."""
+    kinds = [str(s["machine"]) for s in summary_stretches(summary) if s.get("machine")]
+    if kinds:
+        return tuple(dict.fromkeys(kinds))
+    hw = summary.get("hardware")
+    name = (hw.get("gpu") or hw.get("cpu")) if isinstance(hw, Mapping) else None
+    return (str(name),) if name else ()

@@ -13,26 +13,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ..experiments.config import RunConfig
+from ..experiments.stretches import machine_kinds, summary_stretches
 
 #: The mark of a pair whose two runs trained on different kinds of machine.
 MIXED = "⚠"
 UNRECORDED = "unrecorded hardware"
 
-
-def _stretches(summary: Mapping) -> list[Mapping]:
-    found = summary.get("stretches")
-    return [s for s in found if isinstance(s, Mapping)] if isinstance(found, list) else []
-
-
-def machine_kinds(summary: Mapping) -> tuple[str, ...]:
-    """The kinds of machine that trained a run, in the order its stretches ran; from
-    ``hardware`` (GPU name, else CPU) for summaries without stretches; empty if unrecorded."""
-    kinds = [str(s["machine"]) for s in _stretches(summary) if s.get("machine")]
-    if kinds:
-        return tuple(dict.fromkeys(kinds))
-    hw = summary.get("hardware")
-    name = (hw.get("gpu") or hw.get("cpu")) if isinstance(hw, Mapping) else None
-    return (str(name),) if name else ()
+__all__ = [
+    "MIXED",
+    "UNRECORDED",
+    "machine_kinds",
+    "machine_label",
+    "mixed_kinds",
+    "one_precision",
+    "run_precision",
+    "unrecorded",
+]
 
 
 def machine_label(summary: Mapping) -> str:
@@ -43,7 +39,7 @@ def machine_label(summary: Mapping) -> str:
 def run_precision(cfg: RunConfig, summary: Mapping) -> str:
     """The precision a run trained in: its stretches' (``bf16+fp32`` if they differ), else
     ``numerics.precision``, else the config's ``train.precision`` (fp32 by default)."""
-    found = [str(s["precision"]) for s in _stretches(summary) if s.get("precision")]
+    found = [str(s["precision"]) for s in summary_stretches(summary) if s.get("precision")]
     if found:
         return "+".join(sorted(set(found)))
     numerics = summary.get("numerics")
