@@ -1,11 +1,12 @@
 """Coverage-guided fuzzing (atheris) for a fixed number of iterations, and its findings.
 
 ``test_fuzz_target_finds_nothing`` runs each target of ``fuzz/`` (the sparse-file reader, the
-sparse engine's input checks) in a subprocess from a fresh corpus with a fixed ``-seed``:
-libFuzzer must finish its runs without a finding (an uncaught exception, a crash, a hang or a
-memory blow-up; see each target's docstring). ``INTERSPACE_COVFUZZ_RUNS=N`` runs N inputs per
-target instead of the defaults (sized for about 20 s each on 2 shared cores). Skipped where
-atheris is not installed (``pip install -e ".[fuzz]"``; Linux only).
+sparse engine's input checks, the run-folder reader and report) in a subprocess from a fresh
+corpus with a fixed ``-seed``: libFuzzer must finish its runs without a finding (an uncaught
+exception, a crash, a hang or a memory blow-up; see each target's docstring).
+``INTERSPACE_COVFUZZ_RUNS=N`` runs N inputs per target instead of the defaults (sized for about
+20 s each on 2 shared cores). Skipped where atheris is not installed (``pip install -e
+".[fuzz]"``; Linux only).
 
 The other tests are the files the fuzzer found (or that were found while writing it), as
 regression tests; they need no atheris. Each is loaded in a subprocess whose address space
@@ -29,7 +30,7 @@ from interspace_pruning.foundations.checkpoint import save_tensors
 from interspace_pruning.inference.sparse_format import sparse_payload
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNS = {"sparse_file": 500, "kernel_inputs": 1500}
+RUNS = {"sparse_file": 500, "kernel_inputs": 1500, "run_folder": 150}
 if os.environ.get("INTERSPACE_COVFUZZ_RUNS"):
     RUNS = dict.fromkeys(RUNS, int(os.environ["INTERSPACE_COVFUZZ_RUNS"]))
 SPEC = {"name": "convnet", "num_classes": 10, "in_channels": 1}

@@ -148,4 +148,5 @@ def test_damaged_run_files_are_named_and_the_sweep_goes_on(sweep_file, tmp_path,
     (second / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n')
     assert main(["report", str(out)]) == 0  # from the good run
     err = one_line(capsys.readouterr().err)
-    assert str(second / "metrics.jsonl") in err and "line 2 is not valid JSON" in err
+    where = second.relative_to(out) / "metrics.jsonl"  # named under the report's folder
+    assert str(where) in err and "line 2 is not valid JSON" in err

@@ -109,3 +109,79 @@ def test_sparsity_goes_to_the_trainers_loggers(tmp_path):
     layers = [k for k in rows[0] if k.startswith("layer_sparsity/")]
     assert len(layers) == len(ip.prunable(module))
     assert float(logged[-1]["mask_updates"]) == len(cb.pruner.events) > 0
+
+
+# ---- a saved state is checked like a file (issue 32) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_epoch_checkpoint(tmp_path_factory):
+    """A Lightning checkpoint after one epoch (12 optimiser steps) of RigL."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    module = Module()
+    ip.prepare(module, "sp")
+    cb = PruningCallback("rigl", sparsity=0.75, interval=2)
+    first = trainer(max_epochs=1, callbacks=[cb], default_root_dir=folder)
+    first.fit(module, loader())
+    first.save_checkpoint(folder / "one_epoch.ckpt")
+    return folder / "one_epoch.ckpt", module.state_dict()
+
+
+def _spoiled(path, tmp_path, spoil):
+    ckpt = torch.load(path, weights_only=False)  # our own test file
+    (key,) = [k for k in ckpt["callbacks"] if "PruningCallback" in str(k)]
+    spoil(ckpt["callbacks"][key])
+    out = tmp_path / "spoiled.ckpt"
+    torch.save(ckpt, out)
+    return out
+
+
+SPOILED = [
+    (lambda s: s.update(step=10**12), "'step' must be a whole number from 0 to 12"),
+    (lambda s: s.update(step=-5), "'step' must be a whole number from 0 to 12"),
+    (lambda s: s.update(events="abc"), "'events' must be a list of [step, sparsity, changed]"),
+    (lambda s: s.pop("events"), "has no 'events'"),
+    (lambda s: s.pop("step"), "has no 'step'"),
+    (lambda s: s.update(name="gmp"), "is of the 'gmp' pruner, not of 'rigl'"),
+    (lambda s: s.pop("generator"), "has no 'generator'"),
+]
+
+
+@pytest.mark.parametrize("spoil,message", SPOILED, ids=[m for _, m in SPOILED])
+def test_a_bad_saved_state_is_refused_in_one_line(one_epoch_checkpoint, tmp_path, spoil, message):
+    path, weights = one_epoch_checkpoint
+    module = Module()
+    ip.prepare(module, "sp")
+    module.load_state_dict(weights)
+    cb = PruningCallback("rigl", sparsity=0.75, interval=2)
+    with pytest.raises(ValueError) as e:
+        trainer(max_epochs=2, callbacks=[cb]).fit(
+            module, loader(), ckpt_path=_spoiled(path, tmp_path, spoil)
+        )
+    text = str(e.value)
+    assert message in text and "\n" not in text, text
+    assert "saved state of the rigl pruner" in text
+
+
+def test_a_good_checkpoint_still_resumes(one_epoch_checkpoint, tmp_path):
+    path, weights = one_epoch_checkpoint
+    module = Module()
+    ip.prepare(module, "sp")
+    module.load_state_dict(weights)
+    cb = PruningCallback("rigl", sparsity=0.75, interval=2, total_steps=12)
+    trainer(max_epochs=2, callbacks=[cb]).fit(module, loader(), ckpt_path=path)
+    assert cb.pruner.step_count == 24 and cb.state_dict()["name"] == "rigl"
+
+
+def test_a_state_ahead_of_the_trainer_is_refused():
+    """Loaded by hand (no checkpoint): the step is checked once the trainer's is known."""
+    torch.manual_seed(0)
+    module = Module()
+    ip.prepare(module, "sp")
+    donor = ip.pruner("rigl", Module(), None, 0.75, 12, interval=2)
+    cb = PruningCallback("rigl", sparsity=0.75, interval=2)
+    cb.load_state_dict({**donor.state_dict(), "step": 10**12})
+    assert cb.state_dict()["step"] == 10**12  # kept until fitting starts
+    with pytest.raises(ValueError, match="has taken 1000000000000 steps, but the trainer resumes"):
+        trainer(max_epochs=1, callbacks=[cb]).fit(module, loader())

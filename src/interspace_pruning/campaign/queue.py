@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..experiments.config import RunConfig, section_names
+from ..experiments.config import REPRESENTATION_FIELDS, RunConfig, section_names
 from ..experiments.grid import run_dir
 from ..experiments.sweep import load_sweep, read_yaml
 from ..foundations.hparams import identity_dict
@@ -59,22 +59,11 @@ class QueuedRun:
         return f"{self.table}: {what} {t.epochs} ep {t.precision} seed {t.seed}"
 
 
-#: Prune fields that follow the representation (IP's basis options) or only resize it.
-_REPRESENTATION_FIELDS = (
-    "representation",
-    "basis",
-    "share",
-    "trainable_basis",
-    "normalize_basis",
-    "param_matched",
-)
-
-
 def group_key(cfg: RunConfig) -> str:
     """The hash of ``cfg``'s identity without its representation (and IP's basis options),
     ``param_matched`` and precision: the runs of one group are compared with each other."""
     d = identity_dict(cfg)
-    for key in _REPRESENTATION_FIELDS:
+    for key in REPRESENTATION_FIELDS:
         d["prune"].pop(key, None)
     d["train"].pop("precision", None)
     if cfg.prune.representation.is_dense:  # dense ignores the pruning settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import signal
 import sys
@@ -14,9 +15,12 @@ import torch
 from ..experiments import RunConfig, compare, run
 from ..experiments.config import add_run_arguments, config_from_namespace
 from ..experiments.grid import GridProblems, run_dir
+from ..experiments.run import cli_option_names
 from ..experiments.runfiles import DIVERGED
 from ..experiments.sweep import (
+    MAX_CELLS,
     load_sweep,
+    parse_max_cells,
     parse_shard,
     run_sweep,
     shard_configs,
@@ -26,14 +30,13 @@ from ..experiments.sweep import (
 from ..experiments.threads import auto_threads
 from ..foundations.claims import claim_owner, stale_after
 from ..foundations.hparams import config_hash
-from ..models import search_cwd
 from ..report import write_report
 from ..tracking import TrackingScope, log_group, tracker_class
 from ..training import TrainingStopped, distributed
 from ..training.loop import StopOnSignals
 from . import bench as bench_cmd
 from . import campaign as campaign_cmd
-from .trust import add_trust_arguments, trust_from
+from .trust import add_trust_arguments, model_imports, trust_from
 
 TRAIN_EXAMPLES = """examples:
   interspace train                                   # IP, SNIP 98%, convnet on digits
@@ -91,10 +94,50 @@ def _auto_threads(ns: argparse.Namespace, configs: list[RunConfig]) -> None:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors instead of the whole usage block."""
+    """argparse with one-line errors instead of the whole usage block, each pointing to the
+    help of the command it is about (``interspace train --help``, not ``interspace --help``)."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        # argparse leaves a subcommand's unknown options to the top parser, whose error
+        # names `interspace --help`; the subcommand's own parser says it, with a guess
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = _command_parser(self, ns)
+            parser.error(_unknown_arguments(extras, parser))
+        return ns
+
+
+def _command_parser(parser: argparse.ArgumentParser, ns: argparse.Namespace):
+    """The subcommand's parser that parsed ``ns`` (``parser`` itself if none)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(getattr(ns, action.dest, None), parser)
+    return parser
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _unknown_arguments(extras: list[str], parser: argparse.ArgumentParser) -> str:
+    """``unknown option --epoh (did you mean --epochs?)``: each unknown option with the
+    closest of the parser's own, or the stray values when no option is unknown."""
+    known = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    flags = [e.split("=", 1)[0] for e in extras if e.startswith("-") and not _is_number(e)]
+    if not flags:
+        return f"unexpected argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}"
+    named = []
+    for flag in flags:
+        close = difflib.get_close_matches(flag, known, n=1)
+        named.append(flag + (f" (did you mean {close[0]}?)" if close else ""))
+    return f"unknown option{'s' if len(named) > 1 else ''} {', '.join(named)}"
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -161,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
     s.add_argument("--threads", type=_threads, default="auto", help=THREADS_HELP)
     s.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    s.add_argument(
+        "--max-cells",
+        type=parse_max_cells,
+        default=MAX_CELLS,
+        metavar="N",
+        help=f"refuse a file that asks for more runs than this (default: {MAX_CELLS})",
+    )
     s.add_argument(
         "--shard",
         type=parse_shard,
@@ -244,7 +294,6 @@ def _cmd_compare(ns: argparse.Namespace) -> None:
     cfg = _config(ns)
     out = _out_dir(ns, cfg)
     _check_out_dir(out)
-    _auto_threads(ns, [cfg])
     result = compare(
         cfg,
         out,
@@ -253,6 +302,7 @@ def _cmd_compare(ns: argparse.Namespace) -> None:
         resume=ns.resume,
         overwrite=ns.overwrite,
         seeds=ns.seeds,
+        threads=ns.threads,  # compare() applies the rule (auto: experiments.threads)
     )
     if not distributed.info().is_main:
         return
@@ -271,7 +321,8 @@ def _run_state(d: Path) -> str:
 
 
 def _cmd_sweep(ns: argparse.Namespace) -> None:
-    sweep = with_trackers(load_sweep(ns.config, trust_from(ns)), ns.log, ns.log_every)
+    sweep = load_sweep(ns.config, trust_from(ns), max_cells=ns.max_cells)
+    sweep = with_trackers(sweep, ns.log, ns.log_every)
     out = ns.out or sweep.out
     _check_out_dir(out)
     configs = sweep.configs if ns.shard is None else shard_configs(sweep.configs, *ns.shard)
@@ -371,18 +422,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = getattr(ns, "threads", None)
     if isinstance(threads, int):  # the user's count always wins ("auto": per command)
         if threads < 1:
-            parser.error(f"argument --threads: must be at least 1, got {threads}")
+            message = f"argument --threads: must be at least 1, got {threads}"
+            _command_parser(parser, ns).error(message)
         torch.set_num_threads(threads)
-    model = getattr(ns, "model", None)
-    if isinstance(model, str):  # --model mynets:build finds ./mynets.py, as python -m does
-        search_cwd(model)
-    with StopOnSignals(RESUME_HINTS.get(ns.command, "")) as stops:
+    # ./mynets.py is found (as under python -m) for --model mynets:build and, with
+    # --trust-model-imports, for a run that names it (report, bench, sweep)
+    with StopOnSignals(RESUME_HINTS.get(ns.command, "")) as stops, model_imports(ns):
         try:
             try:
                 if ns.command in RESUME_HINTS:  # commands that claim run folders
                     stale_after()  # INTERSPACE_CLAIM_TIMEOUT/_HEARTBEAT checked before any work
                 distributed.init_from_env(getattr(ns, "device", "auto"))  # under torchrun: join
-                COMMANDS[ns.command](ns)
+                with cli_option_names():  # run-folder errors name --resume, --overwrite
+                    COMMANDS[ns.command](ns)
             finally:
                 stops.disarm()  # the command is over: a later signal changes nothing
         except ValueError as e:  # includes DataError and TrainingError: one line, no traceback

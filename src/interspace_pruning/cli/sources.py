@@ -42,7 +42,10 @@ def load_source(
             raise ValueError(f"{path} is not a run directory (no config.json)")
         if not (path / "model.pt").is_file():
             raise ValueError(f"{path} has no model.pt: the run has not finished")
-        records, _ = collect_runs(path, trust_model_imports=trust_model_imports)
+        damaged: list[str] = []
+        records, _ = collect_runs(path, damaged, trust_model_imports=trust_model_imports)
+        if damaged:
+            raise ValueError(f"{path}/{damaged[0]}; that run cannot be loaded")
         if not records:
             raise ValueError(f"{path} has no summary.json: the run has not finished")
         rec = records[0]

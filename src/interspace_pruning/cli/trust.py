@@ -7,8 +7,9 @@ a name read from a file is never imported unless the user vouches for it here.
 from __future__ import annotations
 
 import argparse
+from contextlib import AbstractContextManager
 
-from ..models import Trust
+from ..models import CommandLine, Trust, command_line
 
 
 def add_trust_arguments(p: argparse.ArgumentParser, model_flag: bool = False) -> None:
@@ -36,3 +37,22 @@ def trust_from(ns: argparse.Namespace) -> Trust:
         return True
     model = getattr(ns, "model", None)
     return {model} if model else False
+
+
+def vouch_text(ns: argparse.Namespace) -> str:
+    """How to vouch for an import path with the flags this command has (``{name}``: the path):
+    ``report`` and ``sweep`` have only ``--trust-model-imports``, ``train`` only ``--model``."""
+    model = "pass --model {name} (that name only)" if hasattr(ns, "model") else ""
+    trust = "--trust-model-imports if you wrote this file (importing runs its code)"
+    if not hasattr(ns, "trust_model_imports"):
+        return model or "no flag of this command imports it"
+    return f"{model}, or {trust}" if model else f"pass {trust}"
+
+
+def model_imports(ns: argparse.Namespace) -> AbstractContextManager[CommandLine]:
+    """Around a command: the model import paths it may import (the one typed after
+    ``--model``, and those a trust flag admits) find their modules in the current directory,
+    as under ``python -m``, and a refused one is explained with this command's own flags.
+    One path for every command: ``train --model mynet:build`` and ``report
+    --trust-model-imports`` on its run both find ``./mynet.py``."""
+    return command_line(vouch_text(ns))

@@ -26,6 +26,7 @@ from .config import RunConfig
 from .run import claim_run_dir, run, with_representation
 from .run_setup import load_data
 from .stats import ALPHA, Paired, p_is, paired
+from .threads import Threads, training_threads
 
 COLUMNS = [
     ("representation", "repr", "{}"),
@@ -199,6 +200,7 @@ def compare(
     resume: bool = False,
     overwrite: bool = False,
     seeds: Sequence[int] | None = None,
+    threads: Threads = "auto",
 ) -> Comparison:
     """Train SP, IP and (optionally) dense under ``cfg``; write JSON and Markdown to ``out_dir``.
 
@@ -207,9 +209,27 @@ def compare(
     ``out_dir/<rep>``. ``progress``: a bar over the runs and one over each run's epochs (on
     a terminal), and a line on stderr as each run finishes. With ``cfg.train.log``, every
     run logs to its trackers in the group ``compare <out name>``, and the table to the
-    group's own tracker run.
+    group's own tracker run. An ``out_dir`` that already holds these runs is refused unless
+    ``resume=True`` (finished runs are read back, unfinished ones continue) or
+    ``overwrite=True`` (train again). ``threads``: torch's CPU threads while training, by
+    the rule of ``interspace compare --threads`` (:mod:`.threads`): ``"auto"`` (the
+    default, as on the command line: one thread for a tiny model on the CPU), a count, or
+    ``None`` for torch's setting as it is; torch's count is restored afterwards.
     """
     seeds = _check_seeds(seeds, cfg)
+    with training_threads(threads, [cfg]):
+        return _compare(cfg, out_dir, dense, progress, resume, overwrite, seeds)
+
+
+def _compare(
+    cfg: RunConfig,
+    out_dir: str | Path | None,
+    dense: bool,
+    progress: bool,
+    resume: bool,
+    overwrite: bool,
+    seeds: list[int],
+) -> Comparison:
     dataset = load_data(cfg.data)
     out = Path(out_dir) if out_dir is not None else None
     reps = ["sp", "ip"] + (["dense"] if dense else [])

@@ -328,3 +328,32 @@ def config_from_namespace(ns: argparse.Namespace) -> RunConfig:
         **{name: from_namespace(cls, ns) for name, cls in FIXED_SECTIONS.items()},
         options={s: from_namespace(cls, ns) for s, cls in schedule_sections().items()},
     )
+
+
+#: Prune fields that follow the representation (IP's basis options) or only resize it: the
+#: fields in which the two runs of a pair (SP and IP, or SP at IP's parameter count) differ.
+REPRESENTATION_FIELDS = (
+    "representation",
+    "basis",
+    "share",
+    "trainable_basis",
+    "normalize_basis",
+    "param_matched",
+)
+
+
+def comparable_fields(cfg: RunConfig, without: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``cfg``'s identity as ``{"section.field": value}``, without the fields a pair differs
+    in (:data:`REPRESENTATION_FIELDS`) and those named in ``without`` (e.g. ``train.seed``).
+    Dense training ignores the pruning settings: its prune section is ``prune.dense``."""
+    d = identity_dict(cfg)
+    if cfg.prune.representation.is_dense:
+        d["prune"] = {"dense": True}
+    flat: dict[str, Any] = {}
+    for section, values in d.items():
+        for name, value in values.items() if isinstance(values, dict) else [("", values)]:
+            key = f"{section}.{name}" if name else section
+            if section == "prune" and name in REPRESENTATION_FIELDS or key in without:
+                continue
+            flat[key] = value
+    return flat

@@ -20,6 +20,7 @@ from typing import Any
 from ..foundations.claims import RunClaimedError, claim_owner, try_claim
 from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError, read_json
+from ..foundations.yaml_files import brief, brief_text
 from ..interspace import Representation
 from ..tracking import TrackingScope
 from ..training import distributed
@@ -34,11 +35,25 @@ def override(cfg: RunConfig, key: str, value: Any) -> RunConfig:
 
     Fields are named by attribute or config key: ``gmp.interval`` and ``gmp.gmp_interval``,
     ``prune.representation`` (the kind) and ``prune.basis`` (an IP option) all work."""
-    section, _, name = key.partition(".")
     sections = section_names()
+    section, _, name = key.partition(".") if isinstance(key, str) else ("", "", "")
     if section not in sections or not name:
-        raise ValueError(f"grid key {key!r} must look like '<{'|'.join(sections)}>.<field>'")
+        raise ValueError(
+            f"grid key {brief(key, 60)} must look like '<{'|'.join(sections)}>.<field>'"
+        )
     return set_values(cfg, section, {name: value}, where=section)
+
+
+class GridValueError(ValueError):
+    """A grid value that its key does not take: one line naming the key (and the value,
+    cut to ~80 characters)."""
+
+    def __init__(self, key: str, value: Any, error: Exception) -> None:
+        self.key = key
+        text = str(error)
+        named = isinstance(key, str) and key in text
+        where = "" if named else f"grid {brief_text(str(key), 60)} = {brief(value)}: "
+        super().__init__(brief_text(where + text, 300))
 
 
 def canonical(cfg: RunConfig) -> RunConfig:
@@ -61,7 +76,10 @@ def expand(base: RunConfig, grid: Mapping[str, Sequence[Any]]) -> list[RunConfig
     for values in itertools.product(*(grid[k] for k in keys)):
         cfg = base
         for k, v in zip(keys, values, strict=True):
-            cfg = override(cfg, k, v)
+            try:
+                cfg = override(cfg, k, v)
+            except ValueError as e:
+                raise GridValueError(k, v, e) from None
         cfg = canonical(cfg)
         out.setdefault(config_hash(cfg), cfg)
     return list(out.values())
@@ -76,21 +94,31 @@ def adopt_renamed_runs(root: Path, configs: Sequence[RunConfig]) -> None:
 
     A hash covers every field, so adding a hyperparameter (with a default) renames every
     run; the ``config.json`` beside each run says what it really was. Only rank 0 moves, and
-    only runs no other process is training.
+    only runs no other process is training. A folder whose ``config.json`` cannot be read
+    (damaged, not ours, nested absurdly deep) is named on stderr in one line and left alone:
+    one junk folder must not stop every sweep into ``root``.
     """
     if not root.is_dir() or not distributed.info().is_main:
         return
     wanted = {run_dir(root, c).name for c in configs}
-    for cfg_file in root.glob("*/config.json"):
+    for cfg_file in sorted(root.glob("*/config.json")):
         d = cfg_file.parent
-        if d.name in wanted or claim_owner(d) is not None:
+        if d.name in wanted:
             continue
         try:
             current = config_hash(read_config(cfg_file))
-        except ValueError:
+        except (ValueError, RecursionError) as e:  # CorruptFileError: the readers' one line
+            text = str(e) if isinstance(e, ValueError) else f"{cfg_file} nests too deep"
+            _say(f"skipped {d}: not a run this sweep can use ({brief_text(text, 200)})", err=True)
             continue
-        if current in wanted and not (root / current).exists():
+        if current not in wanted or (root / current).exists():
+            continue
+        try:
+            if claim_owner(d) is not None:
+                continue
             d.rename(root / current)
+        except (OSError, ValueError, RecursionError) as e:
+            _say(f"skipped {d}: cannot adopt it as {current} ({brief_text(str(e), 200)})", err=True)
 
 
 @dataclass
@@ -126,6 +154,34 @@ def _say_elsewhere(what: str, state: str, owner: dict) -> None:
         )
 
 
+def _not_a_run_folder(d: Path) -> CorruptFileError | None:
+    """Why ``d`` (a run's folder) cannot hold the run: it is a file or a dangling link, or a
+    file the run writes is a folder (or a device, a link loop, ...); None if it can."""
+    fix = f"move {d} away to train this run here"
+    if (d.exists() or d.is_symlink()) and not d.is_dir():
+        return CorruptFileError(d, "is not a folder, where this run's folder goes", fix)
+    if d.is_symlink() and not d.resolve().is_relative_to(d.parent.resolve()):
+        # a received sweep folder must not make this run write elsewhere
+        return CorruptFileError(d, f"is a symlink leading out of {d.parent}", fix)
+    for name in ("config.json", SUMMARY, DIVERGED, CHECKPOINT):
+        p = d / name
+        if (p.exists() or p.is_symlink()) and not p.is_file():
+            return CorruptFileError(p, "is not a regular file (not one this program wrote)", fix)
+    return None
+
+
+def _check_recorded(d: Path, cfg: RunConfig) -> None:
+    """A :class:`CorruptFileError` if ``d/config.json`` is damaged or records another
+    configuration than ``cfg`` (the folder is named by ``cfg``'s hash: not a run of ours)."""
+    path = d / "config.json"
+    if path.is_file() and config_hash(read_config(path)) != config_hash(cfg):
+        raise CorruptFileError(
+            path,
+            "records another configuration than the run its folder is named for",
+            f"move {d} away to train this run here",
+        )
+
+
 def _attempt(
     cfg: RunConfig,
     d: Path,
@@ -137,11 +193,17 @@ def _attempt(
     """Train or read one run. Returns ("done", summary), ("diverged", marker), ("bad", None),
     ("elsewhere", owner): another live process is training it, or ("lost", owner): this one
     was, but its claim was taken over while it was stopped (it wrote nothing since)."""
+    junk = _not_a_run_folder(d)
+    if junk is not None:
+        problems.bad.append(str(junk))
+        _say(f"{label} skipped: {junk}", err=True)
+        return "bad", None
     try:
         claim = try_claim(d)
     except RunClaimedError as e:
         return "elsewhere", e.owner
     try:
+        _check_recorded(d, cfg)
         if (d / SUMMARY).is_file():  # finished, perhaps by another process a moment ago
             return "done", read_summary(d / SUMMARY)
         if (d / DIVERGED).is_file():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +23,14 @@ from ..foundations.io import CorruptFileError, atomic_write_json, remove_stale_t
 from ..interspace import Representation
 from ..models import check_trusted
 from ..schedules import Pruner, pruner
-from ..tracking import STORES, TrackedRun, TrackingScope, TrackingSession, flat_params
+from ..tracking import (
+    STORES,
+    TrackedRun,
+    TrackingScope,
+    TrackingSession,
+    check_trackers,
+    flat_params,
+)
 from ..training import Callback, distributed, train
 from ..training.device import Placement, configure_backends
 from ..training.loop import DivergedError
@@ -98,6 +108,10 @@ def run(
     trackers of ``cfg.train.log`` keep their files and the group the run belongs to
     (default: ``out_dir``, no group). Everything else as :func:`_run`.
     """
+    if cfg.train.log and out_dir is not None and distributed.info().is_main:
+        # the trackers' settings and stores first: a refusal leaves no run folder behind
+        root = tracking.root if tracking is not None else out_dir
+        check_trackers(cfg.train.log, root, out_dir)
     claim = _claim(Path(out_dir)) if out_dir is not None else None
     try:
         return _run(cfg, out_dir, dataset, model, callbacks, progress, resume, overwrite, tracking)
@@ -255,6 +269,24 @@ def finished_run(cfg: RunConfig, out: Path) -> RunResult:
     return RunResult(cfg, history, summary, model, already_finished=True)
 
 
+#: How messages name the options of a run folder: as the arguments of ``run()`` and
+#: ``compare()``, or (inside :func:`cli_option_names`, which the command line enters) as
+#: its flags.
+PYTHON_OPTIONS = {"resume": "resume=True", "overwrite": "overwrite=True", "out": "out_dir"}
+CLI_OPTIONS = {"resume": "--resume", "overwrite": "--overwrite", "out": "--out"}
+_option_names: ContextVar[dict[str, str]] = ContextVar("option_names", default=PYTHON_OPTIONS)
+
+
+@contextlib.contextmanager
+def cli_option_names() -> Iterator[None]:
+    """Inside the block, run-folder messages name the command line's flags."""
+    token = _option_names.set(CLI_OPTIONS)
+    try:
+        yield
+    finally:
+        _option_names.reset(token)
+
+
 def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber an existing run; check that a resumed one is the same configuration."""
     config_file = out / "config.json"
@@ -267,10 +299,11 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
                     shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         return
     state = "a finished" if (out / "summary.json").is_file() else "an unfinished"
+    names = _option_names.get()
     if not resume:
         raise ValueError(
-            f"{out} already holds {state} run; pass --resume to continue it, --overwrite to "
-            "start over, or choose another --out"
+            f"{out} already holds {state} run; pass {names['resume']} to continue it, "
+            f"{names['overwrite']} to start over, or choose another {names['out']}"
         )
     try:
         recorded = read_config(config_file)
@@ -279,12 +312,14 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
         theirs = config_hash(recorded)
     except CorruptFileError as e:
         raise CorruptFileError(
-            config_file, e.problem, "pass --overwrite to start over, or choose another --out"
+            config_file,
+            e.problem,
+            f"pass {names['overwrite']} to start over, or choose another {names['out']}",
         ) from None
     if theirs != config_hash(cfg):
         raise ValueError(
             f"{out} holds a run of another configuration; resume it with its own settings "
-            f"(see {config_file}), or pass --overwrite"
+            f"(see {config_file}), or pass {names['overwrite']}"
         )
 
 

@@ -15,12 +15,113 @@ from torch import nn
 
 from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.io import CorruptFileError, read_json, read_jsonl
+from ..foundations.schema import (
+    COUNT,
+    FRACTION,
+    MAPPING,
+    RESULT,
+    SHORT_TEXT,
+    TEXT,
+    Field,
+    check_fields,
+    check_items,
+)
 from .config import RunConfig, config_from_dict
 
 CONFIG, SUMMARY, METRICS, MODEL = "config.json", "summary.json", "metrics.jsonl", "model.pt"
 MODEL_FORMAT, MODEL_VERSION = "interspace-model", 2
 #: Written instead of a summary when a run's loss became NaN/inf (it would again: skipped).
 DIVERGED = "diverged.json"
+
+
+#: What a summary's fields may hold (see :mod:`..foundations.schema`): what the report, the
+#: bench and ``--resume`` read from it, bounded so a received folder cannot make them
+#: allocate a model of 10^12 classes or print a list where a name belongs.
+SUMMARY_SCHEMA: dict[str, Field] = {
+    **dict.fromkeys(
+        ("test_acc", "best_test_acc", "train_acc", "train_eval_acc", "sparsity"), FRACTION
+    ),
+    **dict.fromkeys(("dense_filter_fraction",), FRACTION),
+    **dict.fromkeys(
+        (
+            "test_loss",
+            "train_loss",
+            "train_eval_loss",
+            "gap_acc",
+            "gap_loss",
+            "grad_norm",
+            "grad_norm_init",
+            "spatial_grad_norm",
+            "spatial_grad_norm_init",
+            "basis_grad_norm",
+            "basis_grad_norm_init",
+            "basis_overhead",
+        ),
+        RESULT,
+    ),
+    **dict.fromkeys(("nonzero", "prunable"), Field(("int", "null"), low=0)),
+    **dict.fromkeys(
+        (
+            "parameters",
+            "basis_params",
+            "dense_flops",
+            "sparse_flops",
+            "sparse_bytes",
+            "dense_bytes",
+        ),
+        COUNT,
+    ),
+    "wall_time": Field(("float",), low=0.0),
+    "epochs": Field(("int",), low=0, high=1_000_000),
+    # the model is rebuilt with these: bounded before anything is allocated
+    "num_classes": Field(("int",), low=1, high=100_000),
+    "in_channels": Field(("int",), low=1, high=4096),
+    "representation": SHORT_TEXT,
+    "status": SHORT_TEXT,
+    "error": TEXT,
+    "data_sha256": Field(("str", "null"), longest=128),
+    "init_from_sha256": Field(("str", "null"), longest=128),
+    "hardware": MAPPING,
+    "numerics": MAPPING,
+    "code": Field(("dict", "null")),
+    "stretches": Field(("list",), longest=100_000),
+    "filter_nnz_hist": Field(("list",), longest=10_000),
+}
+#: The machine a run trained on (``summary["hardware"]``, each of ``stretches``).
+HARDWARE_SCHEMA: dict[str, Field] = {
+    **dict.fromkeys(
+        ("cpu", "gpu", "device", "torch", "machine", "precision"),
+        Field(("str", "null"), longest=200),
+    ),
+    "threads": Field(("int", "null"), low=0),
+    "from_epoch": Field(("int",), low=0),
+    "to_epoch": Field(("int",), low=0),
+    "channels_last": Field(("bool", "null")),
+    **dict.fromkeys(("started", "ended", "how"), Field(("str", "null"), longest=200)),
+}
+#: A row of ``metrics.jsonl``: numbers (null or NaN where a run diverged), the epoch first.
+METRICS_ROW_SCHEMA: dict[str, Field] = {
+    "epoch": Field(("int",), low=0, high=1_000_000),
+    "step": Field(("int",), low=0),
+    **dict.fromkeys(("test_acc", "train_acc", "sparsity"), FRACTION),
+    **dict.fromkeys(
+        ("test_loss", "train_loss", "lr", "elapsed", "epoch_time", "grad_norm"), RESULT
+    ),
+}
+
+
+def check_summary(summary: dict, path: str | Path, fix: str = "") -> dict:
+    """``summary`` if its fields keep :data:`SUMMARY_SCHEMA` (and its machine records,
+    :data:`HARDWARE_SCHEMA`); else a :class:`CorruptFileError` naming the file and field."""
+    check_fields(summary, SUMMARY_SCHEMA, path, fix)
+    if isinstance(summary.get("hardware"), dict):
+        check_fields(summary["hardware"], HARDWARE_SCHEMA, path, fix, where="hardware: ")
+    for i, stretch in enumerate(
+        check_items(summary.get("stretches", []), MAPPING, path, "stretches", fix)
+    ):
+        check_fields(stretch, HARDWARE_SCHEMA, path, fix, where=f"stretches[{i}]: ")
+    check_items(summary.get("filter_nnz_hist", []), COUNT, path, "filter_nnz_hist", fix)
+    return summary
 
 
 def _retrain(run_dir: Path) -> str:
@@ -48,13 +149,28 @@ def read_config(path: str | Path) -> RunConfig:
 def read_summary(path: str | Path) -> dict:
     """A finished run's ``summary.json`` (a JSON object)."""
     path = Path(path)
-    return read_json(path, dict, _retrain(path.parent))
+    fix = _retrain(path.parent)
+    summary = check_summary(read_json(path, dict, fix), path, fix)
+    if "test_acc" not in summary:  # every finished run records it (NaN if it diverged)
+        raise CorruptFileError(path, "lacks the field 'test_acc'", fix)
+    return summary
+
+
+def read_diverged(path: str | Path) -> dict:
+    """A diverged run's ``diverged.json``, as a summary with ``status: diverged``."""
+    path = Path(path)
+    fix = f"delete {path} to train that run again"
+    return {"status": "diverged", **check_summary(read_json(path, dict, fix), path, fix)}
 
 
 def read_metrics(path: str | Path) -> list[dict]:
     """A run's per-epoch ``metrics.jsonl``."""
     path = Path(path)
-    return read_jsonl(path, _retrain(path.parent))
+    fix = _retrain(path.parent)
+    rows = read_jsonl(path, fix)
+    for n, row in enumerate(rows, 1):
+        check_fields(row, METRICS_ROW_SCHEMA, path, fix, where=f"row {n}: ")
+    return rows
 
 
 def diverged(summary: dict, key: str = "test_acc") -> bool:

@@ -1,9 +1,12 @@
-"""How many CPU threads torch trains with: ``--threads auto``, the default.
+"""How many CPU threads torch trains with: ``threads="auto"``, the default of
+``interspace train``/``compare``/``sweep`` (``--threads``) and of Python's
+:func:`~interspace_pruning.experiments.compare`, so the same job trains alike from both.
 
 The rule, first match wins:
 
-1. ``--threads N`` (always), or ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` in the
-   environment (torch reads them; ``torchrun`` sets ``OMP_NUM_THREADS=1``): left as given.
+1. ``--threads N`` / ``threads=N`` (always), or ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``
+   in the environment (torch reads them; ``torchrun`` sets ``OMP_NUM_THREADS=1``): left as
+   given (``threads=None`` from Python: torch's setting as it is).
 2. Training on a GPU: torch's default.
 3. A tiny model on the CPU, one whose forward pass over a training batch costs under
    :data:`TINY_GFLOPS` (the convnet on the 8x8 digits: 0.19 GFLOP at batch 64): one thread.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -99,3 +102,36 @@ def auto_threads(
     if threads == default:
         return ThreadChoice(threads, "one per core")
     return ThreadChoice(threads, f"one per core less {busy} busy (load average)")
+
+
+#: What ``threads`` may be: a count >= 1, ``"auto"`` (the rule above) or ``None`` (torch's).
+Threads = int | str | None
+
+
+def check_threads(threads: object) -> Threads:
+    """``threads`` if it is a count >= 1, ``"auto"`` or ``None``; else one ``ValueError``."""
+    if threads is None or threads == "auto":
+        return threads
+    if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
+        return threads
+    raise ValueError(
+        f"threads must be a count >= 1, 'auto' (the rule of the CLI's --threads auto) or "
+        f"None (torch's setting), got {threads!r}"
+    )
+
+
+@contextlib.contextmanager
+def training_threads(threads: Threads, configs: Sequence[RunConfig]) -> Iterator[int]:
+    """Inside the block torch uses the thread count of the rule for runs of ``configs``
+    (``threads``: a count, ``"auto"``, or ``None`` to leave torch's setting); afterwards
+    torch's previous count is back. Yields the count in use."""
+    threads = check_threads(threads)
+    saved = torch.get_num_threads()
+    choice = auto_threads(configs) if threads == "auto" else None
+    wanted = threads if isinstance(threads, int) else (choice.threads if choice else None)
+    try:
+        if wanted is not None:
+            torch.set_num_threads(wanted)
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(saved)

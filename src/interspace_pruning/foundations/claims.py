@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -136,13 +137,20 @@ def writer_state(token: str) -> str:
     return "alive" if _pid_alive(int(m.group(2))) else "dead"
 
 
+#: A claim file is a small JSON object; more than this is not one of ours.
+MAX_CLAIM_BYTES = 64 * 1024
+
+
 def read_owner(path: Path) -> dict | None:
     """The owner recorded in a claim file; ``{}`` if unreadable (half-written), None if absent."""
     try:
-        owner = json.loads(path.read_text())
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a planted FIFO would block the read
+            return {}
+        with open(path, "rb") as f:
+            owner = json.loads(f.read(MAX_CLAIM_BYTES))  # ours are ~200 bytes
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: planted deep nesting
         return {}
     return owner if isinstance(owner, dict) else {}
 

@@ -2,7 +2,9 @@
 entries and run identity.
 
 Each field becomes ``--field-name``; its type, default, ``choices`` and ``help`` (from the
-field's metadata, see :func:`hp`) drive argparse. Booleans get ``--flag/--no-flag``.
+field's metadata, see :func:`hp`) drive argparse. Booleans get ``--flag/--no-flag``. The
+help states the default once: ``(default: X)`` is appended unless the help text already says
+it (``"crop size (default 224; Tiny-ImageNet 64)"``, ``"(off by default)"``).
 
 A field is known by its *key*: its name unless :func:`hp` gives ``key=`` (the name under
 which it is written to config files, read from sweep files and hashed, e.g. a field whose
@@ -20,6 +22,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -183,7 +186,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
     """Add one flag per hyperparameter of dataclass ``cls`` to ``parser`` (dest: its key)."""
     group = parser.add_argument_group(title or cls.__name__)
     for leaf in leaves(cls):
-        tp, optional = base_type(leaf.hint)
+        tp, _ = base_type(leaf.hint)
         meta = leaf.field.metadata
         names = [meta.get("flag") or flag(leaf.key), *meta.get("aliases", ())]
         default = leaf_default(cls, leaf)
@@ -204,10 +207,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
                 dest=leaf.key,
                 action=argparse.BooleanOptionalAction,
                 default=default,
-                help=f"{help_text} (default: {default})",
+                help=help_with_default(help_text, default),
             )
             continue
-        shown = "" if "default:" in help_text else f" (default: {_shown(default)})"
         choices = meta.get("choices")
         if callable(choices):
             choices = tuple(choices())
@@ -218,12 +220,21 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str | None 
             default=default,
             choices=choices,
             metavar=None if choices else leaf.name.upper(),
-            help=help_text + shown + (" [optional]" if optional else ""),
+            help=help_with_default(help_text, default),
         )
 
 
-def _shown(default: Any) -> Any:
-    return "none" if default is None else default
+#: A help text that speaks of its default itself ("default 224", "off by default").
+_SAYS_DEFAULT = re.compile(r"\bdefault\b", re.IGNORECASE)
+
+
+def help_with_default(text: str, default: Any) -> str:
+    """``text`` with ``(default: X)`` appended, unless it already states its default: each
+    flag's help says its default once. ``None`` is shown as ``none``."""
+    if _SAYS_DEFAULT.search(text):
+        return text
+    shown = "none" if default is None else str(default).replace("%", "%%")  # argparse's %
+    return f"{text} (default: {shown})" if text else f"default: {shown}"
 
 
 def from_namespace(cls: type[T], ns: argparse.Namespace) -> T:

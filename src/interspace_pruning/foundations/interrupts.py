@@ -4,7 +4,9 @@ The training loop and the command line install handlers for :data:`STOP_SIGNALS`
 holds what they share: whether a stop is already under way (a later signal then changes
 neither what happens nor the exit status), and short sections a stop must not cut in two
 (creating, taking over or releasing a claim): a signal that arrives inside one is handled
-when it ends.
+when it ends; and calls into code that may block for long (an experiment tracker waiting on
+its server, :func:`blocking_call`), which a first stop signal cuts short instead of waiting
+for them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,18 @@ STOP_SIGNALS = tuple(
 _depth = 0  # nesting of deferred() sections in the main thread
 _pending: int | None = None  # a signal that arrived inside one
 _stopping: int | None = None  # the signal a stop under way was started by
+_blocking = 0  # nesting of blocking_call() sections in the main thread
+
+
+class CallAbandoned(KeyboardInterrupt):
+    """Raised by a stop signal's handler inside a :func:`blocking_call`: the call is given up
+    at once (its caller drops what it was calling) and the stop goes on as the handler
+    decided (training: a checkpoint at the end of the step). A ``KeyboardInterrupt``, so that
+    the blocked library's ``except Exception`` does not swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"given up on signal {signum} ({name(signum)})")
+        self.signum = int(signum)
 
 
 def name(signum: int) -> str:
@@ -64,6 +78,28 @@ def defer(signum: int) -> bool:
     if _pending is None:
         _pending = signum
     return True
+
+
+@contextlib.contextmanager
+def blocking_call() -> Iterator[None]:
+    """A call that may block for long on something outside this process (a tracker's
+    server): a stop handler that sees :func:`in_blocking_call` raises :class:`CallAbandoned`
+    rather than wait for it to return."""
+    global _blocking
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers run in the main thread only
+        return
+    _blocking += 1
+    try:
+        yield
+    finally:
+        _blocking -= 1
+
+
+def in_blocking_call() -> bool:
+    """For a handler: whether the main thread is inside a :func:`blocking_call` (and no
+    :func:`deferred` section, which a signal must never cut)."""
+    return _blocking > 0 and _depth == 0
 
 
 def stopping() -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -119,6 +120,24 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
+class OutsideFolderError(ValueError):
+    """A path to write that leads (through a symlink) outside the folder it must stay in."""
+
+
+def inside(path: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """``path``, if it (symlinks resolved, also of a part that does not exist yet) lies in
+    ``folder``; an :class:`OutsideFolderError` naming both otherwise. A received run folder
+    may hold a symlink to anywhere: whatever is written through it must stay in the folder."""
+    path, folder = Path(path), Path(folder)
+    target, home = path.resolve(), folder.resolve()
+    if target != home and not target.is_relative_to(home):
+        raise OutsideFolderError(
+            f"refusing to write {path}: it leads outside {folder} (to {target}); "
+            "remove that symlink or choose another output folder"
+        )
+    return path
+
+
 class CorruptFileError(ValueError):
     """A file this project wrote cannot be used: unreadable, damaged or of the wrong shape."""
 
@@ -130,17 +149,68 @@ class CorruptFileError(ValueError):
         super().__init__(message or f"{path} {problem}" + (f"; {fix}" if fix else ""))
 
 
-def read_json(path: str | os.PathLike, kind: type = dict, fix: str = "") -> Any:
-    """Parse a JSON file that must hold a ``kind``; a :class:`CorruptFileError` names the
-    file otherwise (not readable, not JSON, wrong type)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CorruptFileError(path, f"cannot be read ({_reason(e)})", fix) from None
+#: Bounds on a JSON file read from a run folder (which may come from someone else): its
+#: size, and how deep its arrays and objects nest (ours nest 3 deep; Python's parser would
+#: raise RecursionError past about 1,000 and spend memory on the way).
+MAX_JSON_BYTES = 64 * 2**20
+MAX_JSON_DEPTH = 32
+
+
+def json_depth(obj: Any) -> int:
+    """How deep ``obj``'s lists and dicts nest (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (list, dict)))
+    return deepest
+
+
+def parse_json(text: str, path: str | os.PathLike, fix: str = "", where: str = "") -> Any:
+    """``json.loads(text)`` for a file's content, bounded: too deep or not JSON is a
+    :class:`CorruptFileError` naming ``path`` (and ``where`` in it, e.g. a line)."""
     try:
         obj = json.loads(text)
+    except RecursionError:
+        obj = None
+        deep = True
     except ValueError as e:
-        raise CorruptFileError(path, f"is not valid JSON ({e})", fix) from None
+        raise CorruptFileError(path, f"{where}is not valid JSON ({e})", fix) from None
+    else:
+        deep = json_depth(obj) > MAX_JSON_DEPTH
+    if deep:
+        raise CorruptFileError(
+            path, f"{where}nests deeper than {MAX_JSON_DEPTH} levels (not a file we wrote)", fix
+        )
+    return obj
+
+
+def _read_text(path: str | os.PathLike, fix: str) -> str:
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+            raise CorruptFileError(path, "is not a regular file", fix)
+        with open(path, "rb") as f:
+            data = f.read(MAX_JSON_BYTES + 1)
+    except OSError as e:
+        raise CorruptFileError(path, f"cannot be read ({_reason(e)})", fix) from None
+    if len(data) > MAX_JSON_BYTES:
+        raise CorruptFileError(
+            path, f"is larger than {MAX_JSON_BYTES // 2**20} MiB (not a file we wrote)", fix
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorruptFileError(path, f"cannot be read ({_reason(e)})", fix) from None
+
+
+def read_json(path: str | os.PathLike, kind: type = dict, fix: str = "") -> Any:
+    """Parse a JSON file that must hold a ``kind``; a :class:`CorruptFileError` names the
+    file otherwise (not readable, larger than :data:`MAX_JSON_BYTES`, not JSON, nested
+    deeper than :data:`MAX_JSON_DEPTH`, wrong type)."""
+    obj = parse_json(_read_text(path, fix), path, fix)
     if not isinstance(obj, kind):
         raise CorruptFileError(
             path, f"holds a JSON {type(obj).__name__}, not a {kind.__name__}", fix
@@ -151,20 +221,13 @@ def read_json(path: str | os.PathLike, kind: type = dict, fix: str = "") -> Any:
 def read_jsonl(path: str | os.PathLike, fix: str = "") -> list[dict]:
     """The rows of a JSON-lines file; a :class:`CorruptFileError` names the file and line."""
     rows = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as e:
-                    raise CorruptFileError(path, f"line {n} is not valid JSON ({e})", fix) from None
-                if not isinstance(row, dict):
-                    raise CorruptFileError(path, f"line {n} is not a JSON object", fix)
-                rows.append(row)
-    except (OSError, UnicodeDecodeError) as e:
-        raise CorruptFileError(path, f"cannot be read ({_reason(e)})", fix) from None
+    for n, line in enumerate(_read_text(path, fix).splitlines(), 1):
+        if not line.strip():
+            continue
+        row = parse_json(line, path, fix, where=f"line {n} ")
+        if not isinstance(row, dict):
+            raise CorruptFileError(path, f"line {n} is not a JSON object", fix)
+        rows.append(row)
     return rows
 
 

@@ -13,6 +13,13 @@ read after the timed passes (``/proc/self/clear_refs``; where that is unavailabl
 ``ru_maxrss``, which also counts loading the model). Loading what ``interspace bench`` is
 given (a run directory, a sparse file) and starting those processes is the command line's
 part: :mod:`interspace_pruning.cli.sources`.
+
+Inputs are bounded before anything is allocated (:func:`check_input`): one forward pass on
+PyTorch's meta device (shapes only, no memory, no arithmetic) says whether the model takes
+an input of that size at all (pooling needs a minimum) and how large its largest activation
+is, from which the memory of a batch is estimated (:func:`batch_bytes`) and compared with
+what the machine has available: a batch that cannot fit is a one-line ``ValueError``, not an
+allocation failure minutes into the run.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import ctypes
 import gc
 import io
 import logging
+import math
+import os
 import resource
 import statistics
 import tempfile
@@ -48,6 +57,99 @@ ORT_MISSING = (
     "ONNX Runtime is not installed: pip install 'interspace-pruning[onnx]' (or pip install "
     "onnxruntime onnx onnxscript)"
 )
+
+
+#: Bounds on the bench's inputs (the command line's flags; memory bounds them further).
+MAX_BATCH = 2**16
+MAX_INPUT_SIZE = 2**13
+MAX_REPEATS = 10**5
+MAX_THREADS = max(256, 4 * (os.cpu_count() or 1))
+#: What a batch needs besides its input, in copies of its largest activation (per image):
+#: the sparse engine's unfolded input of a 3x3 convolution alone is 9 of them.
+ACTIVATION_COPIES = 12
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode on the meta device, without copying a single weight."""
+    memo: dict[int, torch.Tensor] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        empty = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(empty, t.requires_grad) if isinstance(t, nn.Parameter) else empty
+    return copy.deepcopy(model, memo).eval()
+
+
+def probe_input(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, str]:
+    """One forward pass of one input of ``input_shape`` on the meta device: the number of
+    elements of the largest activation (0 if the pass failed) and why it failed ("" if not;
+    e.g. too small an image for the model's pooling)."""
+    try:
+        meta = _meta_copy(model)
+    except Exception:  # a model that cannot be copied: no estimate, the bench will tell
+        return 0, ""
+    largest = [0]
+
+    def measure(module: nn.Module, inputs: tuple, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            largest[0] = max(largest[0], output.numel())
+
+    for name, module in meta.named_modules():
+        if "parametrizations" not in name.split("."):  # a weight's computation: not per image
+            module.register_forward_hook(measure)
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta(torch.empty((1, *input_shape), device="meta", dtype=dtype))
+    except Exception as e:
+        text = " ".join(str(e).split()) or type(e).__name__
+        if "meta" in text.lower():  # an operation the meta device lacks: no estimate then
+            return 0, ""
+        return 0, text[:160] + (" ..." if len(text) > 160 else "")
+    return largest[0], ""
+
+
+def batch_bytes(model: nn.Module, input_shape: tuple[int, ...], batch: int, largest: int) -> int:
+    """Estimated memory (bytes) of benching ``batch`` inputs: the inputs, the largest
+    activation of each (``largest`` elements, from :func:`probe_input`) times
+    :data:`ACTIVATION_COPIES`, and the engines' copies of the weights."""
+    size = next((p.element_size() for p in model.parameters()), 4)
+    per_input = size * (math.prod(input_shape) + ACTIVATION_COPIES * largest)
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return batch * per_input + 4 * weights
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine has available now (``MemAvailable``), or None."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return None
+
+
+def gib(n: float) -> str:
+    """Bytes as ``"3.2 GiB"`` (or TiB, MiB)."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 2**20:.0f} MiB"
+
+
+def check_input(model: nn.Module, input_shape: tuple[int, ...], batch: int) -> None:
+    """A one-line ``ValueError`` if ``model`` cannot take a batch of ``batch`` inputs of
+    ``input_shape`` (see :func:`probe_input`) or it would not fit in the memory available."""
+    largest, problem = probe_input(model, input_shape)
+    shape = "x".join(map(str, input_shape))
+    if problem:
+        raise ValueError(f"the model cannot take an input of {shape}: {problem}")
+    need, free = batch_bytes(model, input_shape, batch, largest), available_memory()
+    if free is not None and need > free:
+        raise ValueError(
+            f"a batch of {batch} inputs of {shape} needs about {gib(need)}, more than the "
+            f"{gib(free)} this machine has available"
+        )
 
 
 @dataclass
@@ -250,6 +352,7 @@ def bench(
         raise ValueError(
             f"batch, threads and repeats must be >= 1, got {batch}, {threads}, {repeats}"
         )
+    check_input(model, tuple(input_shape), batch)  # before anything of that size is made
     gen = torch.Generator().manual_seed(seed)
     dtype = next(model.parameters()).dtype
     x = torch.randn((batch, *input_shape), generator=gen).to(dtype)

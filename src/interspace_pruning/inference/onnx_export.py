@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -21,16 +23,31 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
     except ImportError:
         raise ValueError("ONNX export needs: pip install onnx onnxscript") from None
     plain = fold(model).eval()
-    example = torch.zeros((1, *input_shape), dtype=next(plain.parameters()).dtype)
+    first = next(plain.parameters())
+    example = torch.zeros((1, *input_shape), dtype=first.dtype, device=first.device)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        plain,
-        (example,),
-        str(path),
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
-        dynamo=True,
-    )
+    # written beside the target, then renamed: a failed export leaves no half-written file
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.onnx.export(
+            plain,
+            (example,),
+            tmp,
+            input_names=["input"],
+            output_names=["logits"],
+            # by position: the name of forward's argument differs between models
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            dynamo=True,
+        )
+        os.replace(tmp, path)
+    except Exception as e:  # torch.export's errors run to pages: one line names the cause
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ValueError(
+            f"ONNX export of {type(model).__name__} failed ({type(e).__name__}: {first_line}); "
+            "the sparse and torch timings do not need it"
+        ) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return path

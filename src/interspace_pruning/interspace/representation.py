@@ -7,8 +7,9 @@ parametrisation classes instead of a string passed around.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from torch import nn
 
@@ -22,28 +23,50 @@ KINDS = ("dense", "sp", "ip")
 Kind = Literal["dense", "sp", "ip"]
 
 
+def _flag(help: str, choices: Any = None, **options: Any) -> Mapping[str, Any]:
+    """The metadata :func:`~interspace_pruning.foundations.hparams.hp` gives a field (help,
+    choices, config key), without its default: each field below states its default as a
+    plain ``field(default=...)``, which is what the API reference shows."""
+    return hp(None, help, choices, **options).metadata
+
+
 @dataclass(frozen=True)
 class Representation:
     """A representation: ``kind`` plus, for IP, the filter-basis options.
 
     Build one with :meth:`dense`, :meth:`spatial`, :meth:`interspace`, or :meth:`parse` a
-    name (``"dense"``, ``"sp"``, ``"ip"`` give the defaults).
+    name (``"dense"``, ``"sp"``, ``"ip"`` give the defaults). ``Representation()`` is IP
+    with the DCT basis, one filter basis per layer, trained and normalised.
+
+    Attributes:
+        kind: ``"ip"`` (filter-basis coefficients; the default), ``"sp"`` (spatial
+            weights) or ``"dense"`` (no masks).
+        basis: IP: filter-basis initialisation, ``"dct"`` (default), ``"standard"``,
+            ``"random"``, ``"pca"``, or one of :func:`~interspace_pruning.basis_names`.
+        share: IP: ``"layer"`` (default: one filter basis per layer) or ``"network"``
+            (one per kernel shape, shared by the layers with that shape).
+        trainable_basis: IP: train the filter bases jointly with the coefficients
+            (default ``True``).
+        normalize: IP: unit-norm basis filters in the forward pass (default ``True``).
     """
 
     # The metadata (help, choices, keys) makes these fields a run's --representation,
     # --basis, --share, --trainable-basis and --normalize-basis flags, and its config keys.
-    kind: Kind = hp(
-        "ip", "ip (filter-basis coefficients), sp (spatial), dense", KINDS, key="representation"
+    kind: Kind = field(
+        default="ip",
+        metadata=_flag(
+            "ip (filter-basis coefficients), sp (spatial), dense", KINDS, key="representation"
+        ),
     )
-    #: IP: filter-basis initialisation (``dct``, ``standard``, ``random``, ``pca``, ...).
-    basis: str = hp("dct", "IP filter-basis initialisation", basis_names)
-    #: IP: ``"layer"`` (one FB per layer) or ``"network"`` (one per kernel shape).
-    share: str = hp("layer", "IP: one filter basis per layer or per network", SHARE_MODES)
-    #: IP: train the filter bases jointly with the coefficients.
-    trainable_basis: bool = hp(True, "IP: train the filter bases")
-    #: IP: unit-norm basis filters in the forward pass.
-    normalize: bool = hp(
-        True, "IP: unit-norm basis filters in the forward pass", key="normalize_basis"
+    basis: str = field(default="dct", metadata=_flag("IP filter-basis initialisation", basis_names))
+    share: str = field(
+        default="layer",
+        metadata=_flag("IP: one filter basis per layer or per network", SHARE_MODES),
+    )
+    trainable_basis: bool = field(default=True, metadata=_flag("IP: train the filter bases"))
+    normalize: bool = field(
+        default=True,
+        metadata=_flag("IP: unit-norm basis filters in the forward pass", key="normalize_basis"),
     )
 
     def __post_init__(self) -> None:
@@ -56,10 +79,12 @@ class Representation:
 
     @classmethod
     def dense(cls) -> Representation:
+        """No masks: the model trains as it is (the dense reference)."""
         return cls("dense")
 
     @classmethod
     def spatial(cls) -> Representation:
+        """SP: a mask on each spatial weight (standard unstructured pruning)."""
         return cls("sp")
 
     @classmethod
@@ -70,6 +95,8 @@ class Representation:
         trainable_basis: bool = True,
         normalize: bool = True,
     ) -> Representation:
+        """IP: masks on the coefficients of each layer's filters in a filter basis (the
+        options as the fields above)."""
         return cls("ip", basis, share, trainable_basis, normalize)
 
     @classmethod

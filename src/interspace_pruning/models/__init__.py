@@ -24,9 +24,13 @@ data, never code: :func:`check_trusted` admits registered names only, and an imp
 when the caller vouches for it (``model=`` in Python, ``--model`` on the command line, or
 ``--trust-model-imports``). Nothing is imported before that check.
 
-``--model mynets:build`` finds ``mynets.py`` (or the package ``mynets/``) in the current
-directory, as ``python -m`` would (:func:`search_cwd`); only a name given on the command line
-does that, never one read from a file.
+While an ``interspace`` command runs (:func:`command_line`), an import path finds its module
+in the current directory too, as under ``python -m`` (:func:`search_cwd`): ``--model
+mynets:build`` finds ``mynets.py`` (or the package ``mynets/``), and so does a name that a
+run's ``config.json`` holds once ``--trust-model-imports`` admits it (``interspace report``,
+``bench``, ``sweep`` after training your own model). A name nobody vouched for is refused by
+:func:`check_trusted` before any import, so it never reaches a module by where the command
+happens to run.
 
 Lazy layers (``nn.LazyLinear``, ``nn.LazyConv2d``, ...) have no weights until they see an
 input: :func:`materialize` gives them theirs with one forward pass on a zero batch (runs do
@@ -41,7 +45,9 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -127,12 +133,53 @@ def check_trusted(name: object, where: str, trust: Trust = False) -> str:
             f"{where} is {name!r:.60}, which is not a model of this library ({', '.join(names())})"
         )
     if not trusts(trust, name):
+        vouch = (_command.vouch if _command is not None else _VOUCH).format(name=name[:60])
         raise UntrustedModelError(
             f"{where} is {name!r:.60}, an import path, and a name read from a file is never "
-            f"imported: pass the model yourself (--model {name:.60} or model=...), or "
-            "--trust-model-imports if you wrote this file"
+            f"imported: {vouch}"
         )
     return check_name(name)
+
+
+#: How a Python caller vouches for an import path a file names (a command says its own flags).
+_VOUCH = (
+    "build the model yourself (model=...) or pass trust_model_imports={{'{name}'}}, or "
+    "trust_model_imports=True if you wrote this file"
+)
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """What the running ``interspace`` command tells this module (see :func:`command_line`)."""
+
+    #: The folder the command runs in: where an import path may find its top-level module.
+    cwd: str
+    #: How to vouch for an import path with this command's flags (``{name}``: the path).
+    vouch: str
+
+
+_command: CommandLine | None = None
+
+
+@contextmanager
+def command_line(vouch: str, cwd: str | None = None) -> Iterator[CommandLine]:
+    """While a command runs: import paths also find their modules in ``cwd`` (default: the
+    current directory; :func:`search_cwd`), and a refused import path is explained with
+    ``vouch`` (the command's own flags, ``{name}`` standing for the path).
+
+    Only names that may be imported reach the import (:func:`check_trusted` refuses the
+    others first): the ones the user typed, and the ones a trust flag admits. The console
+    script, unlike ``python -m``, does not put the current directory on ``sys.path``, so
+    without this ``interspace report --trust-model-imports`` could not rebuild the
+    ``--model mynet:build`` that ``interspace train`` trained from ``./mynet.py``.
+    """
+    global _command
+    saved = _command
+    _command = CommandLine(os.path.abspath(cwd if cwd is not None else os.getcwd()), vouch)
+    try:
+        yield _command
+    finally:
+        _command = saved
 
 
 def parse_value(text: str) -> Any:
@@ -201,24 +248,26 @@ def search_cwd(path: str, cwd: str | None = None) -> bool:
 def _resolve(path: str) -> Callable[..., Any]:
     check_name(path)
     module_name, _, attr = path.partition(":")
+    if _command is not None:  # a command: ./mynet.py is found, as under python -m
+        search_cwd(path, _command.cwd)
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as e:
         raise ValueError(
-            f"--model {path}: cannot import {module_name!r} ({e}); install it, run from the "
+            f"model {path}: cannot import {module_name!r} ({e}); install it, run from the "
             "folder that holds it, or add that folder to PYTHONPATH"
         ) from None
     except Exception as e:  # the module itself failed while importing
         raise ValueError(
-            f"--model {path}: importing {module_name!r} failed: {type(e).__name__}: {e}"
+            f"model {path}: importing {module_name!r} failed: {type(e).__name__}: {e}"
         ) from None
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"--model {path}: {module_name!r} has no attribute {attr!r}")
+            raise ValueError(f"model {path}: {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
         raise ValueError(
-            f"--model {path}: {attr!r} is a {type(obj).__name__}, not a function or class "
+            f"model {path}: {attr!r} is a {type(obj).__name__}, not a function or class "
             "that builds a model"
         )
     return obj
@@ -272,18 +321,18 @@ def build_from_path(
             sig.bind(*args, **kwargs)
         except TypeError as e:
             raise ValueError(
-                f"--model {path}: {e} (its parameters: {sig}); set them with --model-arg key=value"
+                f"model {path}: {e} (its parameters: {sig}); set them with --model-arg key=value"
             ) from None
     model = fn(*args, **kwargs)
     if not isinstance(model, nn.Module):
-        raise ValueError(f"--model {path} returned a {type(model).__name__}, not a torch.nn.Module")
+        raise ValueError(f"model {path} returned a {type(model).__name__}, not a torch.nn.Module")
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)), None)
     if first is None:
-        raise ValueError(f"--model {path} built a model with no nn.Conv2d or nn.Linear layer")
+        raise ValueError(f"model {path} built a model with no nn.Conv2d or nn.Linear layer")
     takes = first.in_channels if isinstance(first, nn.Conv2d) else None
     if takes is not None and takes != in_channels and not isinstance(first, LazyModuleMixin):
         raise ValueError(
-            f"--model {path}: its first conv takes {takes} input channels but the data has "
+            f"model {path}: its first conv takes {takes} input channels but the data has "
             f"{in_channels}; pass the builder's own argument, e.g. --model-arg "
             f"in_chans={in_channels} (timm)"
         )
@@ -389,12 +438,14 @@ __all__ = [
     "ConvNet",
     "ImageNetResNet",
     "VGG",
+    "CommandLine",
     "Trust",
     "UntrustedModelError",
     "build_from_path",
     "check_materialized",
     "check_name",
     "check_trusted",
+    "command_line",
     "from_spec",
     "get",
     "is_import_path",

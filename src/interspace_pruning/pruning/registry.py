@@ -107,6 +107,10 @@ def register_method(
 
 
 def method_names() -> list[str]:
+    """The registered pruning criteria, sorted: the built-in ones (``magnitude``, ``snip``,
+    ``grasp``, ``synflow``, ``random``, ...) and those added with :func:`register_method`.
+    Each is a ``method`` of :func:`~interspace_pruning.prune`, a one-shot pruner of
+    :func:`~interspace_pruning.pruner` and a ``criterion`` of GMP and IMP."""
     return sorted(_METHODS)
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 from ..experiments.stats import fmt_ci, fmt_p
-from ..foundations.io import atomic_write_text
+from ..foundations.io import atomic_write_text, inside
+from ..foundations.names import safe_file_stem
 from ..models import Trust
 from . import plots
 from .collect import RunRecord, collect_runs
 from .machines import machine_label, run_precision
+from .markdown import md, md_code
 from .pareto import pareto_section
 from .tables import (
     ip_vs_sp_table,
@@ -23,6 +26,7 @@ from .tables import (
     seed_cells,
     side,
 )
+from .variants import drop_duplicates, split_variants
 
 DIAGNOSTIC_COLUMNS = [
     ("grad_norm_init", "‖∇θ L‖ at init", 1.0, "{:.3g}"),
@@ -106,7 +110,7 @@ def where_trained(records: list[RunRecord]) -> str:
         name = machine_label(r.summary)
         groups.setdefault(name, []).append(float(r.summary.get("wall_time", 0.0)))
     parts = [
-        f"{len(times)} on {name} (mean wall time per run {statistics.fmean(times):.0f} s)"
+        f"{len(times)} on {md(name, 120)} (mean wall time per run {statistics.fmean(times):.0f} s)"
         for name, times in sorted(groups.items(), key=lambda kv: -len(kv[1]))
     ]
     return "Trained: " + "; ".join(parts) + "."
@@ -127,10 +131,12 @@ def length_section(
     min_seeds: int,
     out: Path,
     precision: str | None = None,
+    variant: str = "",
 ) -> list[str]:
     """IP − SP against the number of training epochs, for the cells trained at several
     lengths: a table (mean, 95% CI, paired t-test per length) and one plot. Runs of one
-    ``precision`` only (None: every run must have the same one)."""
+    ``precision`` only (None: every run must have the same one); ``variant`` names the
+    setting of these runs where the folder holds several (:func:`.variants.split_variants`)."""
     recs = [
         r
         for r in records
@@ -139,7 +145,8 @@ def length_section(
         and (precision is None or run_precision(r.config, r.summary) == precision)
     ]
     name = f"{dataset} / {model}" + (f", {precision}" if precision else "")
-    slug = f"{dataset}_{model}" + (f"_{precision}" if precision else "")
+    name = md(name) + (f" ({md(variant)})" if variant else "")
+    slug = _slug(dataset, model, precision or "", variant)
     curve = length_curve([(r.config, r.summary) for r in recs], min_seeds)
     if not curve:
         return []
@@ -162,10 +169,107 @@ def length_section(
     return lines
 
 
+def _slug(*parts: str) -> str:
+    """A file name stem for a section's figures: only letters, digits, ``.``, ``_`` and
+    ``-`` (a model's ``module:function`` or a setting's ``=`` would be a URL scheme or an
+    invalid name on some systems), with a short hash where characters were replaced."""
+    return safe_file_stem("_".join(p for p in parts if p))
+
+
 def _names_precision(precisions: set[str]) -> bool:
     """Whether section titles name the precision: when runs of one dataset and model
     trained in several, or in one other than fp32."""
     return len(precisions) > 1 or precisions != {"fp32"}
+
+
+def _differing(variants: list[tuple[str, list[RunRecord]]]) -> list[str]:
+    """The field names in the labels of :func:`.variants.split_variants`."""
+    first = variants[0][0]
+    return [part.split(" = ")[0] for part in first.split(", ") if " = " in part]
+
+
+def _group_section(
+    all_recs: list[RunRecord],
+    dataset: str,
+    model: str,
+    precision: str,
+    epochs: int | None,
+    variant: str,
+    min_seeds: int,
+    out: Path,
+    unusable: list[str],
+) -> list[str]:
+    """One section of the report: the runs of one dataset, model, precision, length and
+    setting (``precision`` and ``epochs`` in the title where the report holds several)."""
+    shown = complete_runs(all_recs, min_seeds)
+    recs = [r for r in shown if not r.diverged]  # plots and diagnostics: finite runs
+    slug = _slug(dataset, model, precision, f"{epochs}ep" if epochs else "", variant)
+    title = (
+        md(f"{dataset} / {model}")
+        + (f", {precision}" if precision else "")
+        + (f", {epochs} epochs" if epochs else "")
+        + (f" ({md(variant)})" if variant else "")
+    )
+    trained = ", ".join(str(e) for e in sorted({r.config.train.epochs for r in all_recs}))
+    lines = [
+        "",
+        f"## {title}",
+        "",
+        f"{len(all_recs)} runs, {trained} epochs. " + where_trained(all_recs),
+        "",
+        ip_vs_sp_table([(r.config, r.summary) for r in all_recs], min_seeds=min_seeds),
+    ]
+    if warnings := mismatched_starts(all_recs) + mixed_data(all_recs):
+        lines += ["", *warnings]
+    if len({r.config.train.seed for r in shown}) > 1:
+        per_seed = per_seed_table([(r.config, r.summary) for r in shown])
+        lines += ["", "### Per seed (test accuracy %)", "", per_seed]
+    diag = diagnostics_table(recs) if recs else None
+    if diag:
+        lines += ["", "### Diagnostics (mean ± std over seeds)", "", diag]
+    if not recs:
+        return lines
+    figures = [
+        (
+            "accuracy vs sparsity",
+            plots.plot_metric_vs_sparsity(
+                recs, "test_acc", "test accuracy (%)", out / f"{slug}_accuracy.png", 100.0
+            ),
+        ),
+        (
+            "IP − SP, paired by seed",
+            plots.plot_paired_differences(recs, out / f"{slug}_paired.png"),
+        ),
+        ("training curves", plots.plot_training_curves(recs, out / f"{slug}_curves.png")),
+        (
+            "gradient norm at initialisation",
+            plots.plot_metric_vs_sparsity(
+                recs, "grad_norm_init", "‖∇θ L‖ at init", out / f"{slug}_gradnorm.png"
+            ),
+        ),
+        (
+            "generalisation gap",
+            plots.plot_metric_vs_sparsity(
+                recs, "gap_acc", "train − test accuracy (pts)", out / f"{slug}_gap.png", 100.0
+            ),
+        ),
+        (
+            "spatial filter density",
+            plots.plot_filter_density(recs, out / f"{slug}_filter_density.png"),
+        ),
+        (
+            "filter basis: initial vs learned",
+            plots.plot_bases(recs, out / f"{slug}_bases.png", unusable),
+        ),
+        (
+            "sparse filters, SP vs IP",
+            plots.plot_sparse_filters(recs, out / f"{slug}_filters.png", problems=unusable),
+        ),
+    ]
+    for name, path in figures:
+        if path is not None:
+            lines += ["", f"### {name}", "", f"![{name}]({path.name})"]
+    return lines + pareto_section(recs, out, slug)  # when runs hold a latency.json
 
 
 def write_report(
@@ -193,7 +297,9 @@ def write_report(
             + (f", {len(damaged)} with damaged files" if damaged else "")
             + ")"
         )
-    out = Path(out) if out is not None else root / "report"
+    # the default lies in the (perhaps received) folder: a `report` symlink planted there
+    # must not carry the report elsewhere; a folder the user names is theirs to choose
+    out = Path(out) if out is not None else inside(root / "report", root)
     out.mkdir(parents=True, exist_ok=True)
     # runs of another length are another protocol: never paired across lengths (fine-tuning
     # a trained model, --init-from, has its own length and joins the protocol it fine-tunes);
@@ -212,101 +318,59 @@ def write_report(
         if r.config.model.init_from and len(lengths[dmp]) == 1:
             epochs = next(iter(lengths[dmp]))
         groups[(*dmp, epochs)].append(r)
+    records, repeated = drop_duplicates(records)
     failed = [r for r in records if r.diverged]
     lines = [
-        f"# Report: {root}",
+        f"# Report: {md_code(root, 200)}",
         "",
         f"{len(records)} finished runs"
         + (f" ({len(failed)} diverged)" if failed else "")
         + (f", {len(unfinished)} unfinished" if unfinished else "")
-        + (f", {len(damaged)} left out (damaged files)" if damaged else ""),
+        + (f", {len(damaged)} left out (damaged files)" if damaged else "")
+        + (f", {len(repeated)} left out (repeated runs)" if repeated else ""),
     ]
     for r in failed:
         why = r.summary.get("error") or f"test accuracy {r.summary.get('test_acc')}"
-        lines += ["", f"- diverged: `{r.path.name}` ({_label(r)}): {why}"]
-    for problem in damaged:
-        lines += ["", f"- left out: {problem}"]
-    for (dataset, model, precision, epochs), all_recs in sorted(groups.items()):
-        shown = complete_runs(all_recs, min_seeds)
-        recs = [r for r in shown if not r.diverged]  # plots and diagnostics: finite runs
+        lines += ["", f"- diverged: {md_code(r.path.name)} ({md(_label(r))}): {md(why)}"]
+    for problem in damaged + repeated:
+        lines += ["", f"- left out: {md(problem)}"]
+        print(f"interspace report: left out {problem}", file=sys.stderr)
+    for (dataset, model, precision, epochs), group in sorted(groups.items()):
         several = len(lengths[(dataset, model, precision)]) > 1
         named = _names_precision(precisions[(dataset, model)])
-        slug = (
-            f"{dataset}_{model}"
-            + (f"_{precision}" if named else "")
-            + (f"_{epochs}ep" if several else "")
-        )
-        title = (
-            f"{dataset} / {model}"
-            + (f", {precision}" if named else "")
-            + (f", {epochs} epochs" if several else "")
-        )
-        trained = sorted({r.config.train.epochs for r in all_recs})
-        lines += [
-            "",
-            f"## {title}",
-            "",
-            f"{len(all_recs)} runs, {trained} epochs. " + where_trained(all_recs),
-            "",
-            ip_vs_sp_table([(r.config, r.summary) for r in all_recs], min_seeds=min_seeds),
-        ]
-        if warnings := mismatched_starts(all_recs) + mixed_data(all_recs):
-            lines += ["", *warnings]
-        if len({r.config.train.seed for r in shown}) > 1:
-            per_seed = per_seed_table([(r.config, r.summary) for r in shown])
-            lines += ["", "### Per seed (test accuracy %)", "", per_seed]
-        diag = diagnostics_table(recs) if recs else None
-        if diag:
-            lines += ["", "### Diagnostics (mean ± std over seeds)", "", diag]
-        if not recs:
-            continue
-        figures = [
-            (
-                "accuracy vs sparsity",
-                plots.plot_metric_vs_sparsity(
-                    recs, "test_acc", "test accuracy (%)", out / f"{slug}_accuracy.png", 100.0
-                ),
-            ),
-            (
-                "IP − SP, paired by seed",
-                plots.plot_paired_differences(recs, out / f"{slug}_paired.png"),
-            ),
-            ("training curves", plots.plot_training_curves(recs, out / f"{slug}_curves.png")),
-            (
-                "gradient norm at initialisation",
-                plots.plot_metric_vs_sparsity(
-                    recs, "grad_norm_init", "‖∇θ L‖ at init", out / f"{slug}_gradnorm.png"
-                ),
-            ),
-            (
-                "generalisation gap",
-                plots.plot_metric_vs_sparsity(
-                    recs, "gap_acc", "train − test accuracy (pts)", out / f"{slug}_gap.png", 100.0
-                ),
-            ),
-            (
-                "spatial filter density",
-                plots.plot_filter_density(recs, out / f"{slug}_filter_density.png"),
-            ),
-            (
-                "filter basis: initial vs learned",
-                plots.plot_bases(recs, out / f"{slug}_bases.png", unusable),
-            ),
-            (
-                "sparse filters, SP vs IP",
-                plots.plot_sparse_filters(recs, out / f"{slug}_filters.png", problems=unusable),
-            ),
-        ]
-        for title, path in figures:
-            if path is not None:
-                lines += ["", f"### {title}", "", f"![{title}]({path.name})"]
-        lines += pareto_section(recs, out, slug)  # when runs hold a latency.json
+        variants = split_variants(group)
+        if len(variants) > 1:
+            lines += [
+                "",
+                f"- ⚠ runs of {md(dataset)} / {md(model)} differ in more than seed and "
+                f"representation ({md(', '.join(_differing(variants)))}): each setting has "
+                "its own table, never one cell",
+            ]
+        for variant, all_recs in variants:
+            lines += _group_section(
+                all_recs,
+                dataset,
+                model,
+                precision if named else "",
+                epochs if several else None,
+                variant,
+                min_seeds,
+                out,
+                unusable,
+            )
     for (dataset, model, precision), epochs in sorted(lengths.items()):
         if len(epochs) > 1:
             named = _names_precision(precisions[(dataset, model)])
-            lines += length_section(
-                records, dataset, model, min_seeds, out, precision if named else None
-            )
+            same = [
+                r
+                for r in records
+                if (r.config.data.dataset, r.config.model.model) == (dataset, model)
+                and run_precision(r.config, r.summary) == precision
+            ]
+            for variant, recs in split_variants(same, also=("train.epochs",)):
+                lines += length_section(
+                    recs, dataset, model, min_seeds, out, precision if named else None, variant
+                )
     for problem in dict.fromkeys(unusable):
         lines += ["", f"- {problem}"]
     report = out / "report.md"

@@ -14,10 +14,11 @@ from ..experiments.runfiles import (
     DIVERGED,
     diverged,
     read_config,
+    read_diverged,
     read_metrics,
     read_summary,
 )
-from ..foundations.io import CorruptFileError, read_json
+from ..foundations.io import CorruptFileError
 from ..models import Trust, check_trusted
 
 
@@ -42,8 +43,9 @@ def collect_runs(
     """Finished runs under ``root`` (a run directory or a sweep), and unfinished ones.
 
     Diverged runs count as finished (see :attr:`RunRecord.diverged`). A run whose
-    ``config.json``, ``summary.json`` or ``metrics.jsonl`` is damaged is left out, named on
-    stderr and appended to ``damaged``. ``trust_model_imports``: which model import paths
+    ``config.json``, ``summary.json`` or ``metrics.jsonl`` is damaged is left out and named:
+    appended to ``damaged`` (its file under ``root`` and the problem), or, without that list,
+    on stderr. ``trust_model_imports``: which model import paths
     named in the runs' ``config.json`` may be imported to rebuild their models.
     """
     root = Path(root)
@@ -64,15 +66,14 @@ def collect_runs(
             continue
         try:
             cfg = read_config(d / "config.json")
-            if finished:
-                summary = read_summary(d / "summary.json")
-            else:
-                summary = {"status": "diverged", **read_json(d / DIVERGED, dict)}
+            summary = read_summary(d / "summary.json") if finished else read_diverged(d / DIVERGED)
             history = read_metrics(d / "metrics.jsonl") if (d / "metrics.jsonl").is_file() else []
         except CorruptFileError as e:
-            print(f"interspace report: skipped a run: {e}", file=sys.stderr)
-            if damaged is not None:
-                damaged.append(str(e))
+            if damaged is None:
+                print(f"interspace report: skipped a run: {e}", file=sys.stderr)
+            else:  # the caller says it: short, the file under root and what is wrong with it
+                where = e.path.relative_to(root) if e.path.is_relative_to(root) else e.path
+                damaged.append(f"{where} {e.problem}")
             continue
         done.append(RunRecord(d, cfg, summary, history, trust_model_imports))
     return done, unfinished

@@ -10,15 +10,17 @@ and 95% the fastest IP model whose mean accuracy is at least SP's, with its spee
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..foundations.io import CorruptFileError, read_json
+from ..foundations.schema import MAPPING, Field, check_fields, check_items
 from ..interspace import Representation
 from .collect import RunRecord
+from .markdown import md
 
 LATENCY_FILE = "latency.json"
 #: The SP sparsities the matched-accuracy statement is made at.
@@ -87,14 +89,40 @@ class Match:
         )
 
 
+_TIMING = Field(("float", "null"), low=0.0)
+
+
+def latency_results(path: Path) -> list[dict]:
+    """The checked entries of a ``latency.json`` (one per batch size); ``[]`` when the file
+    is missing, damaged or not of that shape (a report then has no timings for the run)."""
+    try:
+        data = read_json(path, dict)
+        results = check_items(data.get("results"), MAPPING, path, "results")
+        for i, r in enumerate(results):
+            check_fields(
+                r,
+                {"batch": Field(("int",), low=1), "engines": MAPPING},
+                path,
+                "",
+                f"results[{i}]: ",
+            )
+            for name, e in r.get("engines", {}).items():
+                check_fields(
+                    check_items([e], MAPPING, path, name)[0],
+                    {"median_ms": _TIMING},
+                    path,
+                    "",
+                    f"results[{i}].engines.{name[:40]}: ",
+                )
+    except (CorruptFileError, TypeError):  # TypeError: "results" is not a list
+        return []
+    return [r for r in results if "batch" in r]
+
+
 def read_latency(path: Path, batch: int | None) -> dict[str, float] | None:
     """``{engine: median ms}`` at ``batch`` (None: the largest) from a ``latency.json``;
     the sparse engine's note under the key ``"plan"``."""
-    try:
-        data = json.loads(path.read_text())
-        results = {int(r["batch"]): r for r in data["results"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    results = {r["batch"]: r for r in latency_results(path)}
     if not results:
         return None
     r = results.get(batch if batch is not None else max(results))
@@ -105,7 +133,7 @@ def read_latency(path: Path, batch: int | None) -> dict[str, float] | None:
         name: float(e["median_ms"]) for name, e in engines.items() if e.get("median_ms") is not None
     }
     if "sparse" in out:
-        out["plan"] = str(engines["sparse"].get("note", ""))
+        out["plan"] = md(engines["sparse"].get("note", ""), 120)
     return out
 
 
@@ -319,12 +347,7 @@ def _groups(records: Iterable[RunRecord]) -> dict[tuple[str, str], list[RunRecor
 def _batches(records: Iterable[RunRecord]) -> list[int]:
     found = set()
     for r in records:
-        try:
-            found |= {
-                int(x["batch"]) for x in json.loads((r.path / LATENCY_FILE).read_text())["results"]
-            }
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+        found |= {x["batch"] for x in latency_results(r.path / LATENCY_FILE)}
     return sorted(found)
 
 
@@ -360,16 +383,13 @@ def pareto_section(
 def _bench_info(records: Iterable[RunRecord], batch: int) -> str:
     """Where the timings come from (CPU, kernel, threads), from the first latency.json."""
     for r in records:
-        try:
-            res = json.loads((r.path / LATENCY_FILE).read_text())["results"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        for x in res:
-            if int(x.get("batch", -1)) == batch:
+        for x in latency_results(r.path / LATENCY_FILE):
+            if x["batch"] == batch:
+                said = {k: md(x.get(k), 80) for k in ("cpu", "kernel", "threads", "repeats")}
                 return (
-                    f"Timed by `interspace bench` on {x.get('cpu')}, kernel: {x.get('kernel')}, "
-                    f"threads: {x.get('threads')}, median {x.get('clock', 'wall')} time of "
-                    f"{x.get('repeats')} passes per engine and run, the engines taking turns "
+                    f"Timed by `interspace bench` on {said['cpu']}, kernel: {said['kernel']}, "
+                    f"threads: {said['threads']}, median {md(x.get('clock', 'wall'), 20)} time "
+                    f"of {said['repeats']} passes per engine and run, the engines taking turns "
                     "in blocks (median over seeds); SP and IP on the sparse engine (auto "
                     "mode), dense on torch (BatchNorm fused) and "
                     "ONNX Runtime. Each run's times are divided by its drift factor: its dense "

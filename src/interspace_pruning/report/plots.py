@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ import torch  # noqa: E402
 
 from ..bases import filter_bases  # noqa: E402
 from ..foundations.checkpoint import load_tensors  # noqa: E402
+from ..foundations.io import atomic_write_bytes  # noqa: E402
 from ..tracking.figures import show_filters  # noqa: E402
 from .collect import RunRecord, try_load_model  # noqa: E402
 from .tables import paired_differences, row_key, seed_cells, side  # noqa: E402
@@ -51,9 +53,13 @@ def _axes(n: int, width: float = 4.0, height: float = 3.2):
 
 
 def _save(fig, path: Path) -> Path:
+    """Render ``fig`` as a PNG at ``path``, atomically: a symlink planted at ``path`` is
+    replaced, never written through, and a reader never sees half a picture."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -25,6 +25,7 @@ from ..experiments.stats import (
     verdict,
 )
 from .machines import MIXED, machine_label, mixed_kinds, one_precision, unrecorded
+from .markdown import md
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -39,7 +40,8 @@ def fmt_pct(values: list[float]) -> str:
     if not good:
         return f"diverged ({bad} of {bad})"
     m, s = mean_std(good)
-    return f"{m * 100:.2f} ± {s * 100:.2f}" + (f" ({bad} of {len(values)} diverged)" if bad else "")
+    spread = f" ± {s * 100:.2f}" if len(good) > 1 else ""  # one seed has no spread to show
+    return f"{m * 100:.2f}{spread}" + (f" ({bad} of {len(values)} diverged)" if bad else "")
 
 
 def finite(values: list) -> list[float]:
@@ -139,7 +141,9 @@ def mixed_notes(
         where: dict[str, list[int]] = defaultdict(list)
         for seed in seeds:
             runs = _seed_runs(summaries, key, seed, sides)
-            text = ", ".join(f"{SIDE_NAMES[s]} on {machine_label(r)}" for s, r in runs.items())
+            text = ", ".join(
+                f"{SIDE_NAMES[s]} on {md(machine_label(r), 120)}" for s, r in runs.items()
+            )
             where[text].append(seed)
         parts = [
             f"seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, ss))}: {text}"
@@ -357,15 +361,21 @@ def ip_vs_sp_table(
     if partial:
         lines.append(f"Left out: {partial} row(s) with fewer than {min_seeds} seeds on a side.")
         lines.append("")
+    tested = sum(t is not None and t.p is not None for t, _ in tests.values())
     lines.append(
         f"{metric} in % over seeds {sorted(seeds)}"
         + (f", trained in {precision}" if precision else "")
         + ": mean ± standard deviation. IP − SP: the "
         "mean of the per-seed differences (same initial weights and data order) in points, "
-        "with its 95% confidence interval; p: two-sided paired t-test; p (Holm): corrected "
-        f"for the {sum(t is not None and t.p is not None for t, _ in tests.values())} rows "
-        f"tested; a side is named only when p (Holm) < {ALPHA}. Trainable: nonzero weights "
-        "or coefficients plus filter-basis entries; MFLOPs: sparse, per sample."
+        "with its 95% confidence interval; p: two-sided paired t-test; "
+        + (
+            f"p (Holm): corrected for the {tested} rows tested; a side is named only when "
+            f"p (Holm) < {ALPHA}. "
+            if tested
+            else "no row has two seeds on both sides, so none is tested and no side is named. "
+        )
+        + "Trainable: nonzero weights or coefficients plus filter-basis entries; MFLOPs: "
+        "sparse, per sample."
     )
     lines += mixed_notes(summaries, mixed)
     if pairs:

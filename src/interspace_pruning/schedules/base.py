@@ -26,8 +26,10 @@ same objects.
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -40,10 +42,18 @@ from ..interspace import basis_parameters
 from ..masks import PrunableTensor, attach_masks, no_gradient_capture, prunable
 from ..pruning.allocation import allocation_options
 
-__all__ = ["Pruner", "no_gradient_capture", "settle_after_mask_change", "snapshot_masks"]
+__all__ = [
+    "Pruner",
+    "PrunerStateError",
+    "check_pruner_state",
+    "no_gradient_capture",
+    "settle_after_mask_change",
+    "snapshot_masks",
+]
 
 
 def snapshot_masks(entries: Sequence[PrunableTensor]) -> list[torch.Tensor]:
+    """A copy of each entry's mask as booleans (to tell later which entries changed)."""
     return [e.mask.detach().bool().clone() for e in entries]
 
 
@@ -74,6 +84,97 @@ def settle_after_mask_change(
     # Under DDP every rank decided alike; rank 0's copy is the reference all the same.
     distributed.broadcast_module(model)
     return changed_total
+
+
+class PrunerStateError(ValueError):
+    """A saved pruner state that cannot be restored: a field missing, of the wrong type or out
+    of range. Raised before anything is changed; the message is one line."""
+
+
+#: What every state error suggests.
+STATE_FIX = "load the state that this pruner's state_dict() saved, or start without one"
+
+
+def _whole(value: Any, where: str, field: str, low: int, high: int | None, why: str) -> int:
+    """``value`` as an int in ``low..high``, or a one-line :class:`PrunerStateError`."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if ok and low <= value and (high is None or value <= high):
+        return int(value)
+    span = f">= {low}" if high is None else f"from {low} to {high}{why}"
+    raise PrunerStateError(
+        f"{where}: {field!r} must be a whole number {span}, got {value!r:.60}; {STATE_FIX}"
+    )
+
+
+def check_pruner_state(
+    state: Any,
+    where: str = "saved pruner state",
+    name: str = "",
+    max_step: int | None = None,
+    require_step: bool = False,
+) -> dict[str, Any]:
+    """Check a state saved by :meth:`Pruner.state_dict`, the way a file is checked, and
+    return its fields (``step``, ``events`` as tuples, ``total_steps``, ``name``).
+
+    ``step`` must be a whole number >= 0 (at most ``max_step``, the optimiser steps the
+    training run had taken when it was saved, where the caller knows it; a pruner may be
+    stepped past its planned ``total_steps``, which keeps its masks fixed, so that is no
+    bound), each event ``(step, sparsity, entries changed)`` with its step in ``0..step``
+    and its sparsity in ``[0, 1]``, and ``name`` (if saved) the pruner's ``name``. States
+    saved before ``step``, ``total_steps`` or ``name`` were recorded load without them,
+    unless ``require_step``. Raises :class:`PrunerStateError` (a ``ValueError``) naming
+    the field.
+    """
+    if not isinstance(state, Mapping):
+        raise PrunerStateError(f"{where} must be a dict, got {type(state).__name__}; {STATE_FIX}")
+    saved_name = state.get("name")
+    if saved_name is not None and not isinstance(saved_name, str):
+        raise PrunerStateError(
+            f"{where}: 'name' must be a pruner name, got {saved_name!r:.60}; {STATE_FIX}"
+        )
+    if saved_name and name and saved_name != name:
+        raise PrunerStateError(
+            f"{where} is of the {saved_name!r} pruner, not of {name!r}; resume with "
+            f"{saved_name!r}, or start without the saved state"
+        )
+    if "events" not in state or (require_step and "step" not in state):
+        missing = "events" if "events" not in state else "step"
+        raise PrunerStateError(f"{where} has no {missing!r}; {STATE_FIX}")
+    bound = "" if max_step is None else " (the optimiser steps the run had taken)"
+    step = None
+    if "step" in state:
+        step = _whole(state["step"], where, "step", 0, max_step, bound)
+    total = state.get("total_steps")
+    if total is not None:
+        total = _whole(total, where, "total_steps", 0, None, "")
+    events = state["events"]
+    if not isinstance(events, list | tuple):
+        raise PrunerStateError(
+            f"{where}: 'events' must be a list of [step, sparsity, changed], got "
+            f"{type(events).__name__}; {STATE_FIX}"
+        )
+    checked = []
+    for i, event in enumerate(events):
+        field = f"events[{i}]"
+        if not isinstance(event, list | tuple) or len(event) != 3:
+            raise PrunerStateError(
+                f"{where}: {field!r} must be [step, sparsity, changed], got {event!r:.60}; "
+                f"{STATE_FIX}"
+            )
+        at = _whole(event[0], where, f"{field}[0] (step)", 0, step, " (the pruner's step)")
+        sparsity = event[1]
+        if (
+            isinstance(sparsity, bool)
+            or not isinstance(sparsity, numbers.Real)
+            or not (math.isfinite(sparsity) and 0 <= sparsity <= 1)
+        ):
+            raise PrunerStateError(
+                f"{where}: '{field}[1]' (sparsity) must be a number from 0 to 1, got "
+                f"{sparsity!r:.60}; {STATE_FIX}"
+            )
+        changed = _whole(event[2], where, f"{field}[2] (entries changed)", 0, None, "")
+        checked.append((at, float(sparsity), changed))
+    return {"step": step, "events": checked, "total_steps": total, "name": saved_name}
 
 
 class Pruner(Callback):
@@ -227,23 +328,44 @@ class Pruner(Callback):
 
     # -- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The pruner's own state (masks live in the model's state dict) and the number of
-        training steps its schedule is planned over."""
+        """The pruner's own state (masks live in the model's state dict), the number of
+        training steps its schedule is planned over, and its registry name."""
         return {
             "step": self.step_count,
             "events": [list(e) for e in self.events],
             "total_steps": self.total_steps,
+            "name": self.name,
         }
 
+    def validate_state(self, state: Any, max_step: int | None = None) -> dict[str, Any]:
+        """Check ``state`` (see :func:`check_pruner_state`) without changing this pruner;
+        subclasses with more state extend it. Returns the checked base fields."""
+        return check_pruner_state(state, self._state_where(), self.name, max_step)
+
+    def _state_where(self) -> str:
+        return f"saved state of the {self.name or type(self).__name__} pruner"
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a saved state; ``ValueError`` if it was planned over another number of
-        training steps than this pruner is bound for (states saved without it: unchecked)."""
-        planned = state.get("total_steps")
-        self._planned_steps = None if planned is None else int(planned)
+        """Restore a saved state, checked first as a file would be (nothing changes if it
+        is refused): :class:`PrunerStateError` for a field that is missing, mistyped or out
+        of range, or saved by another pruner; ``ValueError`` if it was planned over another
+        number of training steps than this pruner is bound for (states saved without
+        ``total_steps``: unchecked)."""
+        checked = self.validate_state(state)
+        planned, self._planned_steps = self._planned_steps, checked["total_steps"]
         if self.model is not None:
-            self._check_plan()
-        self.step_count = int(state.get("step", 0))
-        self.events = [tuple(e) for e in state["events"]]
+            try:
+                self._check_plan()
+            except ValueError:
+                self._planned_steps = planned  # refused: this pruner stays as it was
+                raise
+        self._load_checked(state, checked)
+
+    def _load_checked(self, state: dict[str, Any], checked: dict[str, Any]) -> None:
+        """Apply a state :meth:`validate_state` accepted (subclasses: their own fields)."""
+        step = checked["step"]
+        self.step_count = 0 if step is None else step  # saved before steps were recorded
+        self.events = list(checked["events"])
 
     # -- as a callback of the training loop ----------------------------------------------
     def setup(self, state: TrainState) -> None:

@@ -21,6 +21,7 @@ records them), so the update equals one made between ``backward()`` and ``optimi
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -29,12 +30,34 @@ from ..foundations.optim_state import reset_state_entries
 from ..masks import capture_enabled
 from ..pruning import prune
 from ..pruning.allocation import nm_mask, parse_pattern, satisfies_pattern
-from .base import Pruner
+from .base import STATE_FIX, Pruner, PrunerStateError
 
 GROWTH = ("gradient", "random")
 
 
 class DynamicSparseTraining(Pruner):
+    """SET and RigL: constant sparsity, masks rewired every ``interval`` steps.
+
+    Build it with ``ip.pruner("rigl" | "set", model, optimizer, sparsity=..., total_steps=T,
+    **options)`` (options: :class:`~interspace_pruning.schedules.DstOptions`) rather than
+    directly. When bound, the model is pruned at random to ``sparsity`` (unless it already
+    is that sparse); then each update step before ``stop_fraction * T`` drops the smallest
+    active entries of every layer and regrows as many inactive ones.
+
+    Args:
+        growth: ``"gradient"`` (RigL: where the dense gradient is largest) or ``"random"``
+            (SET).
+        interval: steps between two updates; ``None``: about ten updates over the update
+            phase, re-resolved whenever the pruner is bound.
+        drop_fraction: the fraction of active entries dropped at the first update (0 to 1),
+            cosine-annealed to 0 at ``stop_fraction``.
+        stop_fraction: the fraction of ``total_steps`` after which masks stay fixed.
+        seed: seed of the generator of random growth (SET).
+        sparsity: the sparsity of the random starting mask; ``None``: keep the model's mask.
+        **allocation_kwargs: ``allocation``, ``keep_first_dense``, ``keep_last_dense``,
+            ``min_density``, ``pattern`` (see :class:`~interspace_pruning.schedules.Pruner`).
+    """
+
     def __init__(
         self,
         growth: str = "gradient",
@@ -43,7 +66,7 @@ class DynamicSparseTraining(Pruner):
         stop_fraction: float = 0.75,
         seed: int = 0,
         sparsity: float | None = None,
-        **allocation_kwargs,
+        **allocation_kwargs: Any,
     ) -> None:
         super().__init__(**allocation_kwargs)
         self.nm = parse_pattern(self.pattern)
@@ -209,6 +232,25 @@ class DynamicSparseTraining(Pruner):
     def state_dict(self) -> dict:
         return {**super().state_dict(), "generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def validate_state(self, state, max_step: int | None = None) -> dict:
+        """The base fields, and ``generator``: the state of SET's random generator, which
+        must fit this pruner's generator (a CPU state does not fit a CUDA generator)."""
+        checked = super().validate_state(state, max_step)
+        where, saved = self._state_where(), state.get("generator")
+        if saved is None:
+            raise PrunerStateError(f"{where} has no 'generator'; {STATE_FIX}")
+        problem = None
+        if not isinstance(saved, torch.Tensor) or saved.dtype != torch.uint8 or saved.dim() != 1:
+            problem = "must be the byte tensor of Generator.get_state()"
+        else:
+            try:  # on a spare generator of this device, so that nothing changes here
+                torch.Generator(device=self.generator.device).set_state(saved)
+            except (RuntimeError, TypeError, ValueError):
+                problem = f"does not fit a {self.generator.device.type} random generator"
+        if problem is not None:
+            raise PrunerStateError(f"{where}: 'generator' {problem}; {STATE_FIX}")
+        return checked
+
+    def _load_checked(self, state: dict, checked: dict) -> None:
+        super()._load_checked(state, checked)
         self.generator.set_state(state["generator"])

@@ -8,12 +8,36 @@ stay pruned; for IP the coefficients are ranked, the basis keeps training.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..pruning import prune
 from ..pruning.allocation import dense_layers, pattern_min_sparsity
 from .base import Pruner
 
 
 class GradualMagnitudePruning(Pruner):
+    """Gradual magnitude pruning: sparsity rises along the cubic schedule of Zhu & Gupta.
+
+    Build it with ``ip.pruner("gmp", model, optimizer, sparsity=..., total_steps=T,
+    **options)`` (options: :class:`~interspace_pruning.schedules.GmpOptions`, whose
+    ``start``/``end`` are fractions of ``T``) rather than directly. The model starts dense
+    (or as it is); at steps ``start_step``, ``start_step + interval``, ... and at
+    ``end_step`` it is pruned to
+    ``s_t = final + (initial - final) * (1 - (t - start_step) / (end_step - start_step))^3``
+    by ``criterion``. Pruned entries stay pruned.
+
+    Args:
+        final_sparsity: the sparsity reached at ``end_step`` (below 1).
+        start_step: the first pruning step (optimiser steps from 0).
+        end_step: the last pruning step (>= ``start_step``).
+        interval: steps between two prunings (>= 1).
+        initial_sparsity: the sparsity of the first pruning step (0 to ``final_sparsity``).
+        criterion: the scoring criterion (any of ``ip.method_names()``; magnitude by
+            default; data-driven criteria need data the pruner does not have).
+        **allocation_kwargs: ``allocation``, ``keep_first_dense``, ``keep_last_dense``,
+            ``min_density``, ``pattern`` (see :class:`~interspace_pruning.schedules.Pruner`).
+    """
+
     def __init__(
         self,
         final_sparsity: float,
@@ -22,7 +46,7 @@ class GradualMagnitudePruning(Pruner):
         interval: int,
         initial_sparsity: float = 0.0,
         criterion: str = "magnitude",
-        **allocation_kwargs,
+        **allocation_kwargs: Any,
     ) -> None:
         super().__init__(**allocation_kwargs)
         if not 0 <= start_step <= end_step:

@@ -21,7 +21,7 @@ from torch import nn
 from ..callbacks import Callback, TrainState
 from ..masks import SparsityReport, attach_masks, prunable, sparsity_report
 from ..pruning import prune
-from .base import Pruner
+from .base import STATE_FIX, Pruner, PrunerStateError
 
 
 def imp_levels(target: float, rounds: int | None = None, rate: float = 0.2) -> list[float]:
@@ -45,6 +45,8 @@ def imp_levels(target: float, rounds: int | None = None, rate: float = 0.2) -> l
 
 
 def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``model``'s state dict (weights or coefficients, filter bases,
+    masks, BN statistics): a rewind point."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -73,7 +75,19 @@ class RewindPoint(Callback):
         return {"state": self.state}
 
     def load_state_dict(self, state: dict) -> None:
-        self.state = state["state"]
+        """Restore the remembered model state: ``{"state": None}`` (not reached yet) or a
+        dict of tensors; anything else raises a one-line :class:`PrunerStateError`."""
+        saved = state.get("state", ...) if isinstance(state, dict) else ...
+        ok = saved is None or (
+            isinstance(saved, dict)
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in saved.items())
+        )
+        if not ok:
+            raise PrunerStateError(
+                "saved state of the rewind point: 'state' must be None or the model's "
+                f"state_dict (names to tensors); {STATE_FIX}"
+            )
+        self.state = saved
 
 
 @torch.no_grad()

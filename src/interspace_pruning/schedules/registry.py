@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -46,6 +46,13 @@ from .base import Pruner
 from .dst import DynamicSparseTraining
 from .gmp import GradualMagnitudePruning
 from .oneshot import OneShot
+
+
+def _flag(help: str, choices: Any = None, **options: Any) -> Any:
+    """The metadata :func:`hp` gives a field (help, choices, config key) without its
+    default: the built-in options state theirs as a plain ``field(default=...)``, which is
+    what the API reference shows (``hp(...)`` itself works the same in options of yours)."""
+    return hp(None, help, choices, **options).metadata
 
 
 @dataclass
@@ -84,12 +91,19 @@ class GmpOptions(AllocationOptions):
     ``end`` (fractions of ``total_steps``), every ``interval`` steps (default: about ten
     pruning steps), ranking by ``criterion``."""
 
-    start: float = hp(0.1, "GMP: start pruning at this fraction of training")
-    end: float = hp(0.75, "GMP: reach --sparsity at this fraction of training")
-    interval: int | None = hp(
-        None, "GMP: prune every this many steps (default: about ten pruning steps)"
+    start: float = field(
+        default=0.1, metadata=_flag("GMP: start pruning at this fraction of training")
     )
-    initial_sparsity: float = hp(0.0, "GMP: sparsity at the first pruning step")
+    end: float = field(
+        default=0.75, metadata=_flag("GMP: reach --sparsity at this fraction of training")
+    )
+    interval: int | None = field(
+        default=None,
+        metadata=_flag("GMP: prune every this many steps (default: about ten pruning steps)"),
+    )
+    initial_sparsity: float = field(
+        default=0.0, metadata=_flag("GMP: sparsity at the first pruning step")
+    )
     criterion: str = "magnitude"
 
     def __post_init__(self) -> None:
@@ -109,12 +123,18 @@ class DstOptions(AllocationOptions):
     ``drop_fraction`` (cosine-annealed) smallest active entries and regrow as many."""
 
     allocation: str = "erk"
-    interval: int | None = hp(
-        None, "SET/RigL: steps between mask updates (default: about ten updates)"
+    interval: int | None = field(
+        default=None,
+        metadata=_flag("SET/RigL: steps between mask updates (default: about ten updates)"),
     )
-    drop_fraction: float = hp(0.3, "SET/RigL: initial drop fraction (cosine-annealed)")
-    stop_fraction: float = hp(
-        0.75, "SET/RigL: stop updating masks at this fraction of training", key="dst_stop"
+    drop_fraction: float = field(
+        default=0.3, metadata=_flag("SET/RigL: initial drop fraction (cosine-annealed)")
+    )
+    stop_fraction: float = field(
+        default=0.75,
+        metadata=_flag(
+            "SET/RigL: stop updating masks at this fraction of training", key="dst_stop"
+        ),
     )
     seed: int = 0
 
@@ -135,14 +155,21 @@ class ImpOptions(AllocationOptions):
     IMP retrains the model in rounds, so it is not a single pruner: ``ip.lottery_ticket``
     or ``interspace train --method imp`` run it."""
 
-    rounds: int | None = hp(
-        None, "IMP: rounds to reach --sparsity on geometric levels (default: as --imp-rate needs)"
+    rounds: int | None = field(
+        default=None,
+        metadata=_flag(
+            "IMP: rounds to reach --sparsity on geometric levels (default: as --imp-rate needs)"
+        ),
     )
-    rate: float = hp(0.2, "IMP: fraction of the remaining entries pruned per round")
-    rewind_step: int = hp(
-        0,
-        "IMP: rewind unpruned entries and filter bases to this training step (0 = init)",
-        key="rewind_step",
+    rate: float = field(
+        default=0.2, metadata=_flag("IMP: fraction of the remaining entries pruned per round")
+    )
+    rewind_step: int = field(
+        default=0,
+        metadata=_flag(
+            "IMP: rewind unpruned entries and filter bases to this training step (0 = init)",
+            key="rewind_step",
+        ),
     )
     criterion: str = "magnitude"
 
@@ -286,8 +313,8 @@ def section_of(name: str) -> str | None:
 
 def default_allocation(name: str) -> str:
     """The allocation pruner ``name`` uses unless told otherwise (its options' default)."""
-    field = {f.name: f for f in dataclasses.fields(options_class(name))}.get("allocation")
-    return field.default if field is not None and isinstance(field.default, str) else "global"
+    found = {f.name: f for f in dataclasses.fields(options_class(name))}.get("allocation")
+    return found.default if found is not None and isinstance(found.default, str) else "global"
 
 
 def schedule_sections() -> dict[str, type]:

@@ -1,9 +1,12 @@
 """Experiment trackers: TensorBoard, Weights & Biases, MLflow (``--log``).
 
 Each is an optional extra (``pip install 'interspace-pruning[tensorboard]'``, ``[wandb]``,
-``[mlflow]``) imported only when used, and local by default: TensorBoard event files in
-the run folder, W&B offline, MLflow on a SQLite file. :class:`TrackingSession` feeds them
-from the training loop; :func:`log_sparsity` logs a model's pruning state from any loop.
+``[mlflow]``; in a clone ``pip install -e ".[tensorboard]"``) imported only when used, and
+local by default: TensorBoard event files in the run folder, W&B offline, MLflow on a
+SQLite file. :class:`TrackingSession` feeds them from the training loop;
+:func:`log_sparsity` logs a model's pruning state from any loop. :func:`check_trackers`
+checks settings and what the trackers would reuse in a run folder before anything is
+written (see :mod:`.stores`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from .base import (
     MissingTrackerError,
     TrackedRun,
     Tracker,
+    TrackerRefused,
+    TrackerUnavailable,
     check_names,
     flat_params,
     register_tracker,
@@ -26,8 +31,10 @@ from .session import (
     TrackingCallback,
     TrackingScope,
     TrackingSession,
+    check_trackers,
     log_group,
     open_group,
+    read_record,
 )
 
 
@@ -60,14 +67,18 @@ __all__ = [
     "MissingTrackerError",
     "TrackedRun",
     "Tracker",
+    "TrackerRefused",
+    "TrackerUnavailable",
     "TrackingCallback",
     "TrackingScope",
     "TrackingSession",
     "check_names",
+    "check_trackers",
     "flat_params",
     "log_group",
     "log_sparsity",
     "open_group",
+    "read_record",
     "register_tracker",
     "sparsity_values",
     "tracker_class",

@@ -25,6 +25,17 @@ class MissingTrackerError(ImportError, ValueError):
     Also a ``ValueError``: the command line reports it as the bad input it is."""
 
 
+class TrackerRefused(ValueError):
+    """A tracker setting or store this run will not use (an unknown ``MLFLOW_TRACKING_URI``
+    scheme, a store in the run folder whose artifacts would go elsewhere): one line naming
+    it and the fix, before anything is written."""
+
+
+class TrackerUnavailable(RuntimeError):
+    """A tracker that cannot be reached (its server does not answer in time): the run goes
+    on without it (see :class:`~.session.TrackingSession`)."""
+
+
 @dataclass(frozen=True)
 class TrackedRun:
     """One run as the trackers see it.
@@ -76,6 +87,17 @@ class Tracker(ABC):
     def for_group(cls, run: TrackedRun, step: int) -> Tracker:
         """The group's own tracker run (``run.group``), to log at ``step`` >= 1."""
         return cls(run, step - 1, continuing=True)
+
+    @classmethod  # noqa: B027 - optional: most trackers need no check
+    def check_environment(cls) -> None:
+        """:class:`TrackerRefused` if this tracker's settings (environment variables) are
+        unusable; reads no file and contacts no server."""
+
+    @classmethod  # noqa: B027 - optional
+    def check_files(cls, root: Path, run_dir: Path) -> None:
+        """:class:`TrackerRefused` (or a ``CorruptFileError``) if what this tracker would
+        reuse in ``root`` (its store) or ``run_dir`` could make it write outside them (a
+        store, symlink or file planted in a folder received from someone else)."""
 
     def new(self, key: str, step: int) -> bool:
         """Whether ``key`` at ``step`` is not in the tracker yet (and may be logged)."""
@@ -164,10 +186,12 @@ def tracker_names() -> tuple[str, ...]:
 
 
 def tracker_class(name: str) -> type[Tracker]:
-    """The tracker ``name``; one line if it is unknown or its package is missing."""
+    """The tracker ``name``; one line if it is unknown, its package is missing or its
+    settings are unusable (:meth:`Tracker.check_environment`)."""
     check_names([name])
     cls = _TRACKERS[name]()
     require(cls)
+    cls.check_environment()
     return cls
 
 
@@ -184,6 +208,7 @@ def require(cls: type[Tracker]) -> None:
         raise MissingTrackerError(
             f"--log {cls.name} needs the {' and '.join(missing)} package"
             f"{'s' if len(missing) > 1 else ''}: pip install 'interspace-pruning[{cls.name}]'"
+            f' (in a clone: pip install -e ".[{cls.name}]")'
         )
 
 

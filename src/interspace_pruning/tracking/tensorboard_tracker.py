@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from . import stores
 from .base import Scalar, TrackedRun, Tracker
 
 
@@ -26,12 +27,20 @@ class TensorBoardTracker(Tracker):
         self, run: TrackedRun, done: int = 0, continuing: bool = False, run_id: str | None = None
     ) -> None:
         super().__init__(run, done, continuing, str(run.run_dir))
+        self.check_files(run.root, run.run_dir)
         from torch.utils.tensorboard import SummaryWriter
 
         run.run_dir.mkdir(parents=True, exist_ok=True)
         # purge_step: events at steps >= done + 1 from earlier files are dropped on reading
         purge = done + 1 if continuing else None
         self.writer = SummaryWriter(str(run.run_dir), purge_step=purge)
+
+    @classmethod
+    def check_files(cls, root: Path, run_dir: Path) -> None:
+        # new event files go beside the old ones: none may be a symlink leading elsewhere
+        run_dir = Path(run_dir)
+        events = [p.name for p in run_dir.glob("events.out.tfevents.*")]
+        stores.check_links(run_dir, events, within=root)
 
     def params(self, params: Mapping[str, Scalar], metrics: Sequence[str]) -> None:
         if self.continuing:  # written at the start; a second copy would show the run twice

@@ -30,7 +30,10 @@ class StopRequests:
 
     A second signal before that checkpoint is written stops at once, with the first signal's
     number (its exit status): the checkpoint being written is dropped, the one before stays.
-    An ignored SIGHUP (``nohup``) stays ignored.
+    A first signal inside a :func:`~..foundations.interrupts.blocking_call` (a tracker
+    waiting on its server) also gives that call up at once
+    (:class:`~..foundations.interrupts.CallAbandoned`), so the step ends and checkpoints
+    without waiting for it. An ignored SIGHUP (``nohup``) stays ignored.
     """
 
     SIGNALS = interrupts.STOP_SIGNALS
@@ -51,6 +54,8 @@ class StopRequests:
     def _handle(self, signum, frame) -> None:
         if self.requested is None:
             self.requested = signum
+            if interrupts.in_blocking_call():  # e.g. a tracker waiting on its server:
+                raise interrupts.CallAbandoned(signum)  # give it up, checkpoint, stop
             return
         if self._raised:  # a third one: the stop is under way already
             return

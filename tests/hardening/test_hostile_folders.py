@@ -1,0 +1,263 @@
+"""A received run folder is untrusted input: every subcommand that reads one (report, bench,
+train --resume) answers a damaged, planted or oversized file in one line, writes nothing
+outside the folder, never hangs, and the report never mixes runs of different settings."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from interspace_pruning.cli import main
+from interspace_pruning.experiments import PruneConfig, RunConfig
+from interspace_pruning.experiments.config import config_from_dict
+from interspace_pruning.experiments.runfiles import read_model, write_model
+from interspace_pruning.foundations.hparams import config_hash, to_dict
+from interspace_pruning.report import write_report
+from interspace_pruning.training import TrainConfig
+
+FAST = ["--train-subset", "200", "--test-subset", "50", "--batch-size", "32", "--quiet"]
+TRAIN = ["train", *FAST, "--threads", "1", "--epochs", "1", "--sparsity", "0.9"]
+DEEP = "[" * 5000 + "]" * 5000
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One real finished run (digits, 1 epoch): copied by each test that plants files."""
+    out = tmp_path_factory.mktemp("real") / "run"
+    assert main([*TRAIN, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def copy(finished, tmp_path):
+    target = tmp_path / "received"
+    shutil.copytree(finished, target)
+    return target
+
+
+def _fake_run(root, name, rep="ip", seed=0, acc=0.7, lr=0.05, summary=None, epochs=2):
+    d = root / name
+    d.mkdir(parents=True)
+    cfg = RunConfig(
+        prune=PruneConfig(representation=rep, method="snip", sparsity=0.95),
+        train=TrainConfig(epochs=epochs, seed=seed, lr=lr),
+    )
+    (d / "config.json").write_text(json.dumps(to_dict(cfg)))
+    body = {"test_acc": acc, "wall_time": 1.0} if summary is None else summary
+    (d / "summary.json").write_text(json.dumps(body))
+    return d
+
+
+def _one_line(err: str) -> str:
+    lines = [x for x in err.strip().splitlines() if x.strip()]
+    assert lines and "Traceback" not in err, err
+    return lines[-1]
+
+
+# --- the report: damaged files are skipped and named, the rest is reported ----------------
+
+
+@pytest.mark.parametrize(
+    "name, content, field",
+    [
+        ("config.json", DEEP, "nests deeper"),
+        ("summary.json", DEEP, "nests deeper"),
+        ("metrics.jsonl", DEEP + "\n", "nests deeper"),
+        ("summary.json", json.dumps({"test_acc": 0.5, "hardware": "x"}), "'hardware'"),
+        ("summary.json", json.dumps({"test_acc": 0.5, "wall_time": [1]}), "'wall_time'"),
+        ("summary.json", json.dumps({"test_acc": 0.5, "num_classes": 10**12}), "'num_classes'"),
+        ("summary.json", json.dumps({"test_acc": "0.99"}), "'test_acc'"),
+        ("summary.json", "{}", "'test_acc'"),
+        ("summary.json", json.dumps({"test_acc": 0.5, "stretches": ["a"]}), "'stretches'[0]"),
+        ("metrics.jsonl", json.dumps({"epoch": "one", "test_acc": 0.5}) + "\n", "'epoch'"),
+        ("metrics.jsonl", json.dumps({"epoch": 1, "test_acc": [0.5]}) + "\n", "'test_acc'"),
+    ],
+)
+def test_a_damaged_file_is_named_and_the_rest_reported(tmp_path, name, content, field):
+    root = tmp_path / "sweep"
+    _fake_run(root, "sp0", rep="sp")
+    _fake_run(root, "ip0")
+    (root / "ip0" / name).write_text(content)
+    text = write_report(root).read_text()
+    assert "1 finished runs" in text and "1 left out (damaged files)" in text
+    left_out = next(line for line in text.splitlines() if line.startswith("- left out:"))
+    assert left_out.replace("\\", "").startswith(f"- left out: ip0/{name} ")
+    assert field.replace("'", "") in left_out.replace("'", "").replace("\\", "")
+    assert "diverged" not in text  # a damaged summary is not a diverged run
+
+
+def test_a_fifo_in_a_folder_does_not_hang_the_report(tmp_path):
+    root = tmp_path / "sweep"
+    _fake_run(root, "sp0", rep="sp")
+    _fake_run(root, "ip0")
+    (root / "ip0" / "config.json").unlink()
+    os.mkfifo(root / "ip0" / "config.json")
+    code = (
+        "import sys; from interspace_pruning.report import write_report; "
+        "print(open(write_report(sys.argv[1])).read())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "not a regular file" in done.stdout
+
+
+def test_markdown_from_a_file_is_escaped(tmp_path):
+    root = tmp_path / "sweep"
+    _fake_run(root, "sp0", rep="sp")
+    error = "boom\n\n# Owned\n![x](http://evil.example/x.png)"
+    _fake_run(root, "ip0", acc=float("nan"), summary={"test_acc": None, "error": error})
+    text = write_report(root).read_text()
+    assert "\n# Owned" not in text and "![x](http" not in text
+    assert "\\# Owned" in text and "!\\[x\\](http" in text
+
+
+# --- the report never mixes configurations -------------------------------------------------
+
+
+def test_runs_of_different_settings_never_share_a_cell(tmp_path):
+    root = tmp_path / "sweep"
+    _fake_run(root, "ip_lr005", rep="ip", lr=0.05, acc=0.70)
+    _fake_run(root, "sp_lr005", rep="sp", lr=0.05, acc=0.60)
+    _fake_run(root, "ip_lr02", rep="ip", lr=0.2, acc=0.10)
+    text = write_report(root).read_text()
+    assert text.count("## digits / convnet") == 2
+    assert "differ in more than seed and representation (train.lr)" in text
+    assert "3 finished runs" in text
+    assert "train.lr = 0.05" in text and "train.lr = 0.2" in text
+    # the lr 0.05 table pairs 70 with 60; the lr 0.2 run stands alone, never "IP − SP −50"
+    assert "| snip | 95% | 60.00 | 70.00 |" in text
+    assert "| snip | 95% | - | 10.00 |" in text
+
+
+def test_a_dense_baseline_serves_each_setting_of_a_pruning_option(tmp_path):
+    root = tmp_path / "sweep"
+    _fake_run(root, "ip", rep="ip", acc=0.7)
+    _fake_run(root, "sp", rep="sp", acc=0.6)
+    d = _fake_run(root, "ip_crit", rep="ip", acc=0.5)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["prune"]["prune_batches"] = 3
+    (d / "config.json").write_text(json.dumps(cfg))
+    _fake_run(root, "dense", rep="dense", acc=0.9)
+    text = write_report(root).read_text()
+    assert "prune.prune_batches" in text
+    assert text.count("90.00 (reference)") == 2  # the dense run beside both settings
+
+
+def test_a_repeated_run_is_counted_once_and_named(tmp_path):
+    root = tmp_path / "sweep"
+    _fake_run(root, "sp0", rep="sp", acc=0.6)
+    _fake_run(root, "ip0", acc=0.7)
+    shutil.copytree(root / "ip0", root / "ip0-copy")
+    text = write_report(root).read_text()
+    assert "2 finished runs" in text and "1 left out (repeated runs)" in text
+    assert "ip0-copy repeats the run in ip0" in text
+
+
+def test_a_one_seed_report_claims_no_spread_and_no_test(tmp_path):
+    root = tmp_path / "sweep"
+    _fake_run(root, "sp0", rep="sp", acc=0.6, epochs=5)
+    _fake_run(root, "ip0", acc=0.7, epochs=5)
+    text = write_report(root).read_text()
+    assert "± 0.00" not in text and "[5] epochs" not in text and "2 runs, 5 epochs" in text
+    assert "corrected for the 0 rows" not in text and "none is tested" in text
+
+
+# --- nothing is written outside the folder -----------------------------------------------
+
+
+def test_a_report_symlink_cannot_carry_the_report_elsewhere(tmp_path, capsys):
+    root = tmp_path / "sweep"
+    _fake_run(root, "sp0", rep="sp")
+    _fake_run(root, "ip0")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "report.md").write_text("precious")
+    (root / "report").symlink_to(elsewhere)
+    assert main(["report", str(root)]) == 2
+    assert "leads outside" in _one_line(capsys.readouterr().err)
+    assert os.listdir(elsewhere) == ["report.md"]
+    assert (elsewhere / "report.md").read_text() == "precious"
+
+
+def test_symlinked_files_in_the_report_folder_are_replaced_not_written_through(tmp_path):
+    root = tmp_path / "sweep"
+    _fake_run(root, "sp0", rep="sp")
+    _fake_run(root, "ip0")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (root / "report").mkdir()
+    for name in ("report.md", "digits_convnet_accuracy.png"):
+        (root / "report" / name).symlink_to(victim)
+    write_report(root)
+    assert victim.read_text() == "precious"
+    assert not (root / "report" / "report.md").is_symlink()
+
+
+# --- bench and train --resume on a received folder ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("config.json", DEEP),
+        ("summary.json", DEEP),
+        ("summary.json", "NUM_CLASSES"),
+        ("config.json", "WIDE"),
+    ],
+)
+@pytest.mark.parametrize("command", ["bench", "resume"])
+def test_bench_and_resume_refuse_a_planted_file_in_one_line(copy, capsys, name, content, command):
+    if content == "NUM_CLASSES":
+        summary = json.loads((copy / name).read_text())
+        content = json.dumps({**summary, "num_classes": 10**12})
+    elif content == "WIDE":  # a model far larger than the model.pt beside it
+        content = _widen(copy)
+    (copy / name).write_text(content)
+    if command == "bench":
+        args = ["bench", str(copy), "--batch", "1", "--repeats", "1", "--quiet"]
+    else:
+        args = [*TRAIN, "--out", str(copy), "--resume"]
+        if name == "config.json" and content != DEEP:
+            args += ["--model-arg", "width=100000"]
+    assert main(args) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert name in line, line
+
+
+def _widen(run):
+    """config.json asks for a model of 10^5 channels; model.pt is re-tagged to match it (a
+    planted folder can forge the tag), so only the size check stands in the way."""
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["model"]["model_args"] = ["width=100000"]
+    state = read_model(run / "model.pt")
+    write_model_state(run, state, config_hash(config_from_dict(cfg)))
+    return json.dumps(cfg)
+
+
+def write_model_state(run, state, tag):
+    from torch import nn
+
+    holder = nn.Module()
+    holder.state_dict = lambda: state
+    write_model(run / "model.pt", holder, tag)
+
+
+def test_the_report_names_a_model_that_does_not_fit_its_file(copy, capsys):
+    (copy / "config.json").write_text(_widen(copy))
+    report = write_report(copy)
+    assert "do not belong together" in report.read_text()
+
+
+def test_a_planted_claim_file_neither_hangs_nor_raises(tmp_path):
+    from interspace_pruning.foundations.claims import read_owner
+
+    (tmp_path / "deep").write_text(DEEP)
+    assert read_owner(tmp_path / "deep") == {}
+    os.mkfifo(tmp_path / "fifo")
+    assert read_owner(tmp_path / "fifo") == {}  # was: blocked forever on the open
+    assert read_owner(tmp_path / "absent") is None
