@@ -13,15 +13,7 @@ from torch import nn
 import interspace_pruning as ip
 from interspace_pruning.schedules import PrunerStateError, RewindPoint, check_pruner_state
 
-
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.head = nn.Linear(4, 3)
-
-    def forward(self, x):
-        return self.head(self.conv(x).mean(dim=(2, 3)))
+from .test_options import Net
 
 
 def bound(name: str = "rigl", total_steps: int = 20):
