@@ -25,7 +25,7 @@ def test_each_option_states_its_default_once():
             assert said <= 1, f"interspace {command} {flags}: {text!r}"
             assert "[optional]" not in text, f"interspace {command} {flags}: {text!r}"
     train = {s: a for a in _subparsers()["train"]._actions for s in a.option_strings}
-    assert train["--image-size"].help.endswith("crop size (default 224; Tiny-ImageNet 64)")
+    assert train["--image-size"].help.endswith("(default 224; Tiny-ImageNet 64; Imagewoof 128)")
     assert train["--basis-weight-decay"].help.endswith("(off by default)")
     assert train["--epochs"].help.endswith("(default: 30)")
     assert train["--augment"].help.endswith("(default: True)")

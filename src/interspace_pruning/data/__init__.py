@@ -1,11 +1,14 @@
 """Datasets: ``data.get(name, root, download)`` returns an in-memory :class:`ImageDataset`.
 
 ``digits`` (the embedded default, from scikit-learn), ``mnist``, ``fashion-mnist``
-(IDX files), ``cifar10``, ``cifar100`` (python pickles, read with a restricted unpickler).
+(IDX files), ``cifar10``, ``cifar100`` (python pickles, read with a restricted unpickler);
+image folders ``imagefolder``, ``tiny-imagenet`` and ``imagewoof`` (fast.ai's release,
+default root ``data/imagewoof``), decoded once per run (:mod:`.imagefolder`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .dataset import AUGMENTATIONS, Batch, ImageDataset, balanced_indices, random_crop_flip
@@ -26,6 +29,8 @@ def default_root(name: str) -> Path:
     """Where ``name`` is looked for when no root is given."""
     if name == "fashion-mnist" and DEBIAN_FASHION_MNIST.is_dir():
         return DEBIAN_FASHION_MNIST
+    if name == "imagewoof" and not os.environ.get("INTERSPACE_DATA"):
+        return Path("data") / "imagewoof"  # beside the project, as its docs place it
     return user_cache_dir(name)
 
 
@@ -47,8 +52,8 @@ def get(
         train_subset / test_subset: keep a fixed class-balanced subset of that many images.
         augment: use the dataset's standard augmentation (random crop + flip for CIFAR,
             random-resized crop + flip for image folders).
-        image_size / workers: image folders only: crop size (default 224, Tiny-ImageNet 64)
-            and DataLoader worker processes that decode the images.
+        image_size / workers: image folders only: crop size (default 224, Tiny-ImageNet 64,
+            Imagewoof 128) and DataLoader worker processes that crop the images.
     """
     from .cifar import load_cifar_dataset
     from .idx import load_idx_dataset
@@ -61,8 +66,8 @@ def get(
         ds = load_digits_dataset()
     elif name in ("mnist", "fashion-mnist"):
         ds = load_idx_dataset(name, path, download)
-    elif name in ("imagefolder", "tiny-imagenet"):
-        if root is None:
+    elif name in ("imagefolder", "tiny-imagenet", "imagewoof"):
+        if root is None and name != "imagewoof":
             raise DataError(f"dataset {name!r} needs --root DIR with train/ and val/ folders")
         ds = load_image_folder(name, path, image_size, workers)
     else:

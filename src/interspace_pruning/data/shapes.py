@@ -25,6 +25,7 @@ SHAPES: dict[str, DatasetShape] = {
     "cifar100": DatasetShape(100, 3, 32),
     "imagefolder": DatasetShape(None, 3, 224, cropped=True),
     "tiny-imagenet": DatasetShape(200, 3, 64, cropped=True),
+    "imagewoof": DatasetShape(10, 3, 128, cropped=True),
 }
 
 

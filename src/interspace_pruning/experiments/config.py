@@ -46,8 +46,10 @@ class DataConfig:
     train_subset: int | None = hp(None, "use a fixed class-balanced subset of the training set")
     test_subset: int | None = hp(None, "use a fixed class-balanced subset of the test set")
     augment: bool = hp(True, "standard augmentation (random crop + flip on CIFAR)")
-    image_size: int | None = hp(None, "image folders: crop size (default 224; Tiny-ImageNet 64)")
-    workers: int = hp(4, "image folders: DataLoader processes decoding images")
+    image_size: int | None = hp(
+        None, "image folders: crop size (default 224; Tiny-ImageNet 64; Imagewoof 128)"
+    )
+    workers: int = hp(4, "image folders: DataLoader processes cropping the images")
 
 
 def all_methods() -> list[str]:
