@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import re
+import reprlib
 import types
 import typing
 from collections.abc import Mapping
@@ -119,6 +121,12 @@ def _flattened(f: dataclasses.Field, hint: Any) -> type | None:
 
 def leaves(cls: type) -> list[Leaf]:
     """The hyperparameters of dataclass ``cls``, nested ``flatten`` fields expanded."""
+    return list(_leaves(cls))
+
+
+@functools.cache
+def _leaves(cls: type) -> tuple[Leaf, ...]:
+    # cached: typing.get_type_hints costs ~2 ms, and a sweep asks once per cell and key
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
@@ -127,7 +135,7 @@ def leaves(cls: type) -> list[Leaf]:
             out += [dataclasses.replace(leaf, path=(f.name, *leaf.path)) for leaf in leaves(sub)]
         elif not f.metadata.get("flatten"):
             out.append(Leaf(f.metadata.get("key") or f.name, (f.name,), f, hints[f.name]))
-    return out
+    return tuple(out)
 
 
 def find_leaf(cls: type, name: str, where: str = "") -> Leaf:
@@ -317,14 +325,14 @@ def coerce(cls: type, name: str, value: Any, where: str = "") -> Any:
         raise ValueError(f"{where or name} may not be empty")
     if typing.get_origin(tp) is tuple:  # the dataclass normalises lists, tuples, mappings
         if not isinstance(value, list | tuple | dict | str):
-            raise ValueError(f"{where or name} must be a list, got {value!r}")
+            raise ValueError(f"{where or name} must be a list, got {reprlib.repr(value)}")
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is bool and not isinstance(value, bool):
-        raise ValueError(f"{where or name} must be true or false, got {value!r}")
+        raise ValueError(f"{where or name} must be true or false, got {reprlib.repr(value)}")
     if tp is int and isinstance(value, bool):
-        raise ValueError(f"{where or name} must be an integer, got {value!r}")
+        raise ValueError(f"{where or name} must be an integer, got {reprlib.repr(value)}")
     if not isinstance(value, tp):
-        raise ValueError(f"{where or name} must be {tp.__name__}, got {value!r}")
+        raise ValueError(f"{where or name} must be {tp.__name__}, got {reprlib.repr(value)}")
     return value
