@@ -4,6 +4,7 @@ outside the folder, never hangs, and the report never mixes runs of different se
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,12 +75,24 @@ def _one_line(err: str) -> str:
         ("summary.json", json.dumps({"test_acc": 0.5, "stretches": ["a"]}), "'stretches'[0]"),
         ("metrics.jsonl", json.dumps({"epoch": "one", "test_acc": 0.5}) + "\n", "'epoch'"),
         ("metrics.jsonl", json.dumps({"epoch": 1, "test_acc": [0.5]}) + "\n", "'test_acc'"),
+        # JSON integers are unbounded: 10**400 must not reach float() (OverflowError)
+        ("summary.json", '{"test_acc": 1' + "0" * 400 + "}", "'test_acc'"),
+        ("summary.json", '{"test_acc": 0.5, "wall_time": 1' + "0" * 400 + "}", "'wall_time'"),
+        ("summary.json", '{"test_acc": 0.5, "num_classes": 1' + "0" * 400 + "}", "'num_classes'"),
+        ("config.json", "LR", "train.lr"),
+        ("config.json", "EPOCHS", "train.epochs"),
     ],
 )
 def test_a_damaged_file_is_named_and_the_rest_reported(tmp_path, name, content, field):
     root = tmp_path / "sweep"
     _fake_run(root, "sp0", rep="sp")
     _fake_run(root, "ip0")
+    if content in ("LR", "EPOCHS"):  # the field's value becomes 10**400 in the JSON text
+        text = (root / "ip0" / name).read_text()
+        content = re.sub(
+            rf'"{content.lower()}": [^,}}]+', f'"{content.lower()}": 1{"0" * 400}', text
+        )
+        assert "0" * 400 in content
     (root / "ip0" / name).write_text(content)
     text = write_report(root).read_text()
     assert "1 finished runs" in text and "1 left out (damaged files)" in text
@@ -164,7 +177,7 @@ def test_a_one_seed_report_claims_no_spread_and_no_test(tmp_path):
     _fake_run(root, "ip0", acc=0.7, epochs=5)
     text = write_report(root).read_text()
     assert "± 0.00" not in text and "[5] epochs" not in text and "2 runs, 5 epochs" in text
-    assert "corrected for the 0 rows" not in text and "none is tested" in text
+    assert "corrected for the 0 rows" not in text and "no row could be tested" in text
 
 
 # --- nothing is written outside the folder -----------------------------------------------
@@ -261,3 +274,84 @@ def test_a_planted_claim_file_neither_hangs_nor_raises(tmp_path):
     os.mkfifo(tmp_path / "fifo")
     assert read_owner(tmp_path / "fifo") == {}  # was: blocked forever on the open
     assert read_owner(tmp_path / "absent") is None
+
+
+def test_a_repeated_run_never_reaches_the_table(tmp_path):
+    root = tmp_path / "sweep"
+    _fake_run(root, "a_sp", rep="sp", acc=0.30)
+    _fake_run(root, "b_ip", acc=0.40)
+    _fake_run(root, "c_ip_copy", acc=0.90)  # the same run again, another result
+    text = write_report(root).read_text()
+    assert "c\\_ip\\_copy repeats the run in b\\_ip" in text or "c_ip_copy repeats" in text
+    assert "| snip | 95% | 30.00 | 40.00 |" in text and "90.00" not in text
+
+
+def _with(run_dir, section, **values):
+    cfg = json.loads((run_dir / "config.json").read_text())
+    cfg.setdefault(section, {}).update(values)
+    (run_dir / "config.json").write_text(json.dumps(cfg))
+
+
+def test_dense_serves_each_setting_of_a_schedule_option(tmp_path):
+    root = tmp_path / "sweep"
+    for end in (0.5, 0.75):
+        for rep, acc in (("sp", 0.6), ("ip", 0.7)):
+            d = _fake_run(root, f"{rep}{end}", rep=rep, acc=acc)
+            _with(d, "prune", method="gmp")
+            _with(d, "gmp", gmp_end=end)
+    _fake_run(root, "dense", rep="dense", acc=0.9)
+    text = write_report(root).read_text()
+    assert "gmp.gmp_end" in text and text.count("90.00 (reference)") == 2
+
+
+def test_ip_without_pruning_is_not_split_by_its_unused_method(tmp_path):
+    root = tmp_path / "sweep"
+    for method in ("snip", "gmp"):
+        d = _fake_run(root, f"ip0-{method}", rep="ip", acc=0.5 + (method == "gmp") * 0.05)
+        _with(d, "prune", method=method, sparsity=0.0)
+    _fake_run(root, "dense", rep="dense", acc=0.9)
+    text = write_report(root).read_text()
+    assert "differ in more than" not in text
+
+
+def test_a_report_symlink_loop_is_one_line(tmp_path, capsys):
+    root = tmp_path / "sweep"
+    _fake_run(root, "sp0", rep="sp")
+    (root / "report").symlink_to(root / "report")
+    assert main(["report", str(root)]) == 2
+    assert "cannot be resolved" in _one_line(capsys.readouterr().err)
+
+
+def test_compare_resume_never_follows_a_planted_run_folder(tmp_path, capsys):
+    out, elsewhere = tmp_path / "cmp", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    args = ["compare", *FAST, "--threads", "1", "--epochs", "1", "--no-dense", "--out", str(out)]
+    assert main(args) == 0
+    shutil.rmtree(out / "ip")
+    (out / "ip").symlink_to(elsewhere)
+    assert main([*args, "--resume"]) == 2
+    assert "leads outside" in _one_line(capsys.readouterr().err)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_planted_stretches_and_claims_neither_hang_nor_raise(tmp_path):
+    from interspace_pruning.experiments.stretches import epochs_done, read_stretches
+    from interspace_pruning.foundations.claims import RunClaimedError
+
+    os.mkfifo(tmp_path / "stretches.json")
+    os.mkfifo(tmp_path / "metrics.jsonl")
+    assert read_stretches(tmp_path) == [] and epochs_done(tmp_path) == 0  # was: blocked
+    for started in ("yesterday", 1e300, [1]):
+        e = RunClaimedError(tmp_path / ".claim", {"host": "h", "pid": 1, "started": started})
+        assert "an unreadable time" in str(e)
+
+
+@pytest.mark.parametrize("out", ["../../elsewhere", "/tmp/elsewhere"])
+def test_a_sweep_file_places_runs_under_the_working_directory_only(tmp_path, out):
+    from interspace_pruning.experiments.sweep import load_sweep
+
+    path = tmp_path / "s.yaml"
+    path.write_text(f"out: {out}\ngrid:\n  train.seed: [0]\n")
+    with pytest.raises(ValueError, match="relative path without"):
+        load_sweep(path)
+    assert str(load_sweep(path, out=tmp_path / "mine").out) == str(tmp_path / "mine")

@@ -321,7 +321,7 @@ def _run_state(d: Path) -> str:
 
 
 def _cmd_sweep(ns: argparse.Namespace) -> None:
-    sweep = load_sweep(ns.config, trust_from(ns), max_cells=ns.max_cells)
+    sweep = load_sweep(ns.config, trust_from(ns), max_cells=ns.max_cells, out=ns.out)
     sweep = with_trackers(sweep, ns.log, ns.log_every)
     out = ns.out or sweep.out
     _check_out_dir(out)

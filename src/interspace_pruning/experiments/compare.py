@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..foundations.hparams import to_dict
-from ..foundations.io import atomic_write_json, atomic_write_text
+from ..foundations.io import atomic_write_json, atomic_write_text, inside
 from ..tracking import TrackingScope, log_group
 from ..training import distributed
 from .config import RunConfig
@@ -252,6 +252,7 @@ def _compare(
         sub = None
         if out is not None:
             sub = out / f"seed{seed}" / rep if len(seeds) > 1 else out / rep
+            sub = inside(sub, out)  # a planted symlink must not take a run elsewhere
         seed_cfg = replace(cfg, train=replace(cfg.train, seed=seed))
         sub_cfg = with_representation(seed_cfg, rep)
         done = resume and not overwrite and sub is not None and (sub / "summary.json").is_file()

@@ -347,9 +347,11 @@ REPRESENTATION_FIELDS = (
 def comparable_fields(cfg: RunConfig, without: tuple[str, ...] = ()) -> dict[str, Any]:
     """``cfg``'s identity as ``{"section.field": value}``, without the fields a pair differs
     in (:data:`REPRESENTATION_FIELDS`) and those named in ``without`` (e.g. ``train.seed``).
-    Dense training ignores the pruning settings: its prune section is ``prune.dense``."""
+    Training without pruning (dense, or IP at sparsity 0) ignores the pruning method and the
+    schedules' options: its prune section is ``prune.dense`` and it has no option sections."""
     d = identity_dict(cfg)
-    if cfg.prune.representation.is_dense:
+    if cfg.prune.representation.is_dense or cfg.prune.sparsity == 0:
+        d = {name: d[name] for name in FIXED_SECTIONS if name in d}
         d["prune"] = {"dense": True}
     flat: dict[str, Any] = {}
     for section, values in d.items():

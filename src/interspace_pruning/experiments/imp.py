@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from .. import data as data_mod
 from ..diagnostics import Diagnostics
 from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.hparams import config_hash
-from ..foundations.io import atomic_write_bytes, read_jsonl
+from ..foundations.io import atomic_write_bytes, inside, read_jsonl
 from ..masks import prunable
 from ..pruning import prune
 from ..pruning.allocation import dense_layers, pattern_min_sparsity
@@ -22,7 +21,7 @@ from ..training import Callback, distributed, train
 from ..training.device import Placement
 from .results import RunResult, finish, save_initial_bases, summarise
 from .run_setup import prepare_representation, pruner_options
-from .runfiles import MODEL, read_model
+from .runfiles import MODEL, read_model, read_summary
 
 
 def run_imp(
@@ -57,9 +56,9 @@ def run_imp(
     history: list[dict] = []
     restored = False
     for r, level in enumerate([0.0, *levels]):
-        sub = out / f"round_{r}" if out is not None else None
+        sub = inside(out / f"round_{r}", out) if out is not None else None
         if resume and sub is not None and (sub / "summary.json").is_file():
-            rounds.append(json.loads((sub / "summary.json").read_text()))
+            rounds.append(read_summary(sub / "summary.json"))
             continue
         if rounds and not restored and out is not None:  # resuming after finished rounds
             model.load_state_dict(read_model(out / f"round_{r - 1}" / MODEL, tag))

@@ -25,10 +25,14 @@ from ..foundations.schema import (
     Field,
     check_fields,
     check_items,
+    problem,
 )
 from .config import RunConfig, config_from_dict
 
 CONFIG, SUMMARY, METRICS, MODEL = "config.json", "summary.json", "metrics.jsonl", "model.pt"
+#: A number in ``config.json``: finite and bounded (an epoch count of 10**400 would be
+#: printed, looped over or allocated by the code that trusts the file).
+NUMBER = Field(("float",), low=-1e15, high=1e15)
 MODEL_FORMAT, MODEL_VERSION = "interspace-model", 2
 #: Written instead of a summary when a run's loss became NaN/inf (it would again: skipped).
 DIVERGED = "diverged.json"
@@ -140,9 +144,14 @@ def read_config(path: str | Path) -> RunConfig:
     for name, section in d.items():
         if not isinstance(section, dict):
             raise CorruptFileError(path, f"has a {name!r} that is not a mapping", fix)
+        for key, value in section.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if (why := problem(value, NUMBER)) is not None:
+                raise CorruptFileError(path, f"field {name}.{key} {why}", fix)
     try:
         return config_from_dict(d, check=True)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, OverflowError) as e:
         raise CorruptFileError(path, f"is not a valid run configuration ({e})", fix) from None
 
 

@@ -7,14 +7,13 @@ the summary copies it when the run finishes."""
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
 
-from ..foundations.io import atomic_write_json
+from ..foundations.io import atomic_write_json, read_json, read_jsonl
 from ..training.device import Placement, cpu_model, machine_kind
 from .runfiles import METRICS
 
@@ -26,8 +25,8 @@ ENDINGS = ("finished", "stopped", "failed")
 def read_stretches(out: Path) -> list[dict]:
     """The stretches recorded in ``out`` (empty if none, or if the file is damaged)."""
     try:
-        stretches = json.loads((Path(out) / STRETCHES).read_text())
-    except (OSError, ValueError, RecursionError):
+        stretches = read_json(Path(out) / STRETCHES, list)  # bounded: a received folder
+    except ValueError:  # CorruptFileError: missing, damaged, too deep, a FIFO, ...
         return []
     if not isinstance(stretches, list):
         return []
@@ -37,9 +36,8 @@ def read_stretches(out: Path) -> list[dict]:
 def epochs_done(out: Path) -> int:
     """Epochs recorded in ``out``'s ``metrics.jsonl`` (0 without one)."""
     try:
-        with open(Path(out) / METRICS, "rb") as f:
-            return sum(1 for line in f if line.strip())
-    except OSError:
+        return len(read_jsonl(Path(out) / METRICS))  # bounded: regular file, 64 MiB
+    except ValueError:  # missing or damaged: nothing to count on
         return 0
 
 

@@ -208,9 +208,13 @@ def load_sweep(
     trust_model_imports: Trust = False,
     max_cells: int = MAX_CELLS,
     max_params: int | None = MAX_MODEL_PARAMS,
+    out: str | Path | None = None,
 ) -> Sweep:
     """Parse and validate a sweep file before any work starts (see the module docstring
     for its bounds: ``max_cells`` runs, models of ``max_params`` parameters, None: any).
+    ``out`` (the caller's choice, e.g. ``--out``) replaces the file's ``out``; the file's
+    own must be a relative path without ``..``: a received file places runs under the
+    working directory only.
 
     A model named by an import path is refused unless ``trust_model_imports`` admits it: a
     name read from a file is never imported on the file's word alone."""
@@ -222,9 +226,15 @@ def load_sweep(
     if name is not None and (str(name) in ("", ".", "..") or set(str(name)) & set("/\\\0")):
         # the name is a folder under runs/: `../../x` would put the runs elsewhere
         raise ValueError(f"name in {path} must be one folder name, not {brief(name)}")
-    out = spec.get("out")
+    chosen, out = out, spec.get("out")
     if not isinstance(out, str | type(None)) or len(out or "") > 4096:
         raise ValueError(f"out in {path} must be a folder path, not {brief(out)}")
+    if chosen is None and out is not None and (Path(out).is_absolute() or ".." in Path(out).parts):
+        # a file proposes a folder under the working directory; elsewhere is the user's call
+        raise ValueError(
+            f"out in {path} must be a relative path without '..', not {brief(out)}; "
+            "pass --out to write the runs elsewhere"
+        )
     grids = _grids(spec, path)
     cells = count_cells(grids)
     if cells > max_cells:
@@ -244,7 +254,7 @@ def load_sweep(
     if max_params is not None:
         check_model_sizes(configs.values(), path, max_params)
     name = str(name or path.stem)
-    out = Path(out or Path("runs") / name)
+    out = Path(chosen or out or Path("runs") / name)
     return Sweep(name, out, list(configs.values()))
 
 

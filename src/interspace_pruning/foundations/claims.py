@@ -50,7 +50,11 @@ class RunClaimedError(ValueError):
 
     def __init__(self, path: Path, owner: dict) -> None:
         self.path, self.owner = path, owner
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("started", 0)))
+        started = owner.get("started", 0)
+        try:  # a claim file is data: a planted "started" must not raise here
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+        except (TypeError, ValueError, OverflowError, OSError):
+            since = "an unreadable time"
         super().__init__(
             f"{path.parent} is being trained by another process (host {owner.get('host')}, "
             f"pid {owner.get('pid')}, since {since}); wait for it, or stop it first"

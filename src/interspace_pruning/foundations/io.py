@@ -129,7 +129,13 @@ def inside(path: str | os.PathLike, folder: str | os.PathLike) -> Path:
     ``folder``; an :class:`OutsideFolderError` naming both otherwise. A received run folder
     may hold a symlink to anywhere: whatever is written through it must stay in the folder."""
     path, folder = Path(path), Path(folder)
-    target, home = path.resolve(), folder.resolve()
+    try:
+        target, home = path.resolve(), folder.resolve()
+    except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before Python 3.13)
+        raise OutsideFolderError(
+            f"refusing to write {path}: it cannot be resolved ({type(e).__name__}: a symlink "
+            "loop?); remove that symlink or choose another output folder"
+        ) from None
     if target != home and not target.is_relative_to(home):
         raise OutsideFolderError(
             f"refusing to write {path}: it leads outside {folder} (to {target}); "

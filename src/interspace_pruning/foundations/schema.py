@@ -19,6 +19,8 @@ from .io import CorruptFileError
 
 #: The longest string any field may hold unless its Field says otherwise.
 MAX_TEXT = 10_000
+#: JSON integers are unbounded; no field of ours holds one outside 64 bits.
+LARGEST_INT = 2**63
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,9 @@ def problem(value: Any, rule: Field) -> str | None:
     if kind not in rule.kinds:
         return f"is a JSON {kind if kind != 'float' else 'number'}, not {' or '.join(rule.kinds)}"
     if kind in ("int", "float"):
-        if not math.isfinite(value):
+        if isinstance(value, int) and abs(value) >= LARGEST_INT:  # 10**400 parses as an int
+            return "is a number too large for this field"
+        if isinstance(value, float) and not math.isfinite(value):
             return None if rule.nonfinite else "is not a finite number"
         if rule.low is not None and value < rule.low:
             return f"is below {rule.low:g}"

@@ -290,6 +290,7 @@ def write_report(
     root = Path(root)
     damaged: list[str] = []
     records, unfinished = collect_runs(root, damaged, trust_model_imports)
+    records, repeated = drop_duplicates(records)  # before any table or group sees them
     unusable: list[str] = []  # models that could not be rebuilt for the pictures
     if not records:
         raise ValueError(
@@ -318,7 +319,6 @@ def write_report(
         if r.config.model.init_from and len(lengths[dmp]) == 1:
             epochs = next(iter(lengths[dmp]))
         groups[(*dmp, epochs)].append(r)
-    records, repeated = drop_duplicates(records)
     failed = [r for r in records if r.diverged]
     lines = [
         f"# Report: {md_code(root, 200)}",

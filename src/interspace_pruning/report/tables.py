@@ -372,7 +372,8 @@ def ip_vs_sp_table(
             f"p (Holm): corrected for the {tested} rows tested; a side is named only when "
             f"p (Holm) < {ALPHA}. "
             if tested
-            else "no row has two seeds on both sides, so none is tested and no side is named. "
+            else "no row could be tested (that needs two seeds on both sides whose differences "
+            "are not all equal), so no side is named. "
         )
         + "Trainable: nonzero weights or coefficients plus filter-basis entries; MFLOPs: "
         "sparse, per sample."
