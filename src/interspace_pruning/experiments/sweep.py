@@ -212,9 +212,7 @@ def load_sweep(
 ) -> Sweep:
     """Parse and validate a sweep file before any work starts (see the module docstring
     for its bounds: ``max_cells`` runs, models of ``max_params`` parameters, None: any).
-    ``out`` (the caller's choice, e.g. ``--out``) replaces the file's ``out``; the file's
-    own must be a relative path without ``..``: a received file places runs under the
-    working directory only.
+    ``out`` (the caller's choice, e.g. ``--out``) replaces the file's ``out``.
 
     A model named by an import path is refused unless ``trust_model_imports`` admits it: a
     name read from a file is never imported on the file's word alone."""
@@ -229,12 +227,6 @@ def load_sweep(
     chosen, out = out, spec.get("out")
     if not isinstance(out, str | type(None)) or len(out or "") > 4096:
         raise ValueError(f"out in {path} must be a folder path, not {brief(out)}")
-    if chosen is None and out is not None and (Path(out).is_absolute() or ".." in Path(out).parts):
-        # a file proposes a folder under the working directory; elsewhere is the user's call
-        raise ValueError(
-            f"out in {path} must be a relative path without '..', not {brief(out)}; "
-            "pass --out to write the runs elsewhere"
-        )
     grids = _grids(spec, path)
     cells = count_cells(grids)
     if cells > max_cells:
