@@ -640,16 +640,3 @@ def test_check_trackers_runs_every_check_without_a_session(tmp_path, monkeypatch
     with pytest.raises(TrackerRefused, match="scheme"):
         check_trackers(["mlflow"], tmp_path / "fresh")
     assert not (tmp_path / "fresh").exists()
-
-
-def test_a_missing_tracker_package_leaves_no_run_folder(tmp_path, monkeypatch, capsys):
-    from interspace_pruning.cli import main
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
-    )
-    out = tmp_path / "run"
-    assert main(["train", "--epochs", "1", "--log", "wandb", "--out", str(out)]) == 2
-    assert 'pip install -e ".[wandb]"' in one_line(capsys.readouterr().err)
-    assert not out.exists()
