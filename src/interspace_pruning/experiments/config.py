@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from .. import data as data_mod
@@ -92,6 +94,19 @@ class ModelConfig:
     def build(self, num_classes: int, in_channels: int) -> nn.Module:
         """The model, freshly initialised (seed first for reproducible weights)."""
         return models.from_spec(self.model, num_classes, in_channels, self.model_args)
+
+    def count_parameters(self, num_classes: int, in_channels: int) -> int:
+        """How many parameters :meth:`build` would give, counted on the meta device: nothing
+        is allocated and the global RNG is left as it was (lazy layers count as 0). Raises
+        what the builder raises."""
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")  # e.g. "Initializing zero-element tensors"
+            model = self.build(num_classes, in_channels)
+        return sum(
+            p.numel()
+            for p in model.parameters()
+            if not isinstance(p, nn.parameter.UninitializedParameter)
+        )
 
 
 def _arg_text(value: object) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..foundations.claims import RunClaimedError, claim_owner, try_claim
 from ..foundations.hparams import config_hash
-from ..foundations.io import CorruptFileError, read_json
+from ..foundations.io import CorruptFileError, lies_in
 from ..foundations.yaml_files import brief, brief_text
 from ..interspace import Representation
 from ..tracking import TrackingScope
@@ -27,7 +27,7 @@ from ..training import distributed
 from ..training.loop import CHECKPOINT, DivergedError
 from .config import PruneConfig, RunConfig, section_names, set_values
 from .run import run
-from .runfiles import DIVERGED, SUMMARY, read_config, read_summary
+from .runfiles import DIVERGED, SUMMARY, read_config, read_diverged, read_summary
 
 
 def override(cfg: RunConfig, key: str, value: Any) -> RunConfig:
@@ -160,7 +160,7 @@ def _not_a_run_folder(d: Path) -> CorruptFileError | None:
     fix = f"move {d} away to train this run here"
     if (d.exists() or d.is_symlink()) and not d.is_dir():
         return CorruptFileError(d, "is not a folder, where this run's folder goes", fix)
-    if d.is_symlink() and not d.resolve().is_relative_to(d.parent.resolve()):
+    if d.is_symlink() and not lies_in(d, d.parent):
         # a received sweep folder must not make this run write elsewhere
         return CorruptFileError(d, f"is a symlink leading out of {d.parent}", fix)
     for name in ("config.json", SUMMARY, DIVERGED, CHECKPOINT):
@@ -207,7 +207,7 @@ def _attempt(
         if (d / SUMMARY).is_file():  # finished, perhaps by another process a moment ago
             return "done", read_summary(d / SUMMARY)
         if (d / DIVERGED).is_file():
-            return "diverged", read_json(d / DIVERGED, dict, f"delete {d / DIVERGED} to retry")
+            return "diverged", read_diverged(d / DIVERGED)
         if progress:
             again = " (resuming)" if (d / CHECKPOINT).is_file() else ""
             _say(f"{label} {_describe(cfg)} -> {d}{again}")

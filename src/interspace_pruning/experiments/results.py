@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .. import data as data_mod
@@ -38,18 +37,6 @@ class RunResult:
     already_finished: bool = False
 
 
-def planned_parameters(cfg: RunConfig, num_classes: int, in_channels: int) -> int:
-    """How many parameters ``cfg``'s model would have, counted on the meta device: nothing
-    is allocated, and the global RNG is left as it was (lazy layers count as 0)."""
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        model = cfg.model.build(num_classes, in_channels)
-    return sum(
-        p.numel()
-        for p in model.parameters()
-        if not isinstance(p, nn.parameter.UninitializedParameter)
-    )
-
-
 def rebuild_model(
     cfg: RunConfig, num_classes: int, in_channels: int, model_file: Path, tag: str
 ) -> nn.Module:
@@ -59,7 +46,7 @@ def rebuild_model(
     # a received config.json (or summary's class count) could ask for a model of any size:
     # the file bounds it, since model.pt holds at least every parameter
     held = sum(t.numel() for t in state.values())
-    planned = planned_parameters(cfg, num_classes, in_channels)
+    planned = cfg.model.count_parameters(num_classes, in_channels)
     if planned > held:
         raise CorruptFileError(
             model_file,

@@ -124,24 +124,39 @@ class OutsideFolderError(ValueError):
     """A path to write that leads (through a symlink) outside the folder it must stay in."""
 
 
+def lies_in(
+    path: str | os.PathLike, folder: str | os.PathLike, resolve_folder: bool = True
+) -> bool:
+    """Whether ``path`` (symlinks resolved) is ``folder`` or lies in it; False where it
+    cannot be resolved (a symlink loop). ``folder`` is resolved too unless
+    ``resolve_folder`` is false (then it must be resolved but for its own last part: a
+    symlink there leading elsewhere puts everything under it outside)."""
+    try:
+        home = Path(folder).resolve() if resolve_folder else Path(folder)
+        target = Path(path).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (before Python 3.13)
+        return False
+    return target == home or target.is_relative_to(home)
+
+
 def inside(path: str | os.PathLike, folder: str | os.PathLike) -> Path:
     """``path``, if it (symlinks resolved, also of a part that does not exist yet) lies in
     ``folder``; an :class:`OutsideFolderError` naming both otherwise. A received run folder
     may hold a symlink to anywhere: whatever is written through it must stay in the folder."""
-    path, folder = Path(path), Path(folder)
+    path = Path(path)
+    if lies_in(path, folder):
+        return path
     try:
-        target, home = path.resolve(), folder.resolve()
-    except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before Python 3.13)
+        target = path.resolve()
+    except (RuntimeError, OSError) as e:
         raise OutsideFolderError(
             f"refusing to write {path}: it cannot be resolved ({type(e).__name__}: a symlink "
             "loop?); remove that symlink or choose another output folder"
         ) from None
-    if target != home and not target.is_relative_to(home):
-        raise OutsideFolderError(
-            f"refusing to write {path}: it leads outside {folder} (to {target}); "
-            "remove that symlink or choose another output folder"
-        )
-    return path
+    raise OutsideFolderError(
+        f"refusing to write {path}: it leads outside {folder} (to {target}); "
+        "remove that symlink or choose another output folder"
+    )
 
 
 class CorruptFileError(ValueError):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..foundations.io import atomic_write_bytes
+from ..foundations.io import atomic_write_bytes, lies_in
 from . import stores
 from .base import Scalar, TrackedRun, Tracker, TrackerRefused
 from .network import probe
@@ -68,7 +68,7 @@ def local_store(root: Path) -> Path | None:
     if parts.scheme.lower().split("+")[0] != "sqlite" or not uri.lower().startswith("sqlite:///"):
         return None
     db = Path(unquote(uri[len("sqlite:///") :].split("?")[0]))
-    return db if stores.inside(db.parent, root) else None
+    return db if lies_in(db.parent, root) else None
 
 
 def check_uri(uri: str) -> None:

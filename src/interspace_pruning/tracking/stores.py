@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from ..foundations.io import CorruptFileError
+from ..foundations.io import CorruptFileError, lies_in
 from .base import TrackerRefused
 
 #: Where MLflow's artifacts go in a root (``<root>/mlartifacts/<run id>/artifacts``).
@@ -36,18 +36,6 @@ WRITTEN_TABLES = frozenset(
 #: A tracker run id as this package uses it (in paths and file patterns): MLflow's are 32
 #: hex digits, W&B's the config hash (``-2``, ``-3`` for a folder started over).
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def inside(path: Path, base: Path, follow_base: bool = True) -> bool:
-    """Whether ``path`` (symlinks resolved) lies in ``base`` or is it. ``base`` is resolved
-    too unless ``follow_base`` is false (then it must be resolved but for its own last
-    part: a symlink there leading elsewhere puts everything under it outside)."""
-    try:
-        within = Path(base).resolve() if follow_base else Path(base)
-        Path(path).resolve().relative_to(within)
-    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop
-        return False
-    return True
 
 
 def uri_path(uri: str) -> Path | None:
@@ -98,13 +86,13 @@ def check_mlflow_store(db: Path, root: Path, experiment: str) -> None:
     for f in (db, *(db.with_name(db.name + s) for s in ("-journal", "-wal", "-shm"))):
         if f.is_symlink() or (f.exists() and not f.is_file()):
             raise TrackerRefused(f"{f} is a symlink or not a plain file; {fix}")
-    if not inside(db, root):
+    if not lies_in(db, root):
         raise TrackerRefused(f"{db} lies outside {root}; {fix}")
     base = artifact_root(root)
     rows = _store_rows(db, experiment, fix)
     for kind, key, uri in rows:
         path = uri_path(str(uri)) if uri is not None else None
-        if path is None or not inside(path, base, follow_base=False):
+        if path is None or not lies_in(path, base, resolve_folder=False):
             raise TrackerRefused(
                 f"{db}: {kind} {key} keeps its artifacts at {str(uri)[:200]!r}, outside "
                 f"{base} (a copied or planted store); {fix}"
@@ -164,7 +152,7 @@ def check_links(
     ``folder``; with ``within``, also ``folder`` itself if it is a symlink leading out of
     ``within``."""
     folder = Path(folder)
-    if within is not None and folder.is_symlink() and not inside(folder, within):
+    if within is not None and folder.is_symlink() and not lies_in(folder, within):
         raise TrackerRefused(
             f"{folder} is a symlink leading out of {within}; remove it (a tracker would "
             "write through it)"
@@ -173,7 +161,7 @@ def check_links(
         return
     entries = [folder / n for n in names] if names is not None else list(folder.iterdir())
     for p in entries:
-        if p.is_symlink() and not inside(p, folder):
+        if p.is_symlink() and not lies_in(p, folder):
             raise TrackerRefused(
                 f"{p} is a symlink leading out of {folder}; remove it (a tracker would write "
                 "through it)"
