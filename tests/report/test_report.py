@@ -200,3 +200,37 @@ def test_a_pair_trained_on_two_kinds_of_machine_is_marked_in_the_report(fake_swe
     assert "- ⚠ snip 95%: seed 0: SP on AMD EPYC (avx2), IP on NVIDIA H200" in text
     assert "⚠ 1 of these 2 pairs trained on two kinds of machine." in text
     assert "60.00 → 70.00 (+10.00) ⚠ | 64.00 → 74.00 (+10.00) |" in text  # per seed
+
+
+def test_wall_time_of_a_continued_run_counts_every_stretch(fake_sweep):
+    # wall_time is the last process's; a run continued from a checkpoint trained longer
+    def stretch(started, ended):
+        return {
+            "machine": "AMD EPYC (avx2)",
+            "precision": "fp32",
+            "started": started,
+            "ended": ended,
+        }
+
+    summary_file = fake_sweep / "sp0" / "summary.json"
+    summary = json.loads(summary_file.read_text())
+    summary.update(
+        wall_time=600.0,
+        stretches=[
+            stretch("2026-12-06T04:00:00Z", "2026-12-06T05:00:00Z"),  # 3600 s, stopped
+            stretch("2026-12-06T08:00:00Z", "2026-12-06T08:10:00Z"),  # 600 s, finished
+        ],
+    )
+    summary_file.write_text(json.dumps(summary))
+    text = write_report(fake_sweep).read_text()
+    assert "1 on AMD EPYC (avx2) (mean wall time per run 4200 s)" in text
+
+
+def test_run_seconds_falls_back_to_wall_time_when_a_stretch_lacks_a_time():
+    from interspace_pruning.experiments.stretches import run_seconds
+
+    one = {"started": "2026-12-06T04:00:00Z", "ended": "2026-12-06T05:00:00Z"}
+    assert run_seconds({"wall_time": 7.0, "stretches": [one, {"started": "bad"}]}) == 7.0
+    assert run_seconds({"wall_time": 7.0, "stretches": [one]}) == 7.0  # one process: its own
+    assert run_seconds({"wall_time": 7.0, "stretches": [one, one]}) == 7200.0
+    assert run_seconds({}) == 0.0

@@ -6,6 +6,7 @@ the summary copies it when the run finishes."""
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import time
 from collections.abc import Iterator, Mapping
@@ -94,6 +95,31 @@ def summary_stretches(summary: Mapping) -> list[Mapping]:
     """The stretches a run's summary records (empty for older summaries)."""
     found = summary.get("stretches")
     return [s for s in found if isinstance(s, Mapping)] if isinstance(found, list) else []
+
+
+def _seconds(stamp: object) -> float | None:
+    try:
+        return calendar.timegm(time.strptime(str(stamp), "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return None
+
+
+def run_seconds(summary: Mapping) -> float:
+    """Seconds a run spent training, summed over its stretches: ``wall_time`` counts only
+    the last process, so a run continued from a checkpoint would seem to have taken only
+    its last stretch. Summaries without stretches (or with one that lacks a time) give
+    ``wall_time``."""
+    spans = []
+    for s in summary_stretches(summary):
+        begin, end = _seconds(s.get("started")), _seconds(s.get("ended"))
+        if begin is None or end is None or end < begin:
+            spans = []
+            break
+        spans.append(end - begin)
+    if len(spans) > 1:
+        return float(sum(spans))
+    wall = summary.get("wall_time", 0.0)
+    return float(wall) if isinstance(wall, (int, float)) else 0.0
 
 
 def machine_kinds(summary: Mapping) -> tuple[str, ...]:

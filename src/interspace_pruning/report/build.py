@@ -8,6 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..experiments.stats import fmt_ci, fmt_p
+from ..experiments.stretches import run_seconds
 from ..foundations.io import atomic_write_text, inside
 from ..foundations.names import safe_file_stem
 from ..models import Trust
@@ -102,13 +103,14 @@ def _label(r: RunRecord) -> str:
 
 
 def where_trained(records: list[RunRecord]) -> str:
-    """Which kinds of machine trained the runs, with the mean wall time per run on each (see
+    """Which kinds of machine trained the runs, with the mean wall time per run on each
+    (summed over a run's stretches, :func:`..experiments.stretches.run_seconds`; see
     :func:`.machines.machine_label`: each summary's stretches, else its ``hardware``, the
     GPU's name, else the CPU's)."""
     groups: dict[str, list[float]] = {}
     for r in records:
         name = machine_label(r.summary)
-        groups.setdefault(name, []).append(float(r.summary.get("wall_time", 0.0)))
+        groups.setdefault(name, []).append(run_seconds(r.summary))
     parts = [
         f"{len(times)} on {md(name, 120)} (mean wall time per run {statistics.fmean(times):.0f} s)"
         for name, times in sorted(groups.items(), key=lambda kv: -len(kv[1]))
