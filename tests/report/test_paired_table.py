@@ -273,3 +273,13 @@ def test_a_control_on_another_kind_of_machine_is_marked():
     assert (
         f"- ⚠ gmp 95%: seeds 0, 1, 2: SP on {gpu}, SP at IP's parameter count on {cpu}, IP on {gpu}"
     ) in control
+
+
+def test_a_table_with_no_complete_row_is_one_line_not_an_empty_table():
+    runs = [_run("sp", "snip", 0.98, s, 0.5) for s in range(3)]
+    runs += [_run("ip", "snip", 0.98, s, 0.6) for s in range(2)]  # 2 of 3 seeds so far
+    table = ip_vs_sp_table(runs, min_seeds=3)
+    assert table == (
+        "No row has 3 seeds on each side yet: 1 row(s) left out until their runs finish."
+    )
+    assert "| snip |" in ip_vs_sp_table(runs, min_seeds=2)

@@ -325,6 +325,12 @@ def ip_vs_sp_table(
             partial += 1
             continue
         shown.append(key)
+    reference = bool(dense) and len(dense) >= min_seeds
+    if partial and not shown and not reference:  # nothing complete yet: no empty table
+        return (
+            f"No row has {min_seeds} seeds on each side yet: {partial} row(s) left out "
+            "until their runs finish."
+        )
     tests = _stats_rows(cells, shown, "sp")
     pairs: list[float] = []
     means: list[float] = []  # one per cell: the cell-level test
@@ -355,7 +361,7 @@ def ip_vs_sp_table(
             _costs_cell(costs, key, ("sp", "ip"), "flops"),
         ]
         lines.append("| " + " | ".join(cols) + " |")
-    if dense and len(dense) >= min_seeds:
+    if reference:
         lines.append(f"| dense | 0% | {fmt_pct(dense)} (reference) | | | | | | | |")
     lines.append("")
     if partial:
