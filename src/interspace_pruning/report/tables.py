@@ -375,8 +375,8 @@ def ip_vs_sp_table(
         "mean of the per-seed differences (same initial weights and data order) in points, "
         "with its 95% confidence interval; p: two-sided paired t-test; "
         + (
-            f"p (Holm): corrected for the {tested} rows tested; a side is named only when "
-            f"p (Holm) < {ALPHA}. "
+            f"p (Holm): corrected for the {tested} row{'s' if tested > 1 else ''} tested; "
+            f"a side is named only when p (Holm) < {ALPHA}. "
             if tested
             else "no row could be tested (that needs two seeds on both sides whose differences "
             "are not all equal), so no side is named. "
