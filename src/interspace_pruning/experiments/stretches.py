@@ -21,6 +21,8 @@ from .runfiles import METRICS
 STRETCHES = "stretches.json"
 #: How a stretch ended. A stretch without ``ended`` was killed (or is still training).
 ENDINGS = ("finished", "stopped", "failed")
+#: How ``started`` and ``ended`` are written (UTC), and read back by :func:`run_seconds`.
+_STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def read_stretches(out: Path) -> list[dict]:
@@ -43,7 +45,7 @@ def epochs_done(out: Path) -> int:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return time.strftime(_STAMP, time.gmtime())
 
 
 def begin_stretch(out: Path, where: Placement) -> None:
@@ -99,7 +101,7 @@ def summary_stretches(summary: Mapping) -> list[Mapping]:
 
 def _seconds(stamp: object) -> float | None:
     try:
-        return calendar.timegm(time.strptime(str(stamp), "%Y-%m-%dT%H:%M:%SZ"))
+        return calendar.timegm(time.strptime(str(stamp), _STAMP))
     except ValueError:
         return None
 
