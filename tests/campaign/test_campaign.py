@@ -148,6 +148,12 @@ def test_estimates_scale_with_epochs_and_learn(tmp_path, monkeypatch):
     )
     setup = estimate.SETUP_SECONDS  # once per run; IMP trains rounds + 1 times
     assert est.raw_seconds(imp) - setup == pytest.approx(3 * (est.raw_seconds(short) - setup))
+    # evaluating every 5th epoch (and the last) costs 4 of the 20 evaluations
+    sparse = dataclasses.replace(long, cfg=override(long.cfg, "train.eval_every", 5))
+    _, n_test = est.sizes(long)
+    per_eval = (b - est.raw_seconds(sparse)) / (16 * n_test)
+    batch = long.cfg.train.batch_size
+    assert per_eval == pytest.approx(est.step_seconds(long) / batch * estimate.EVAL_COST)
     est.learn(long, b, 2 * b)
     again = Estimator(tmp_path / "est", "test machine", threads=1)  # kept on disk
     assert again.correction() == pytest.approx(2.0)

@@ -99,6 +99,13 @@ def test_the_old_defaults_are_explicit_options_now():
     assert config_hash(RunConfig()) == V1_RUNS["default"][1]  # snip: no schedule options
 
 
+def test_evaluating_less_often_keeps_a_run_its_identity():
+    cfg = RunConfig()
+    sparse = config_from_dict({**to_dict(cfg), "train": {**to_dict(cfg)["train"], "eval_every": 5}})
+    assert sparse.train.eval_every == 5
+    assert config_hash(sparse) == config_hash(cfg) == V1_RUNS["default"][1]
+
+
 def test_there_are_committed_runs():
     assert len(CONFIGS) >= 183
 

@@ -30,6 +30,20 @@ def test_training_learns_and_writes_metrics(digits, tmp_path):
     assert rows[-1]["test_acc"] > 0.3  # chance is 0.1
 
 
+def test_eval_every_evaluates_every_nth_epoch_and_the_last_and_trains_the_same(digits):
+    cfg = TrainConfig(epochs=5, batch_size=32, lr=0.05, eval_every=2)
+    assert [e for e in range(1, 6) if cfg.evaluates_after(e)] == [2, 4, 5]
+    assert cfg.evaluations() == 3 and TrainConfig(epochs=5).evaluations() == 5
+    sparse = train(_model(), digits, cfg, progress=False)
+    every = train(_model(), digits, TrainConfig(epochs=5, batch_size=32, lr=0.05), progress=False)
+    assert ["test_acc" in r for r in sparse] == [False, True, False, True, True]
+    assert ["test_loss" in r for r in sparse] == [False, True, False, True, True]
+    for a, b in zip(sparse, every, strict=True):  # evaluating changes nothing that is trained
+        assert a["train_loss"] == b["train_loss"] and a["lr"] == b["lr"]
+        if "test_acc" in a:
+            assert (a["test_acc"], a["test_loss"]) == (b["test_acc"], b["test_loss"])
+
+
 def test_same_seed_same_metrics(digits):
     def once():
         model = ip.to_interspace(_model())
@@ -85,6 +99,7 @@ def test_basis_gets_its_own_group(digits):
         ({"schedule": "poly"}, "unknown schedule 'poly'"),
         ({"step_milestones": "half"}, "comma-separated fractions"),
         ({"label_smoothing": 1.0}, "--label-smoothing"),
+        ({"eval_every": 0}, "--eval-every must be >= 1"),
     ],
 )
 def test_invalid_training_config(kwargs, match):

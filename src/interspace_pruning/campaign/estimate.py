@@ -151,7 +151,7 @@ class Estimator:
         step = self.step_seconds(run)
         steps = (n_train // t.batch_size) * t.epochs
         per_image = step / t.batch_size
-        evals = (t.epochs + 1) * n_test + min(n_train, 10_000)
+        evals = t.evaluations() * n_test + min(n_train, 10_000)
         trainings = 1
         if run.cfg.prune.method == "imp" and not run.cfg.prune.representation.is_dense:
             trainings = (run.cfg.options["imp"].rounds or 1) + 1

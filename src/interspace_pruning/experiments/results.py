@@ -101,7 +101,7 @@ def summarise(
     representation is written by its name (``"ip"``, ``"sp"``, ``"dense"``); ``numerics``
     records how it was computed (TF32, cuDNN flags, autocast ``precision``, versions)."""
     rep = Representation.parse(rep)
-    last = history[-1]
+    last = history[-1]  # the last epoch is always evaluated (``TrainConfig.eval_every``)
     train_eval = evaluate(model, dataset, split="train", limit=10_000)
     cost = costs(model, dataset.image_shape)
     report = None if rep.is_dense else sparsity_report(model)  # dense: no prunable counts
@@ -109,7 +109,7 @@ def summarise(
     return {
         "representation": rep.kind,
         "test_acc": last["test_acc"],
-        "best_test_acc": max(h["test_acc"] for h in history),
+        "best_test_acc": max(h["test_acc"] for h in history if "test_acc" in h),
         "train_loss": last["train_loss"],
         "train_acc": last["train_acc"],
         "test_loss": last["test_loss"],

@@ -36,6 +36,12 @@ class TrainConfig:
     )
     label_smoothing: float = hp(0.0, "label smoothing of the cross-entropy loss")
     seed: int = hp(0, "seed for initial weights, pruning data and data order")
+    eval_every: int = hp(
+        1,
+        "evaluate on the test set every N epochs and after the last (evaluation changes "
+        "nothing that is trained: runs keep their identity)",
+        identity=False,
+    )
     # Execution options. The device, layout and compilation do not change what is computed
     # (beyond float rounding), so a run keeps its identity (and directory) across them and
     # may resume on another device; precision and sync-BN do change results.
@@ -104,8 +110,18 @@ class TrainConfig:
         logs = (self.log,) if isinstance(self.log, str) else tuple(self.log or ())
         self.log = tuple(dict.fromkeys(str(n).strip().lower() for n in logs))
         check_names(self.log)  # the registry of interspace_pruning.tracking
+        if self.eval_every < 1:
+            raise ValueError(f"--eval-every must be >= 1, got {self.eval_every}")
         if self.log_every < 0:
             raise ValueError(f"--log-every must be >= 0, got {self.log_every}")
+
+    def evaluates_after(self, epoch: int) -> bool:
+        """Whether the test set is evaluated after ``epoch`` (counted from 1)."""
+        return epoch % self.eval_every == 0 or epoch == self.epochs
+
+    def evaluations(self) -> int:
+        """How many test-set evaluations a run of this configuration makes."""
+        return sum(self.evaluates_after(e) for e in range(1, self.epochs + 1))
 
     def milestones(self) -> list[float]:
         try:

@@ -164,7 +164,8 @@ def train(
     tag: str = "",
     placement: Placement | None = None,
 ) -> list[dict]:
-    """Train ``model`` on ``dataset`` and return the per-epoch metrics.
+    """Train ``model`` on ``dataset`` and return the per-epoch metrics (``test_loss`` and
+    ``test_acc`` after every ``cfg.eval_every``-th epoch and the last).
 
     The data order and augmentation come from a generator seeded with ``cfg.seed``, so two
     runs with one seed see identical batches. With ``out_dir`` the metrics are rewritten to
@@ -294,7 +295,11 @@ def train(
                 "lr": optimizer.param_groups[0]["lr"],
                 "train_loss": loss_sum / max(seen, 1),
                 "train_acc": correct / max(seen, 1),
-                **evaluate(model, dataset, precision=precision, channels_last=channels_last),
+                **(
+                    evaluate(model, dataset, precision=precision, channels_last=channels_last)
+                    if cfg.evaluates_after(epoch + 1)
+                    else {}
+                ),
                 "sparsity": _sparsity(model),
                 "epoch_time": time.perf_counter() - t0,
                 "elapsed": time.perf_counter() - start,
@@ -308,7 +313,10 @@ def train(
                     write_jsonl(out / "metrics.jsonl", state.history)
                 save_checkpoint(ckpt_path, state, pos, callbacks, tag, scaler)
             bar.update(1)
-            bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", acc=f"{metrics['test_acc']:.3f}")
+            shown = {"loss": f"{metrics['train_loss']:.3f}"}
+            if "test_acc" in metrics:  # epochs between evaluations have no test numbers
+                shown["acc"] = f"{metrics['test_acc']:.3f}"
+            bar.set_postfix(shown)
     bar.close()
     for cb in callbacks:
         cb.on_train_end(state)
