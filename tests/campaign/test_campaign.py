@@ -15,6 +15,7 @@ from interspace_pruning.campaign import (
     CampaignOptions,
     Estimator,
     estimate,
+    gitsync,
     load_queue,
     run_campaign,
     runner,
@@ -180,6 +181,27 @@ def test_commit_run_commits_small_files_and_the_checkpoint(tmp_path):
         "out/abc/summary.json",
     ]
     assert git("status", "--porcelain", cwd=tmp_path) == ""
+
+
+def test_a_checkpoint_too_large_for_git_keeps_its_unfinished_run_uncommitted(
+    tmp_path, monkeypatch, capsys
+):
+    git_repo(tmp_path)
+    d = tmp_path / "out" / "big"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text("{}")
+    (d / "checkpoint.pt").write_bytes(b"y" * 2048)
+    monkeypatch.setattr(gitsync, "MAX_GIT_CHECKPOINT", 1024)
+    assert not commit_run(d, "partial", checkpoint=True)
+    assert "that go through git" in capsys.readouterr().out
+    assert git("ls-files", "out", cwd=tmp_path).split() == []  # nothing of it in git
+    (d / "checkpoint.pt").unlink()
+    (d / "summary.json").write_text("{}")
+    assert commit_run(d, "finished")  # finished: its small files as always
+    assert sorted(git("ls-files", "out", cwd=tmp_path).split()) == [
+        "out/big/config.json",
+        "out/big/summary.json",
+    ]
 
 
 def test_deadline_stops_a_run_that_a_fresh_clone_continues(tmp_path, monkeypatch):

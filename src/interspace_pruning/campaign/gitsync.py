@@ -5,8 +5,10 @@ A finished run's small files (``config.json``, ``summary.json``, ``metrics.jsonl
 ``stretches.json``; never ``model.pt``) are committed as soon as it finishes. An unfinished
 run's ``checkpoint.pt`` (a few MB; ``*.pt`` is otherwise ignored by git) is committed when
 its machine stops, beside the small files it needs to resume, and removed in the commit that
-records the run finished: one file per unfinished run. Only the run's own folder goes into
-each commit (``git commit -- <folder>``), so work staged by someone else is left alone.
+records the run finished: one file per unfinished run. A checkpoint over
+:data:`MAX_GIT_CHECKPOINT` is not: that run stays uncommitted until it finishes. Only the
+run's own folder goes into each commit (``git commit -- <folder>``), so work staged by
+someone else is left alone.
 Failures are reported in one line and never stop the campaign: the files stay on disk.
 """
 
@@ -21,6 +23,12 @@ from ..training.checkpointing import CHECKPOINT
 
 #: The files of a run that are committed: its small, text ones (never a model).
 SMALL = (".json", ".jsonl")
+#: The largest checkpoint that goes through git (bytes). A ResNet-20's is about 3 MB; an
+#: ImageNet ResNet-18's (weights, momentum and masks) over 100 MB, which would bloat every
+#: clone and exceed the file limit of common git hosts: such a run is not committed until it
+#: finishes, its checkpoint stays on this machine (a run folder absent from a fresh clone
+#: starts there from the beginning).
+MAX_GIT_CHECKPOINT = 25 * 2**20
 #: Attempts when git's own index.lock is held by another git command on this checkout.
 LOCK_RETRIES = 30
 
@@ -44,8 +52,16 @@ def commit_run(run_dir: Path, message: str, checkpoint: bool = False) -> bool:
         print(f"git: {run_dir} is not in a git checkout; its files stay on disk", flush=True)
         return False
     folder = run_dir.resolve()
-    small = [str(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix in SMALL]
     ckpt = folder / CHECKPOINT
+    if checkpoint and ckpt.is_file() and (size := ckpt.stat().st_size) > MAX_GIT_CHECKPOINT:
+        print(
+            f"git: {run_dir}'s checkpoint is {size / 2**20:.0f} MB, over the "
+            f"{MAX_GIT_CHECKPOINT / 2**20:.0f} MB that go through git: the unfinished run is "
+            "not committed; it continues on this checkout (a fresh clone starts it over)",
+            flush=True,
+        )
+        return False
+    small = [str(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix in SMALL]
     steps = [["add", "--", *small]] if small else []
     if checkpoint and ckpt.is_file():
         steps.append(["add", "-f", "--", str(ckpt)])
