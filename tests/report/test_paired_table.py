@@ -122,7 +122,7 @@ def test_min_seeds_keeps_only_complete_cells():
     assert "(reference)" in full and "(reference)" not in complete  # 2 dense seeds
     snip = next(line for line in full.splitlines() if line.startswith("| snip |"))
     assert snip in complete.splitlines()
-    assert "Left out: 1 row(s) with fewer than 3 seeds on a side." in complete
+    assert "Left out: 1 row with fewer than 3 seeds on a side." in complete
 
 
 def test_per_seed_table_shows_each_pair():
@@ -279,7 +279,5 @@ def test_a_table_with_no_complete_row_is_one_line_not_an_empty_table():
     runs = [_run("sp", "snip", 0.98, s, 0.5) for s in range(3)]
     runs += [_run("ip", "snip", 0.98, s, 0.6) for s in range(2)]  # 2 of 3 seeds so far
     table = ip_vs_sp_table(runs, min_seeds=3)
-    assert table == (
-        "No row has 3 seeds on each side yet: 1 row(s) left out until their runs finish."
-    )
+    assert table == ("No row has 3 seeds on each side yet: 1 row left out until their runs finish.")
     assert "| snip |" in ip_vs_sp_table(runs, min_seeds=2)

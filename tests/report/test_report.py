@@ -98,7 +98,7 @@ def test_min_seeds_leaves_incomplete_rows_out_of_every_section(fake_sweep):
     complete = write_report(fake_sweep, fake_sweep / "complete", min_seeds=2).read_text()
     assert everything.count("| rigl |") == 3  # IP vs SP, per seed, diagnostics
     assert "| rigl |" not in complete and "| snip | 95% |" in complete
-    assert "Left out: 1 row(s)" in complete  # rigl
+    assert "Left out: 1 row" in complete  # rigl
 
 
 def test_report_errors(tmp_path):

@@ -326,9 +326,10 @@ def ip_vs_sp_table(
             continue
         shown.append(key)
     reference = bool(dense) and len(dense) >= min_seeds
+    left_out = f"{partial} row" + ("" if partial == 1 else "s")
     if partial and not shown and not reference:  # nothing complete yet: no empty table
         return (
-            f"No row has {min_seeds} seeds on each side yet: {partial} row(s) left out "
+            f"No row has {min_seeds} seeds on each side yet: {left_out} left out "
             "until their runs finish."
         )
     tests = _stats_rows(cells, shown, "sp")
@@ -365,7 +366,7 @@ def ip_vs_sp_table(
         lines.append(f"| dense | 0% | {fmt_pct(dense)} (reference) | | | | | | | |")
     lines.append("")
     if partial:
-        lines.append(f"Left out: {partial} row(s) with fewer than {min_seeds} seeds on a side.")
+        lines.append(f"Left out: {left_out} with fewer than {min_seeds} seeds on a side.")
         lines.append("")
     tested = sum(t is not None and t.p is not None for t, _ in tests.values())
     lines.append(
