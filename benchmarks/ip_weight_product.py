@@ -39,14 +39,17 @@ PRODUCTS = {
 }
 
 
-def median_ms(fn, repeats: int) -> float:
+def ms_of(fn) -> float:
+    """Milliseconds of one call of ``fn``."""
+    t0 = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return (time.perf_counter() - t0) * 1e3
+
+
+def median_ms(fn, repeats: int) -> float:
+    """Median milliseconds of ``repeats`` calls after one untimed warm-up call."""
+    fn()
+    return statistics.median(ms_of(fn) for _ in range(repeats))
 
 
 def layer_shapes(model: torch.nn.Module) -> list[tuple[int, int]]:
@@ -125,7 +128,7 @@ def time_steps(args) -> None:
         for label, step, product in settings:
             use_product(product)
             step()  # the first step after a switch is not counted
-            ms[label] += [median_ms(step, 1) for _ in range(args.steps)]
+            ms[label] += [ms_of(step) for _ in range(args.steps)]
     use_product("paired")
     sp_ms = statistics.median(ms["SP"])
     print("\n| training step | median ms | / SP |")
@@ -153,7 +156,7 @@ def main() -> None:
         use_product(args.product)
         step = Step(args, "ip")
         step()
-        ms = [median_ms(step, 1) for _ in range(args.steps)]
+        ms = [ms_of(step) for _ in range(args.steps)]
         print(f"IP step, {args.product} product: median {statistics.median(ms):.1f} ms")
         return
     print(

@@ -288,6 +288,10 @@ def _ordinal(i: int) -> str:
     return f"{n}{suffix} "
 
 
+def _row_count(n: int) -> str:
+    return f"{n} row" + ("" if n == 1 else "s")
+
+
 def ip_vs_sp_table(
     results: Iterable[tuple[RunConfig, dict]], metric: str = "test_acc", min_seeds: int = 1
 ) -> str:
@@ -326,7 +330,7 @@ def ip_vs_sp_table(
             continue
         shown.append(key)
     reference = bool(dense) and len(dense) >= min_seeds
-    left_out = f"{partial} row" + ("" if partial == 1 else "s")
+    left_out = _row_count(partial)
     if partial and not shown and not reference:  # nothing complete yet: no empty table
         return (
             f"No row has {min_seeds} seeds on each side yet: {left_out} left out "
@@ -376,7 +380,7 @@ def ip_vs_sp_table(
         "mean of the per-seed differences (same initial weights and data order) in points, "
         "with its 95% confidence interval; p: two-sided paired t-test; "
         + (
-            f"p (Holm): corrected for the {tested} row{'s' if tested > 1 else ''} tested; "
+            f"p (Holm): corrected for the {_row_count(tested)} tested; "
             f"a side is named only when p (Holm) < {ALPHA}. "
             if tested
             else "no row could be tested (that needs two seeds on both sides whose differences "
