@@ -73,3 +73,21 @@ def test_errors(tmp_path):
     save_tensors(ip_file, payload)
     with pytest.raises(ValueError, match="column index outside"):
         load_sparse(ip_file, MixedNet())
+
+
+def test_a_tag_names_the_run_a_file_belongs_to(tmp_path, images):
+    model = _pruned("ip")
+    export_sparse(model, tmp_path / "m.isp", tag="run-a")
+    loaded = load_sparse(tmp_path / "m.isp", MixedNet(), tag="run-a").eval()
+    assert torch.equal(loaded(images), model(images))
+    assert load_sparse(tmp_path / "m.isp", MixedNet()) is not None  # no tag asked: any file
+    with pytest.raises(ValueError, match="exported from another run"):
+        load_sparse(tmp_path / "m.isp", MixedNet(), tag="run-b")
+    export_sparse(model, tmp_path / "untagged.isp")
+    with pytest.raises(ValueError, match="exported from another run"):
+        load_sparse(tmp_path / "untagged.isp", MixedNet(), tag="run-a")
+    payload = torch.load(tmp_path / "m.isp", weights_only=True)
+    payload["meta"] = payload["meta"].replace('"tag": "run-a"', '"tag": 7')
+    save_tensors(tmp_path / "m.isp", payload)
+    with pytest.raises(ValueError, match="header field 'tag' must be a short string"):
+        load_sparse(tmp_path / "m.isp", MixedNet())

@@ -7,6 +7,8 @@ queue:
   - recipe: cifar10_resnet20_length.yaml
     only: {train.epochs: [4]}                # just these runs of it, now
   - recipe: cifar10_resnet20_converged.yaml  # the rest of it comes later
+  - recipe: imagewoof_resnet18.yaml
+    keep_models: true                        # commit each pruned run's model.isp
 ```
 
 Runs are taken in this order (each once: a run listed by two entries goes where it first
@@ -14,6 +16,10 @@ appears). Each run belongs to a *group*: the runs of one table whose configurati
 only in the representation, ``param_matched`` or the precision (the SP and IP runs of a
 pair, SP at IP's parameter count, the fp32 and bf16 runs of a precision check). A group
 trains on one kind of machine from start to end, so its runs are comparable bitwise-alike.
+
+``keep_models: true`` keeps the trained model of each pruned run of that entry as a compact
+sparse file (``model.isp``, committed with the run's small files), so the models can be
+benchmarked or inspected on a later machine; ``model.pt`` never leaves the machine.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from ..experiments.sweep import load_sweep, read_yaml
 from ..foundations.hparams import identity_dict
 from ..interspace import Representation
 
-ENTRY_KEYS = {"recipe", "only"}
+ENTRY_KEYS = {"recipe", "only", "keep_models"}
 TOP_KEYS = {"name", "queue"}
 
 
@@ -41,6 +47,7 @@ class QueuedRun:
     cfg: RunConfig
     out: Path  # the table's folder (the recipe's ``out``)
     table: str  # the recipe's name
+    keep_model: bool = False  # keep the trained sparse model (``model.isp``) in git
 
     @property
     def dir(self) -> Path:
@@ -123,10 +130,13 @@ def load_queue(path: str | Path) -> Queue:
         only = entry.get("only") or {}
         if not isinstance(only, dict):
             raise ValueError(f"{path}: queue entry {i}: 'only' maps 'section.field' to values")
+        keep = entry.get("keep_models", False)
+        if not isinstance(keep, bool):
+            raise ValueError(f"{path}: queue entry {i}: 'keep_models' must be true or false")
         sweep = load_sweep(path.parent / str(entry["recipe"]))
         for cfg in sweep.configs:
             if _matches(cfg, only):
-                r = QueuedRun(cfg, sweep.out, sweep.name)
+                r = QueuedRun(cfg, sweep.out, sweep.name, keep)
                 runs.setdefault(r.dir, r)
     name = str(spec.get("name") or path.stem)
     return Queue(name, list(runs.values()))

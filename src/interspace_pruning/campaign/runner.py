@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from ..data import DataError
+from ..experiments.results import keep_sparse_model
 from ..experiments.run import run
 from ..experiments.runfiles import DIVERGED, SUMMARY
 from ..experiments.stretches import STRETCHES, epochs_done, machine_kinds, read_stretches
@@ -281,6 +282,14 @@ class _Worker:
             f"done {r.describe()}: test_acc {summary['test_acc']:.4f} in {took / 60:.1f} min "
             f"(estimated {est / 60:.0f})"
         )
+        if r.keep_model:
+            try:
+                kept = keep_sparse_model(r.cfg, r.dir, summary)
+            except (ValueError, OSError) as e:  # the run stands; only its sparse copy is missing
+                self.say(f"no model.isp for {r.describe()}: {e}"[:400])
+            else:
+                if kept is not None:
+                    self.say(f"kept {kept} ({kept.stat().st_size / 2**20:.1f} MB)")
         if self.opts.commit:
             commit_run(r.dir, f"campaign: {r.describe()}")
 

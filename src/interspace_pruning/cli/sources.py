@@ -17,6 +17,7 @@ from pathlib import Path
 from torch import nn
 
 from ..data import image_shape
+from ..experiments.runfiles import MODEL, SPARSE_MODEL
 from ..inference.bench import BenchResult, measure_peak
 from ..inference.sparse_format import load_sparse
 from ..models import Trust
@@ -29,7 +30,8 @@ _SRC = Path(__file__).resolve().parents[2]
 def load_source(
     path: str | Path, input_size: int | None = None, trust_model_imports: Trust = False
 ) -> tuple[nn.Module, tuple[int, ...]]:
-    """The model in a run directory (``config.json`` + ``model.pt``) or in a sparse file
+    """The model in a run directory (``config.json`` + ``model.pt``, or ``model.isp`` where
+    ``model.pt`` is absent) or in a sparse file
     written by :func:`export_sparse`, and the shape of one input. A model named by an import
     path is rebuilt only if ``trust_model_imports`` admits it (see ``models.check_trusted``)."""
     path = Path(path)
@@ -40,8 +42,11 @@ def load_source(
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ValueError(f"{path} is not a run directory (no config.json)")
-        if not (path / "model.pt").is_file():
-            raise ValueError(f"{path} has no model.pt: the run has not finished")
+        if not any((path / name).is_file() for name in (MODEL, SPARSE_MODEL)):
+            raise ValueError(
+                f"{path} has no {MODEL} (nor {SPARSE_MODEL}): the run has not finished, or "
+                "its model stayed on the machine that trained it"
+            )
         damaged: list[str] = []
         records, _ = collect_runs(path, damaged, trust_model_imports=trust_model_imports)
         if damaged:

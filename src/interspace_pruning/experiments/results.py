@@ -14,7 +14,8 @@ from ..foundations.checkpoint import save_tensors
 from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError, atomic_write_json
 from ..foundations.provenance import code_version
-from ..inference import costs
+from ..inference import costs, export_sparse, load_sparse
+from ..inference.sparse_format import described_size, read_sparse
 from ..interspace import Representation, prepare
 from ..masks import sparsity_report
 from ..models import materialize
@@ -23,7 +24,7 @@ from ..training.device import hardware, numerics
 from ..training.loop import CHECKPOINT, PREVIOUS_CHECKPOINT
 from .config import RunConfig
 from .run_setup import load_data
-from .runfiles import MODEL, read_model, write_model
+from .runfiles import MODEL, SPARSE_MODEL, read_model, write_model
 from .stretches import end_stretch
 
 
@@ -37,25 +38,33 @@ class RunResult:
     already_finished: bool = False
 
 
+def _built(
+    cfg: RunConfig, num_classes: int, in_channels: int, held: int, source: Path
+) -> nn.Module:
+    """The plain model of ``cfg``, lazy layers sized as in training. A received config.json
+    (or summary's class count) could ask for a model of any size: ``source`` bounds it by
+    the ``held`` values it holds (a model file holds at least every parameter)."""
+    planned = cfg.model.count_parameters(num_classes, in_channels)
+    if planned > held:
+        raise CorruptFileError(
+            source,
+            f"holds {held:,} values but the model of this run's config.json and summary.json "
+            f"has {planned:,} parameters: the files do not belong together",
+        )
+    model = cfg.model.build(num_classes, in_channels)
+    materialize(model, data_mod.image_shape(cfg.data.dataset, cfg.data.image_size, in_channels))
+    return model
+
+
 def rebuild_model(
     cfg: RunConfig, num_classes: int, in_channels: int, model_file: Path, tag: str
 ) -> nn.Module:
     """A finished run's model (masks and filter bases included) from its ``model.pt``,
     refused if another run (``tag`` differs) wrote that file; in eval mode."""
     state = read_model(model_file, tag)  # checked before anything is built
-    # a received config.json (or summary's class count) could ask for a model of any size:
-    # the file bounds it, since model.pt holds at least every parameter
-    held = sum(t.numel() for t in state.values())
-    planned = cfg.model.count_parameters(num_classes, in_channels)
-    if planned > held:
-        raise CorruptFileError(
-            model_file,
-            f"holds {held:,} values but the model of this run's config.json and summary.json "
-            f"has {planned:,} parameters: the files do not belong together",
-        )
-    model = cfg.model.build(num_classes, in_channels)
-    shape = data_mod.image_shape(cfg.data.dataset, cfg.data.image_size, in_channels)
-    materialize(model, shape)  # lazy layers: sized as in training, then loaded
+    model = _built(
+        cfg, num_classes, in_channels, sum(t.numel() for t in state.values()), model_file
+    )
     rep = cfg.prune.representation
     # the basis init is irrelevant: the state dict overwrites it (pca needs no data here)
     prepare(model, replace(rep, basis="dct") if rep.basis == "pca" else rep)
@@ -69,19 +78,55 @@ def rebuild_model(
     return model.eval()
 
 
-def finished_model(cfg: RunConfig, run_dir: Path, summary: dict) -> nn.Module:
-    """The model of the finished run in ``run_dir`` (see :func:`rebuild_model`), sized by its
-    ``summary`` or, for runs older than those fields, by the dataset (its table of shapes,
-    else the data itself)."""
+def rebuild_sparse_model(
+    cfg: RunConfig, num_classes: int, in_channels: int, sparse_file: Path, tag: str
+) -> nn.Module:
+    """A finished run's model from its ``model.isp``, refused unless exported from the run
+    whose config hash is ``tag``; in eval mode."""
+    meta, tensors = read_sparse(sparse_file)  # validated before anything is built
+    model = _built(cfg, num_classes, in_channels, described_size(meta, tensors), sparse_file)
+    if meta.get("representation", "sp") != cfg.prune.representation.kind:
+        raise CorruptFileError(
+            sparse_file,
+            f"holds an {meta.get('representation')} model but this run's config.json says "
+            f"{cfg.prune.representation.kind}: the files do not belong together",
+        )
+    return load_sparse(sparse_file, model, tag=tag).eval()
+
+
+def _model_shape(cfg: RunConfig, summary: dict) -> tuple[int, int]:
+    """The class and channel count of a finished run's model: from its ``summary``, or for
+    runs older than those fields, from the dataset (its table of shapes, else the data)."""
     num_classes, in_channels = summary.get("num_classes"), summary.get("in_channels")
-    if not isinstance(num_classes, int) or not isinstance(in_channels, int):
-        shape = data_mod.SHAPES.get(cfg.data.dataset)
-        if shape is not None:
-            num_classes, in_channels = shape.num_classes, shape.channels
-        else:  # an image folder: its class count is in the data
-            dataset = load_data(cfg.data)
-            num_classes, in_channels = dataset.num_classes, dataset.in_channels
-    return rebuild_model(cfg, num_classes, in_channels, run_dir / MODEL, config_hash(cfg))
+    if isinstance(num_classes, int) and isinstance(in_channels, int):
+        return num_classes, in_channels
+    shape = data_mod.SHAPES.get(cfg.data.dataset)
+    if shape is not None:
+        return shape.num_classes, shape.channels
+    dataset = load_data(cfg.data)  # an image folder: its class count is in the data
+    return dataset.num_classes, dataset.in_channels
+
+
+def finished_model(cfg: RunConfig, run_dir: Path, summary: dict) -> nn.Module:
+    """The model of the finished run in ``run_dir``: from its ``model.pt`` (see
+    :func:`rebuild_model`), or, where that is absent (a fresh clone: models are not
+    committed), from the ``model.isp`` it may have (see :func:`rebuild_sparse_model`)."""
+    num_classes, in_channels = _model_shape(cfg, summary)
+    tag = config_hash(cfg)
+    if not (run_dir / MODEL).is_file() and (run_dir / SPARSE_MODEL).is_file():
+        return rebuild_sparse_model(cfg, num_classes, in_channels, run_dir / SPARSE_MODEL, tag)
+    return rebuild_model(cfg, num_classes, in_channels, run_dir / MODEL, tag)
+
+
+def keep_sparse_model(cfg: RunConfig, run_dir: Path, summary: dict) -> Path | None:
+    """Write the finished pruned run's model as ``model.isp`` beside its ``model.pt`` (a few
+    MB where ``model.pt`` is tens: small enough to commit); the path, or None for a dense
+    run (nothing sparse to keep)."""
+    if cfg.prune.representation.is_dense:
+        return None
+    path = run_dir / SPARSE_MODEL
+    export_sparse(finished_model(cfg, run_dir, summary), path, tag=config_hash(cfg))
+    return path
 
 
 DIAGNOSTICS_INIT = ("grad_norm_init", "spatial_grad_norm_init", "basis_grad_norm_init")

@@ -3,6 +3,9 @@
 ``model.pt`` carries its identity: ``{"format": "interspace-model", "version": 2,
 "config_hash": ..., "state_dict": ...}``, so a model copied into another run's folder is
 refused. Files of version 1 (a bare state dict, written before that) still load.
+``model.isp``, where a run has one, is the same trained model as a compact sparse file
+(:func:`..inference.export_sparse`, tagged with the run's config hash): small enough to
+commit, so a finished run can be loaded on a machine that never had its ``model.pt``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ..foundations.schema import (
 from .config import RunConfig, config_from_dict
 
 CONFIG, SUMMARY, METRICS, MODEL = "config.json", "summary.json", "metrics.jsonl", "model.pt"
+SPARSE_MODEL = "model.isp"
 #: A number in ``config.json``: finite and bounded (an epoch count of 10**400 would be
 #: printed, looped over or allocated by the code that trusts the file).
 NUMBER = Field(("float",), low=-1e15, high=1e15)

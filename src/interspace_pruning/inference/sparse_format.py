@@ -120,7 +120,9 @@ def _layout(model: nn.Module, entries: list[PrunableTensor]) -> dict[str, Any]:
     }
 
 
-def sparse_payload(model: nn.Module, spec: dict | None = None) -> dict[str, Any]:
+def sparse_payload(
+    model: nn.Module, spec: dict | None = None, tag: str | None = None
+) -> dict[str, Any]:
     """What :func:`export_sparse` writes, as a dict (also used to count bytes)."""
     entries = prunable(model)
     if not all(e.is_masked for e in entries):  # unprepared layers are written as SP, unpruned
@@ -145,16 +147,35 @@ def sparse_payload(model: nn.Module, spec: dict | None = None) -> dict[str, Any]
         tensors[f"state/{k}"] = v.detach().clone()
     rep = "ip" if any(layer["kind"] == "ip" for layer in layout["layers"]) else "sp"
     meta = {"format": FORMAT, "version": VERSION, "model": spec, "representation": rep, **layout}
+    if tag is not None:
+        meta["tag"] = tag
     return {"meta": json.dumps(meta), "tensors": tensors}
 
 
-def export_sparse(model: nn.Module, path: str | Path, spec: dict | None = None) -> int:
+def export_sparse(
+    model: nn.Module, path: str | Path, spec: dict | None = None, tag: str | None = None
+) -> int:
     """Write ``model`` compactly to ``path`` (atomically); returns the file size in bytes.
 
     ``spec`` (``{"name", "num_classes", "in_channels"}`` of a :mod:`models` entry) lets
-    :func:`load_sparse` rebuild the model without being given one.
+    :func:`load_sparse` rebuild the model without being given one. ``tag`` (a run's
+    configuration hash, say) is recorded so that :func:`load_sparse` can refuse the file of
+    another run.
     """
-    return save_tensors(path, sparse_payload(model, spec))
+    return save_tensors(path, sparse_payload(model, spec, tag))
+
+
+def read_sparse(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The validated header and tensors of a sparse file (nothing built yet)."""
+    payload = load_tensors(path, "sparse file", "export the model again", legacy=_legacy)
+    return check_sparse_payload(payload, path)
+
+
+def described_size(meta: dict, tensors: dict[str, torch.Tensor]) -> int:
+    """How many values the model of a validated file holds: its layers' dense weights, its
+    filter bases and the rest of its state (an upper bound for a model it may fill)."""
+    rest = sum(t.numel() for k, t in tensors.items() if not k.startswith("layer/"))
+    return _dense_size(meta["layers"]) + rest
 
 
 def _legacy(payload: dict) -> bool:
@@ -170,6 +191,7 @@ def load_sparse(
     model: nn.Module | None = None,
     *,
     trust_model_imports: models.Trust = False,
+    tag: str | None = None,
 ) -> nn.Module:
     """Rebuild the pruned model written by :func:`export_sparse`.
 
@@ -178,10 +200,14 @@ def load_sparse(
     by an import path (``package.module:callable``) needs ``model=``: a name read from a file
     is never imported, unless ``trust_model_imports`` (True, or the names you vouch for)
     admits it. The file is validated completely first (checksum, every header field, every
-    tensor against the header).
+    tensor against the header). ``tag``: refuse a file not exported with this tag.
     """
-    payload = load_tensors(path, "sparse file", "export the model again", legacy=_legacy)
-    meta, tensors = check_sparse_payload(payload, path)
+    meta, tensors = read_sparse(path)
+    if tag is not None and meta.get("tag") != tag:
+        raise ValueError(
+            f"{path} was exported from another run (tag {meta.get('tag')!r}, expected "
+            f"{tag!r}); export this run's model again"
+        )
     if model is None:
         spec = meta.get("model")
         if not spec:
@@ -391,6 +417,9 @@ def check_sparse_payload(payload: Any, path: str | Path) -> tuple[dict, dict]:
             f"describes {dense} weights, more than {limit} for the {_stored(tensors)} values "
             "the file stores",
         )
+    tag = meta.get("tag")
+    if tag is not None and (not isinstance(tag, str) or len(tag) > 200):
+        raise _field(path, "header field 'tag'", f"must be a short string, got {tag!r:.40}")
     rep = meta.get("representation")
     if rep is not None and rep not in ("ip", "sp"):
         raise _field(
