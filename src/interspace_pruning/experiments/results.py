@@ -84,13 +84,13 @@ def rebuild_sparse_model(
     """A finished run's model from its ``model.isp``, refused unless exported from the run
     whose config hash is ``tag``; in eval mode."""
     meta, tensors = read_sparse(sparse_file)  # validated before anything is built
-    model = _built(cfg, num_classes, in_channels, described_size(meta, tensors), sparse_file)
     if meta.get("representation", "sp") != cfg.prune.representation.kind:
         raise CorruptFileError(
             sparse_file,
             f"holds an {meta.get('representation')} model but this run's config.json says "
             f"{cfg.prune.representation.kind}: the files do not belong together",
         )
+    model = _built(cfg, num_classes, in_channels, described_size(meta, tensors), sparse_file)
     return load_sparse(sparse_file, model, tag=tag).eval()
 
 
