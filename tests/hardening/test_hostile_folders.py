@@ -353,3 +353,29 @@ def test_out_chosen_by_the_caller_replaces_the_files(tmp_path):
     path.write_text("out: ../../elsewhere\ngrid:\n  train.seed: [0]\n")
     assert str(load_sweep(path).out) == "../../elsewhere"  # shown by --dry-run before any work
     assert str(load_sweep(path, out=tmp_path / "mine").out) == str(tmp_path / "mine")
+
+
+def test_a_sparse_model_bounds_the_model_its_folder_asks_for(copy, capsys):
+    """Without model.pt a run loads from its model.isp: a config asking for a model of 10^5
+    channels beside it (the file's tag forged to match) is refused before it is built."""
+    from interspace_pruning.experiments.results import finished_model, keep_sparse_model
+    from interspace_pruning.experiments.runfiles import read_config
+    from interspace_pruning.inference import export_sparse
+
+    cfg, summary = (
+        read_config(copy / "config.json"),
+        json.loads((copy / "summary.json").read_text()),
+    )
+    model = finished_model(cfg, copy, summary)
+    keep_sparse_model(cfg, copy, summary)
+    (copy / "model.pt").unlink()
+    bench = ["bench", str(copy), "--batch", "1", "--repeats", "1", "--quiet"]
+    assert main(bench) == 0  # the honest folder loads from model.isp
+    capsys.readouterr()
+    wide = json.loads((copy / "config.json").read_text())
+    wide["model"]["model_args"] = ["width=100000"]
+    export_sparse(model, copy / "model.isp", tag=config_hash(config_from_dict(wide)))
+    (copy / "config.json").write_text(json.dumps(wide))
+    assert main(bench) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "model.isp" in line and "do not belong together" in line, line
