@@ -17,7 +17,7 @@ from pathlib import Path
 from torch import nn
 
 from ..data import image_shape
-from ..experiments.runfiles import MODEL, SPARSE_MODEL
+from ..experiments.runfiles import MODEL, SPARSE_MODEL, model_file
 from ..inference.bench import BenchResult, measure_peak
 from ..inference.sparse_format import load_sparse
 from ..models import Trust
@@ -42,7 +42,7 @@ def load_source(
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ValueError(f"{path} is not a run directory (no config.json)")
-        if not any((path / name).is_file() for name in (MODEL, SPARSE_MODEL)):
+        if model_file(path) is None:
             raise ValueError(
                 f"{path} has no {MODEL} (nor {SPARSE_MODEL}): the run has not finished, or "
                 "its model stayed on the machine that trained it"

@@ -14,8 +14,8 @@ from ..foundations.checkpoint import save_tensors
 from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError, atomic_write_json
 from ..foundations.provenance import code_version
-from ..inference import costs, export_sparse, load_sparse
-from ..inference.sparse_format import described_size, read_sparse
+from ..inference import costs, export_sparse
+from ..inference.sparse_format import described_size, model_from_sparse, read_sparse
 from ..interspace import Representation, prepare
 from ..masks import sparsity_report
 from ..models import materialize
@@ -24,7 +24,7 @@ from ..training.device import hardware, numerics
 from ..training.loop import CHECKPOINT, PREVIOUS_CHECKPOINT
 from .config import RunConfig
 from .run_setup import load_data
-from .runfiles import MODEL, SPARSE_MODEL, read_model, write_model
+from .runfiles import MODEL, SPARSE_MODEL, model_file, read_model, write_model
 from .stretches import end_stretch
 
 
@@ -91,7 +91,7 @@ def rebuild_sparse_model(
             f"{cfg.prune.representation.kind}: the files do not belong together",
         )
     model = _built(cfg, num_classes, in_channels, described_size(meta, tensors), sparse_file)
-    return load_sparse(sparse_file, model, tag=tag).eval()
+    return model_from_sparse(meta, tensors, sparse_file, model, tag=tag).eval()
 
 
 def _model_shape(cfg: RunConfig, summary: dict) -> tuple[int, int]:
@@ -113,9 +113,10 @@ def finished_model(cfg: RunConfig, run_dir: Path, summary: dict) -> nn.Module:
     committed), from the ``model.isp`` it may have (see :func:`rebuild_sparse_model`)."""
     num_classes, in_channels = _model_shape(cfg, summary)
     tag = config_hash(cfg)
-    if not (run_dir / MODEL).is_file() and (run_dir / SPARSE_MODEL).is_file():
-        return rebuild_sparse_model(cfg, num_classes, in_channels, run_dir / SPARSE_MODEL, tag)
-    return rebuild_model(cfg, num_classes, in_channels, run_dir / MODEL, tag)
+    source = model_file(run_dir) or run_dir / MODEL  # neither: rebuild_model names model.pt
+    if source.name == SPARSE_MODEL:
+        return rebuild_sparse_model(cfg, num_classes, in_channels, source, tag)
+    return rebuild_model(cfg, num_classes, in_channels, source, tag)
 
 
 def keep_sparse_model(cfg: RunConfig, run_dir: Path, summary: dict) -> Path | None:

@@ -194,6 +194,15 @@ def diverged(summary: dict, key: str = "test_acc") -> bool:
     return not isinstance(value, (int, float)) or not math.isfinite(value)
 
 
+def model_file(run_dir: str | Path) -> Path | None:
+    """The file a finished run's model is loaded from: its ``model.pt``, else the
+    ``model.isp`` a campaign kept; None if it has neither."""
+    for name in (MODEL, SPARSE_MODEL):
+        if (path := Path(run_dir) / name).is_file():
+            return path
+    return None
+
+
 def write_model(path: str | Path, model: nn.Module, tag: str) -> int:
     """Write ``model``'s state dict as a ``model.pt`` of the run whose config hash is ``tag``."""
     return save_tensors(

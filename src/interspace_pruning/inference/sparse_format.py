@@ -203,6 +203,22 @@ def load_sparse(
     tensor against the header). ``tag``: refuse a file not exported with this tag.
     """
     meta, tensors = read_sparse(path)
+    return model_from_sparse(
+        meta, tensors, path, model, trust_model_imports=trust_model_imports, tag=tag
+    )
+
+
+def model_from_sparse(
+    meta: dict,
+    tensors: dict[str, torch.Tensor],
+    path: str | Path,
+    model: nn.Module | None = None,
+    *,
+    trust_model_imports: models.Trust = False,
+    tag: str | None = None,
+) -> nn.Module:
+    """:func:`load_sparse` for a file already read and validated by :func:`read_sparse`
+    (``path`` names it in errors): for a caller that checks the header first."""
     if tag is not None and meta.get("tag") != tag:
         raise ValueError(
             f"{path} was exported from another run (tag {meta.get('tag')!r}, expected "
