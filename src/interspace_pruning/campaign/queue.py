@@ -114,8 +114,8 @@ def _matches(cfg: RunConfig, only: dict[str, Any]) -> bool:
 
 
 def load_queue(path: str | Path) -> Queue:
-    """Read and check a queue file (``yaml.safe_load``); every recipe is loaded now, so a
-    bad one is an error before anything trains."""
+    """Read and check a queue file (bounded safe YAML, ``load_yaml``); every recipe is loaded
+    now, so a bad one is an error before anything trains."""
     path = Path(path)
     spec = read_yaml(path, "queue file", TOP_KEYS)
     if not isinstance(spec.get("queue"), list):
