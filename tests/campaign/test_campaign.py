@@ -313,3 +313,26 @@ def test_missing_data_is_said_once_and_its_runs_skipped(tmp_path, monkeypatch, c
     out = capsys.readouterr().out
     assert out.count("skipping the runs of m on mnist") == 1 and "FAILED" not in out
     assert worker.skipped == {r.dir for r in q.runs}
+
+
+def test_fill_uses_the_time_left_in_queue_order(tmp_path, monkeypatch):
+    """Without --fill a run that does not fit waits for a later machine and a later run that
+    fits trains; with it the earlier run starts (its checkpoint goes through git), unless
+    too little is left or its checkpoint would be too large for git."""
+    monkeypatch.chdir(tmp_path)
+    q = load_queue(write_queue(tmp_path))
+    first, second = q.runs[0], q.runs[1]
+    monkeypatch.setattr(runner.Estimator, "seconds", lambda self, r: 3000.0 if r is first else 60.0)
+
+    def pick(**options):
+        opts = CampaignOptions(deadline=time.time() + 1800, margin=0, state_dir=tmp_path, **options)
+        picked = runner._Worker("w", q, opts).pick()
+        picked[1].release()
+        return picked[0]
+
+    assert pick() is second  # the later run that fits
+    assert pick(fill=True) is first  # queue order: the earlier run, checkpointed at the stop
+    assert pick(fill=True, fill_min=3600) is second  # too little left to be worth a start
+    monkeypatch.setattr(gitsync, "MAX_GIT_CHECKPOINT", 1024)  # its checkpoint stays here
+    assert pick(fill=True) is second
+    assert pick(fill=True, commit=False) is first  # nothing goes through git: this checkout

@@ -42,7 +42,7 @@ from ..training import device as dev
 from ..training.checkpointing import CHECKPOINT
 from ..training.signals import TrainingStopped
 from .estimate import Estimator
-from .gitsync import commit_run
+from .gitsync import checkpoint_goes_through_git, commit_run
 from .queue import Queue, QueuedRun
 
 #: Where a machine keeps its campaign state (step timings, workers, pauses; never committed).
@@ -59,7 +59,12 @@ class CampaignOptions:
     nice: int = 10  # added to each worker's niceness: interactive work on the machine first
     commit: bool = True  # commit each finished run, and checkpoints at a stop
     margin: float = 180.0  # seconds before the deadline at which training stops
-    fill: bool = False  # when no run fits, start the first one anyway (checkpointed at stop)
+    #: Use the time left in queue order: a run that does not fit starts anyway, before the
+    #: later runs that fit, when at least ``fill_min`` is left and its checkpoint goes through
+    #: git; one whose checkpoint does not starts only when nothing fits. Checkpointed at
+    #: the stop, continued by the next machine of its kind.
+    fill: bool = False
+    fill_min: float = 10 * 60.0
     idle: bool = True  # workers at SCHED_IDLE (Linux): they run only on otherwise idle cores
     #: The longest a machine runs (a job's limit). A run estimated longer than this can never
     #: fit before a deadline: it starts when at least ``min_stretch`` is left, and continues
@@ -173,6 +178,7 @@ class _Worker:
         self.groups = queue.groups()
         self.skipped: set[Path] = set()  # runs that could not be set up here
         self.missing_data: set[str] = set()  # data settings that could not be loaded here
+        self.survives: dict[Path, bool] = {}  # whether a run's checkpoint goes through git
 
     def say(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
@@ -183,6 +189,17 @@ class _Worker:
             return try_claim(r.dir)
         except RunClaimedError:
             return None
+
+    def _fills_first(self, r: QueuedRun, left: float) -> bool:
+        """With ``fill``: whether ``r``, which does not fit, starts before the later runs
+        that do. It does when at least ``fill_min`` is left and its checkpoint survives this
+        machine (committed through git, or ``commit`` is off and this checkout keeps it);
+        a run whose checkpoint is too large for git is started only when nothing fits."""
+        if not self.opts.fill or left < self.opts.fill_min:
+            return False
+        if r.dir not in self.survives:
+            self.survives[r.dir] = not self.opts.commit or checkpoint_goes_through_git(r.cfg)
+        return self.survives[r.dir]
 
     def pick(self) -> tuple[QueuedRun, Claim, float] | None:
         """The highest-priority run that can train here and fits, claimed."""
@@ -208,6 +225,15 @@ class _Worker:
                 continue
             spans_machines = est > self.opts.session - self.opts.margin
             if est > left and not (spans_machines and left >= self.opts.min_stretch):
+                if self._fills_first(r, left):
+                    held = self._claim(r)
+                    if held is not None:
+                        self.say(
+                            f"{r.describe()} needs ~{est / 60:.0f} min, more than is left: "
+                            "started before the later runs that fit (--fill), checkpointed "
+                            "at the stop"
+                        )
+                        return r, held, est
                 unfit.append((r, est))
                 continue
             if est > left:

@@ -88,7 +88,10 @@ def add_parser(sub, formatter_class) -> None:
     c.add_argument(
         "--fill",
         action="store_true",
-        help="when no run fits, start the next one anyway; it is checkpointed at the stop",
+        help="use the time left in queue order: a run that does not fit starts anyway, before "
+        "later runs that fit, when 10+ min are left and its checkpoint goes through git (one "
+        "too large for git only when nothing fits); checkpointed at the stop, continued by the "
+        "next machine of its kind",
     )
     c.add_argument("--no-commit", action="store_true", help="do not commit anything to git")
     c.add_argument("--status", action="store_true", help="list every run's state, train nothing")

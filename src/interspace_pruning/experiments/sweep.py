@@ -147,7 +147,7 @@ def _expand(base: RunConfig, grid: dict, path: Path) -> list[RunConfig]:
         raise _one_line(e, f"{path}: ") from None
 
 
-def _model_size(cfg: RunConfig) -> tuple[int | None, str]:
+def model_size(cfg: RunConfig) -> tuple[int | None, str]:
     """Parameters of ``cfg``'s model, built on the meta device (nothing allocated, its
     weights not even initialised on real memory), for the dataset's classes and channels
     (an image folder: 1000 classes); None when it cannot be counted that way. The text
@@ -183,7 +183,7 @@ def check_model_sizes(
         if key in seen:
             continue
         seen.add(key)
-        count, problem = _model_size(cfg)
+        count, problem = model_size(cfg)
         args = brief(" ".join(m.model_args), 60)
         if problem:
             raise _one_line(
