@@ -336,3 +336,51 @@ def test_fill_uses_the_time_left_in_queue_order(tmp_path, monkeypatch):
     monkeypatch.setattr(gitsync, "MAX_GIT_CHECKPOINT", 1024)  # its checkpoint stays here
     assert pick(fill=True) is second
     assert pick(fill=True, commit=False) is first  # nothing goes through git: this checkout
+
+
+def test_an_imp_run_stopped_in_a_later_round_commits_what_it_resumes_from(tmp_path):
+    """An IMP run keeps its checkpoint in the round's folder and resumes from the rewind
+    state and the last finished round's model: all three go through git at a stop, and the
+    commit that records the run finished removes them."""
+    git_repo(tmp_path)
+    d = tmp_path / "out" / "imp"
+    (d / "round_0").mkdir(parents=True)
+    (d / "round_1").mkdir()
+    (d / "config.json").write_text("{}")
+    (d / "rewind.pt").write_bytes(b"r")
+    (d / "round_0" / "summary.json").write_text("{}")
+    (d / "round_0" / "model.pt").write_bytes(b"m")
+    (d / "round_0" / "masks.pt").write_bytes(b"k")  # the report's, not needed to resume
+    (d / "round_1" / "checkpoint.pt").write_bytes(b"c")
+    (d / "round_1" / "checkpoint.prev.pt").write_bytes(b"p")
+    assert gitsync.resume_files(d) == [
+        d / "round_1" / "checkpoint.pt",
+        d / "round_0" / "model.pt",
+        d / "rewind.pt",
+    ]
+    assert commit_run(d, "partial", checkpoint=True)
+    assert sorted(git("ls-files", "out", cwd=tmp_path).split()) == [
+        "out/imp/config.json",
+        "out/imp/rewind.pt",
+        "out/imp/round_0/model.pt",
+        "out/imp/round_0/summary.json",
+        "out/imp/round_1/checkpoint.pt",
+    ]
+    for p in ("round_1/checkpoint.pt", "round_1/checkpoint.prev.pt"):
+        (d / p).unlink()
+    (d / "round_1" / "summary.json").write_text("{}")
+    (d / "summary.json").write_text("{}")
+    (tmp_path / "theirs.txt").write_text("staged by someone else")
+    git("add", "theirs.txt", cwd=tmp_path)
+    assert commit_run(d, "finished")  # their staged work stays out: the .pt stay tracked
+    assert "theirs.txt" not in git("ls-tree", "-r", "--name-only", "HEAD", cwd=tmp_path)
+    assert "out/imp/rewind.pt" in git("ls-tree", "-r", "--name-only", "HEAD", cwd=tmp_path)
+    git("commit", "-qm", "theirs", "--", "theirs.txt", cwd=tmp_path)
+    assert commit_run(d, "finished")
+    assert sorted(git("ls-tree", "-r", "--name-only", "HEAD", "out", cwd=tmp_path).split()) == [
+        "out/imp/config.json",
+        "out/imp/round_0/summary.json",
+        "out/imp/round_1/summary.json",
+        "out/imp/summary.json",
+    ]
+    assert (d / "rewind.pt").is_file()  # removed from git only: the files stay on disk

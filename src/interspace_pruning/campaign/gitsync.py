@@ -6,8 +6,9 @@ A finished run's small files (``config.json``, ``summary.json``, ``metrics.jsonl
 ``model.pt``) are committed as soon as it finishes. An unfinished
 run's ``checkpoint.pt`` (a few MB; ``*.pt`` is otherwise ignored by git) is committed when
 its machine stops, beside the small files it needs to resume, and removed in the commit that
-records the run finished: one file per unfinished run. A checkpoint over
-:data:`MAX_GIT_CHECKPOINT` is not: that run stays uncommitted until it finishes. Only the
+records the run finished: one file per unfinished run (an IMP run in a later round: also the
+rewind state and the last finished round's model, :func:`resume_files`). Checkpoints over
+:data:`MAX_GIT_CHECKPOINT` together are not: that run stays uncommitted until it finishes. Only the
 run's own folder goes into each commit (``git commit -- <folder>``), so work staged by
 someone else is left alone.
 Failures are reported in one line and never stop the campaign: the files stay on disk.
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 from ..experiments.config import RunConfig
+from ..experiments.imp import resume_files as imp_resume_files
 from ..experiments.sweep import model_size
 from ..training.checkpointing import CHECKPOINT
 
@@ -60,9 +62,31 @@ def checkpoint_goes_through_git(cfg: RunConfig) -> bool:
     return params is not None and params * CHECKPOINT_BYTES_PER_PARAMETER <= MAX_GIT_CHECKPOINT
 
 
+def resume_files(run_dir: Path) -> list[Path]:
+    """The large files ``run_dir``'s unfinished run continues from: its ``checkpoint.pt``,
+    or for a run trained in rounds (IMP) the round's checkpoint, the rewind state and the
+    last finished round's model (:func:`..experiments.imp.resume_files`)."""
+    ckpt = Path(run_dir) / CHECKPOINT
+    return ([ckpt] if ckpt.is_file() else []) + imp_resume_files(run_dir)
+
+
+def _commit_args(message: str, folder: Path, cwd: Path, removes: bool) -> list[str]:
+    """``git commit`` of ``folder`` alone. ``git commit -- <folder>`` takes the files on disk,
+    so it cannot untrack a checkpoint that stays on disk (an IMP run's rewind state): when
+    this run removes one and nothing outside its folder is staged, the index is committed
+    as it is; otherwise such files stay tracked until someone else's staged work is in."""
+    if removes:
+        staged = _git(["diff", "--cached", "--name-only", "-z"], cwd).stdout.split("\0")
+        top = _git(["rev-parse", "--show-toplevel"], cwd).stdout.strip()
+        if top and all(Path(top, t).resolve().is_relative_to(folder) for t in staged if t):
+            return ["commit", "-q", "-m", message]
+    return ["commit", "-q", "-m", message, "--", str(folder)]
+
+
 def commit_run(run_dir: Path, message: str, checkpoint: bool = False) -> bool:
-    """Commit the files of ``run_dir`` (with its checkpoint if ``checkpoint``); True if it
-    worked. A checkpoint that was committed and is gone now is removed in the same commit."""
+    """Commit the files of ``run_dir`` (with the files it resumes from if ``checkpoint``,
+    :func:`resume_files`); True if it worked. Large files committed earlier that are not
+    committed now (a finished run's checkpoints) are removed in the same commit."""
     run_dir = Path(run_dir)
     cwd = run_dir.parent
     lock = _lock_path(cwd)
@@ -70,8 +94,8 @@ def commit_run(run_dir: Path, message: str, checkpoint: bool = False) -> bool:
         print(f"git: {run_dir} is not in a git checkout; its files stay on disk", flush=True)
         return False
     folder = run_dir.resolve()
-    ckpt = folder / CHECKPOINT
-    if checkpoint and ckpt.is_file() and (size := ckpt.stat().st_size) > MAX_GIT_CHECKPOINT:
+    large = resume_files(folder) if checkpoint else []
+    if (size := sum(p.stat().st_size for p in large)) > MAX_GIT_CHECKPOINT:
         print(
             f"git: {run_dir}'s checkpoint is {size / 2**20:.0f} MB, over the "
             f"{MAX_GIT_CHECKPOINT / 2**20:.0f} MB that go through git: the unfinished run is "
@@ -88,14 +112,17 @@ def commit_run(run_dir: Path, message: str, checkpoint: bool = False) -> bool:
             continue
         small.append(str(p))
     steps = [["add", "--", *small]] if small else []
-    if checkpoint and ckpt.is_file():
-        steps.append(["add", "-f", "--", str(ckpt)])
-    elif _git(["ls-files", "--error-unmatch", "--", str(ckpt)], cwd).returncode == 0:
-        steps.append(["rm", "-q", "--cached", "--ignore-unmatch", "--", str(ckpt)])
-    steps.append(["commit", "-q", "-m", message, "--", str(folder)])
+    if large:
+        steps.append(["add", "-f", "--", *map(str, large)])
+    tracked = _git(["ls-files", "-z", "--", str(folder)], cwd).stdout.split("\0")
+    stale = [t for t in tracked if t.endswith(".pt") and (cwd / t).resolve() not in large]
+    if stale:
+        steps.append(["rm", "-q", "--cached", "--ignore-unmatch", "--", *stale])
     with open(lock, "w") as held:  # one commit at a time from this checkout's processes
         fcntl.flock(held, fcntl.LOCK_EX)
-        for args in steps:
+        for args in [*steps, None]:
+            if args is None:  # the commit, once the index holds this run's changes
+                args = _commit_args(message, folder, cwd, removes=bool(stale))
             for _ in range(LOCK_RETRIES):
                 done = _git(args, cwd)
                 if "index.lock" not in done.stderr:

@@ -39,10 +39,9 @@ from ..experiments.stretches import STRETCHES, epochs_done, machine_kinds, read_
 from ..foundations.claims import Claim, RunClaimedError, claim_owner, try_claim
 from ..foundations.io import atomic_write_json
 from ..training import device as dev
-from ..training.checkpointing import CHECKPOINT
 from ..training.signals import TrainingStopped
 from .estimate import Estimator
-from .gitsync import checkpoint_goes_through_git, commit_run
+from .gitsync import checkpoint_goes_through_git, commit_run, resume_files
 from .queue import Queue, QueuedRun
 
 #: Where a machine keeps its campaign state (step timings, workers, pauses; never committed).
@@ -129,7 +128,7 @@ def state_of(run: QueuedRun) -> str:
     if (run.dir / DIVERGED).is_file():
         return "diverged"
     done = epochs_done(run.dir)
-    if done or (run.dir / CHECKPOINT).is_file():
+    if done or resume_files(run.dir):
         return f"partial ({done}/{run.cfg.train.epochs} epochs)"
     return "todo"
 
@@ -270,7 +269,7 @@ class _Worker:
 
     def train(self, r: QueuedRun, held: Claim, est: float) -> None:
         left_fraction = 1.0 - epochs_done(r.dir) / max(1, r.cfg.train.epochs)
-        resumed = left_fraction < 1.0 or (r.dir / CHECKPOINT).is_file()
+        resumed = left_fraction < 1.0 or bool(resume_files(r.dir))
         raw = self.estimator.raw_seconds(r) * left_fraction
         self.say(
             f"{'continue' if resumed else 'start'} {r.describe()} -> {r.dir} (~{est / 60:.0f} min)"
@@ -287,7 +286,7 @@ class _Worker:
                 summary = run(r.cfg, r.dir, progress=False, resume=True).summary
         except TrainingStopped:
             timer.cancel()
-            kept = (r.dir / CHECKPOINT).is_file()
+            kept = bool(resume_files(r.dir))
             self.say(
                 f"stopped {r.describe()} at epoch {epochs_done(r.dir)}/{r.cfg.train.epochs}"
                 + (": checkpoint kept" if kept else ": no checkpoint yet")

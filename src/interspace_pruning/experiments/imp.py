@@ -18,10 +18,36 @@ from ..pruning.allocation import dense_layers, pattern_min_sparsity
 from ..schedules import RewindPoint, imp_levels, make_options, rewind
 from ..tracking import TrackingSession
 from ..training import Callback, distributed, train
+from ..training.checkpointing import CHECKPOINT
 from ..training.device import Placement
 from .results import RunResult, finish, save_initial_bases, summarise
 from .run_setup import prepare_representation, pruner_options
 from .runfiles import MODEL, read_model, read_summary
+
+#: The rewind state (weights at ``rewind_step`` of round 0) that every later round starts from.
+REWIND = "rewind.pt"
+
+
+def resume_files(out: Path) -> list[Path]:
+    """The files beyond its small ones that an unfinished IMP run in ``out`` continues from
+    on another checkout: the checkpoint of the round in progress and, after round 0, the
+    rewind state and the last finished round's model (the next round prunes it)."""
+    out = Path(out)
+    numbered = []
+    for sub in out.glob("round_*"):
+        index = sub.name.removeprefix("round_")
+        if sub.is_dir() and not sub.is_symlink() and index.isdigit():
+            numbered.append((int(index), sub))
+    files = []
+    finished = None
+    for _, sub in sorted(numbered):
+        if (sub / "summary.json").is_file():
+            finished = sub
+        elif (sub / CHECKPOINT).is_file():
+            files.append(sub / CHECKPOINT)
+    if finished is not None:
+        files += [p for p in (finished / MODEL, out / REWIND) if p.is_file()]
+    return files
 
 
 def run_imp(
@@ -62,7 +88,7 @@ def run_imp(
             continue
         if rounds and not restored and out is not None:  # resuming after finished rounds
             model.load_state_dict(read_model(out / f"round_{r - 1}" / MODEL, tag))
-            rewind_point.state = load_tensors(out / "rewind.pt")
+            rewind_point.state = load_tensors(out / REWIND)
         restored = True
         if r > 0:
             if o.pattern is not None:  # N:M: the first rounds jump to the pattern's density
@@ -94,7 +120,7 @@ def run_imp(
         rounds.append(summary)
         if writes:
             if r == 0:
-                save_tensors(out / "rewind.pt", rewind_point.state)
+                save_tensors(out / REWIND, rewind_point.state)
             save_tensors(sub / "masks.pt", {e.name: e.mask.bool() for e in prunable(model)})
             finish(sub, model, summary, tag)
     summary = dict(rounds[-1], rounds=rounds)
