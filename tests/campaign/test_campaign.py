@@ -26,6 +26,7 @@ from interspace_pruning.cli.campaign import parse_deadline
 from interspace_pruning.cli.main import main
 from interspace_pruning.experiments.grid import override
 from interspace_pruning.experiments.stretches import STRETCHES, read_stretches
+from interspace_pruning.foundations.provenance import code_version
 from interspace_pruning.training import device as dev
 
 RECIPE = """name: digits-t
@@ -227,6 +228,7 @@ def test_deadline_stops_a_run_that_a_fresh_clone_continues(tmp_path, monkeypatch
     stretch = read_stretches(stopped_run.dir)
     assert stretch[0]["how"] == "stopped" and stretch[0]["machine"] == runner.here()
     assert stretch[0]["to_epoch"] > 0
+    assert stretch[0]["code"] == code_version()  # the code that trained this stretch
     tracked = git("ls-files", cwd=first)
     assert f"{stopped_run.dir.as_posix()}/checkpoint.pt" in tracked
     assert f"{done_run.dir.as_posix()}/summary.json" in tracked

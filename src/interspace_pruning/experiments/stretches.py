@@ -1,7 +1,8 @@
 """Where each stretch of a run trained: a run stopped on one machine and continued on
 another is several stretches, and a results table must know every machine and precision
 that went into each number. ``stretches.json`` in the run folder holds one entry per
-stretch (machine kind, CPU, device, precision, threads, torch, epochs, times, how it ended);
+stretch (machine kind, CPU, device, precision, threads, torch, code commit, epochs, times,
+how it ended);
 the summary copies it when the run finishes."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..foundations.io import atomic_write_json, read_json, read_jsonl
+from ..foundations.provenance import code_version
 from ..training.device import Placement, cpu_model, machine_kind
 from .runfiles import METRICS
 
@@ -62,6 +64,9 @@ def begin_stretch(out: Path, where: Placement) -> None:
             "torch": torch.__version__,
             "started": _now(),
             "from_epoch": epochs_done(out),
+            # the code this process imported: asked at the stretch's start, not at the end
+            # of a run that other commits landed beside (commit and dirty flag, cached)
+            "code": code_version(),
         }
     )
     atomic_write_json(Path(out) / STRETCHES, stretches)
