@@ -1,6 +1,7 @@
 """A run interrupted mid-training and resumed ends exactly like an uninterrupted one."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 import pytest
 import torch
 
+from interspace_pruning.campaign.gitsync import SMALL, resume_files
 from interspace_pruning.experiments import PruneConfig, RunConfig, run
 from interspace_pruning.experiments.runfiles import read_model
 from interspace_pruning.foundations.checkpoint import load_tensors
@@ -27,6 +29,14 @@ class Crash(Callback):
     def on_step_end(self, state):
         if state.step == self.at_step:
             raise KeyboardInterrupt
+
+
+class CountSteps(Callback):
+    def __init__(self):
+        self.steps = 0
+
+    def on_step_end(self, state):
+        self.steps += 1
 
 
 def _metrics(path):
@@ -99,12 +109,23 @@ def test_imp_resume(tmp_path):
         run(cfg, tmp_path / "crashed", dataset=ds, progress=False, callbacks=[CrashInRound()])
     assert (tmp_path / "crashed" / "round_0" / "summary.json").is_file()
     assert (tmp_path / "crashed" / "round_1" / "checkpoint.pt").is_file()
-    run(cfg, tmp_path / "crashed", dataset=ds, progress=False, resume=True)
-    for r in range(3):
-        a = tmp_path / "crashed" / f"round_{r}"
-        b = tmp_path / "straight" / f"round_{r}"
-        assert _metrics(a / "metrics.jsonl") == _metrics(b / "metrics.jsonl"), r
-    _same_models(tmp_path / "crashed", tmp_path / "straight")
+    # a fresh clone of the campaign's commit has the small files and the resume files only
+    crashed, clone = tmp_path / "crashed", tmp_path / "clone"
+    for f in crashed.rglob("*"):
+        if f.is_file() and (f.suffix in SMALL or f in resume_files(crashed)):
+            (clone / f.relative_to(crashed)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, clone / f.relative_to(crashed))
+    steps = {}
+    for out in (crashed, clone):
+        counter = CountSteps()
+        run(cfg, out, dataset=ds, progress=False, resume=True, callbacks=[counter])
+        steps[out] = counter.steps
+        for r in range(3):
+            a = out / f"round_{r}"
+            b = tmp_path / "straight" / f"round_{r}"
+            assert _metrics(a / "metrics.jsonl") == _metrics(b / "metrics.jsonl"), (out, r)
+        _same_models(out, tmp_path / "straight")
+    assert steps[clone] == steps[crashed] < 3 * 2 * 8  # continued in round 1, as here
 
 
 def test_sigkill_then_resume_from_the_command_line(tmp_path):
