@@ -59,7 +59,10 @@ def checkpoint_goes_through_git(cfg: RunConfig) -> bool:
     next machine of its kind continues the run (its model counted on the meta device; a
     model that cannot be counted that way counts as too large)."""
     params, _ = model_size(cfg)
-    return params is not None and params * CHECKPOINT_BYTES_PER_PARAMETER <= MAX_GIT_CHECKPOINT
+    per = CHECKPOINT_BYTES_PER_PARAMETER
+    if cfg.prune.method == "imp":  # also the rewind state and a round's model (resume_files)
+        per += 8
+    return params is not None and params * per <= MAX_GIT_CHECKPOINT
 
 
 def resume_files(run_dir: Path) -> list[Path]:
