@@ -177,7 +177,6 @@ class _Worker:
         self.groups = queue.groups()
         self.skipped: set[Path] = set()  # runs that could not be set up here
         self.missing_data: set[str] = set()  # data settings that could not be loaded here
-        self.survives: dict[Path, bool] = {}  # whether a run's checkpoint goes through git
 
     def say(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
@@ -196,9 +195,21 @@ class _Worker:
         a run whose checkpoint is too large for git is started only when nothing fits."""
         if not self.opts.fill or left < self.opts.fill_min:
             return False
-        if r.dir not in self.survives:
-            self.survives[r.dir] = not self.opts.commit or checkpoint_goes_through_git(r.cfg)
-        return self.survives[r.dir]
+        return not self.opts.commit or checkpoint_goes_through_git(r.cfg)
+
+    def _start_unfit(
+        self, r: QueuedRun, est: float, why: str
+    ) -> tuple[QueuedRun, Claim, float] | None:
+        """Claim ``r``, which does not fit, to train until the stop (``fill``); None if
+        another process holds it."""
+        held = self._claim(r)
+        if held is None:
+            return None
+        self.say(
+            f"{r.describe()} needs ~{est / 60:.0f} min, more than is left: {why}, "
+            "checkpointed at the stop"
+        )
+        return r, held, est
 
     def pick(self) -> tuple[QueuedRun, Claim, float] | None:
         """The highest-priority run that can train here and fits, claimed."""
@@ -224,15 +235,9 @@ class _Worker:
                 continue
             spans_machines = est > self.opts.session - self.opts.margin
             if est > left and not (spans_machines and left >= self.opts.min_stretch):
-                if self._fills_first(r, left):
-                    held = self._claim(r)
-                    if held is not None:
-                        self.say(
-                            f"{r.describe()} needs ~{est / 60:.0f} min, more than is left: "
-                            "started before the later runs that fit (--fill), checkpointed "
-                            "at the stop"
-                        )
-                        return r, held, est
+                why = "started before the later runs that fit (--fill)"
+                if self._fills_first(r, left) and (picked := self._start_unfit(r, est, why)):
+                    return picked
                 unfit.append((r, est))
                 continue
             if est > left:
@@ -245,13 +250,8 @@ class _Worker:
                 return r, held, est
         if self.opts.fill:
             for r, est in unfit:
-                held = self._claim(r)
-                if held is not None:
-                    self.say(
-                        f"{r.describe()} needs ~{est / 60:.0f} min, more than is left: "
-                        "started to fill the time, checkpointed at the stop"
-                    )
-                    return r, held, est
+                if picked := self._start_unfit(r, est, "started to fill the time"):
+                    return picked
         if unfit:
             r, est = unfit[0]
             self.say(

@@ -22,7 +22,7 @@ from ..training.checkpointing import CHECKPOINT
 from ..training.device import Placement
 from .results import RunResult, finish, save_initial_bases, summarise
 from .run_setup import prepare_representation, pruner_options
-from .runfiles import MODEL, read_model, read_summary
+from .runfiles import MODEL, SUMMARY, read_model, read_summary
 
 #: The rewind state (weights at ``rewind_step`` of round 0) that every later round starts from.
 REWIND = "rewind.pt"
@@ -41,7 +41,7 @@ def resume_files(out: Path) -> list[Path]:
     files = []
     finished = None
     for _, sub in sorted(numbered):
-        if (sub / "summary.json").is_file():
+        if (sub / SUMMARY).is_file():
             finished = sub
         elif (sub / CHECKPOINT).is_file():
             files.append(sub / CHECKPOINT)
