@@ -192,9 +192,9 @@ def test_a_checkpoint_too_large_for_git_keeps_its_unfinished_run_uncommitted(
     d.mkdir(parents=True)
     (d / "config.json").write_text("{}")
     (d / "checkpoint.pt").write_bytes(b"y" * 2048)
-    monkeypatch.setattr(gitsync, "MAX_GIT_CHECKPOINT", 1024)
+    monkeypatch.setattr(gitsync, "MAX_GIT_FILE", 1024)
     assert not commit_run(d, "partial", checkpoint=True)
-    assert "that go through git" in capsys.readouterr().out
+    assert "a committed file may have" in capsys.readouterr().out
     assert git("ls-files", "out", cwd=tmp_path).split() == []  # nothing of it in git
     (d / "checkpoint.pt").unlink()
     (d / "summary.json").write_text("{}")
@@ -335,7 +335,7 @@ def test_fill_uses_the_time_left_in_queue_order(tmp_path, monkeypatch):
     assert pick() is second  # the later run that fits
     assert pick(fill=True) is first  # queue order: the earlier run, checkpointed at the stop
     assert pick(fill=True, fill_min=3600) is second  # too little left to be worth a start
-    monkeypatch.setattr(gitsync, "MAX_GIT_CHECKPOINT", 1024)  # its checkpoint stays here
+    monkeypatch.setattr(gitsync, "MAX_GIT_FILE", 1024)  # its checkpoint stays here
     assert pick(fill=True) is second
     assert pick(fill=True, commit=False) is first  # nothing goes through git: this checkout
 

@@ -134,3 +134,25 @@ def test_the_rewind_point_checks_its_state():
         with pytest.raises(PrunerStateError, match="'state' must be None or the model's") as e:
             point.load_state_dict(bad)
         one_line(e)
+
+
+def test_a_rewind_point_with_a_file_keeps_its_state_out_of_checkpoints(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    point = RewindPoint(0, path=tmp_path / "rewind.pt")
+    point._take({k: v.clone() for k, v in model.state_dict().items()})
+    assert point.state_dict() == {"state": None, "file": "rewind.pt"}  # not the tensors
+    back = RewindPoint(0, path=tmp_path / "rewind.pt", save=False)
+    back.load_state_dict(point.state_dict())
+    assert all(torch.equal(back.state[k], v) for k, v in model.state_dict().items())
+    for wrong in (RewindPoint(0), RewindPoint(0, path=tmp_path / "other.pt")):
+        with pytest.raises(PrunerStateError, match="pass RewindPoint") as e:
+            wrong.load_state_dict({"state": None, "file": "rewind.pt"})
+        one_line(e)
+    (tmp_path / "rewind.pt").write_bytes(b"damaged")
+    with pytest.raises(ValueError, match="rewind state") as e:
+        back.load_state_dict({"state": None, "file": "rewind.pt"})
+    one_line(e)
+    (tmp_path / "rewind.pt").unlink()
+    with pytest.raises(ValueError, match="rewind state .* not found") as e:
+        back.load_state_dict({"state": None, "file": "rewind.pt"})
+    one_line(e)

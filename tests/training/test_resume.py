@@ -86,35 +86,50 @@ def test_crash_and_resume_is_bitwise_identical(name, tmp_path):
     assert not (tmp_path / "crashed" / "checkpoint.pt").exists()  # cleaned up when finished
 
 
-def test_imp_resume(tmp_path):
+class CrashInRound(Callback):
+    """Interrupts the ``round``-th training (0: round 0) at its 10th step (epoch 2)."""
+
+    def __init__(self, round):
+        self.round, self.trainings = round, 0
+
+    def on_train_start(self, state):
+        self.trainings += 1
+
+    def on_step_end(self, state):
+        if self.trainings == self.round + 1 and state.step == 10:
+            raise KeyboardInterrupt
+
+
+def _copy_what_the_campaign_commits(crashed, clone):
+    """A fresh clone of the campaign's commit has the small files and the resume files."""
+    for f in crashed.rglob("*"):
+        if f.is_file() and (f.suffix in SMALL or f in resume_files(crashed)):
+            (clone / f.relative_to(crashed)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, clone / f.relative_to(crashed))
+
+
+def _rewind_entry(checkpoint):
+    return next(s for name, s in load_tensors(checkpoint)["callbacks"] if name == "RewindPoint")
+
+
+@pytest.mark.parametrize("crash_round", [0, 1])
+def test_imp_resume(tmp_path, crash_round):
     from interspace_pruning import data
 
     ds = data.get("digits", train_subset=256, test_subset=64)
     cfg = IMP
     cfg.train = TrainConfig(epochs=2, batch_size=32, seed=1)
     run(cfg, tmp_path / "straight", dataset=ds, progress=False)
-
-    class CrashInRound(Callback):
-        def __init__(self):
-            self.trainings = 0
-
-        def on_train_start(self, state):
-            self.trainings += 1
-
-        def on_step_end(self, state):
-            if self.trainings == 2 and state.step == 10:  # round 1, epoch 2
-                raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "crashed", dataset=ds, progress=False, callbacks=[CrashInRound()])
-    assert (tmp_path / "crashed" / "round_0" / "summary.json").is_file()
-    assert (tmp_path / "crashed" / "round_1" / "checkpoint.pt").is_file()
-    # a fresh clone of the campaign's commit has the small files and the resume files only
     crashed, clone = tmp_path / "crashed", tmp_path / "clone"
-    for f in crashed.rglob("*"):
-        if f.is_file() and (f.suffix in SMALL or f in resume_files(crashed)):
-            (clone / f.relative_to(crashed)).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, clone / f.relative_to(crashed))
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, crashed, dataset=ds, progress=False, callbacks=[CrashInRound(crash_round)])
+    assert (crashed / f"round_{crash_round}" / "checkpoint.pt").is_file()
+    assert (crashed / "round_0" / "summary.json").is_file() == (crash_round > 0)
+    if crash_round == 0:  # past the rewind step (4): the state is in its own file, once
+        ckpt = crashed / "round_0" / "checkpoint.pt"
+        assert _rewind_entry(ckpt) == {"state": None, "file": "rewind.pt"}
+        assert resume_files(crashed) == [ckpt, crashed / "rewind.pt"]
+    _copy_what_the_campaign_commits(crashed, clone)
     steps = {}
     for out in (crashed, clone):
         counter = CountSteps()
@@ -125,7 +140,33 @@ def test_imp_resume(tmp_path):
             b = tmp_path / "straight" / f"round_{r}"
             assert _metrics(a / "metrics.jsonl") == _metrics(b / "metrics.jsonl"), (out, r)
         _same_models(out, tmp_path / "straight")
-    assert steps[clone] == steps[crashed] < 3 * 2 * 8  # continued in round 1, as here
+    assert steps[clone] == steps[crashed] < 3 * 2 * 8  # continued where it stopped
+
+
+def test_an_imp_checkpoint_that_carries_its_rewind_state_still_resumes(tmp_path):
+    """Checkpoints written before the rewind state had its own file carry it inline: such a
+    run resumes to the same end, and its rewind state is then written to the file."""
+    from interspace_pruning import data
+    from interspace_pruning.foundations.checkpoint import save_tensors
+
+    ds = data.get("digits", train_subset=256, test_subset=64)
+    cfg = IMP
+    cfg.train = TrainConfig(epochs=2, batch_size=32, seed=1)
+    run(cfg, tmp_path / "straight", dataset=ds, progress=False)
+    out = tmp_path / "old"
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out, dataset=ds, progress=False, callbacks=[CrashInRound(0)])
+    ckpt = load_tensors(out / "round_0" / "checkpoint.pt")
+    inline = {"state": load_tensors(out / "rewind.pt")}
+    ckpt["callbacks"] = [[n, inline if n == "RewindPoint" else s] for n, s in ckpt["callbacks"]]
+    save_tensors(out / "round_0" / "checkpoint.pt", ckpt)
+    (out / "rewind.pt").unlink()
+    run(cfg, out, dataset=ds, progress=False, resume=True)
+    for r in range(3):
+        a, b = out / f"round_{r}", tmp_path / "straight" / f"round_{r}"
+        assert _metrics(a / "metrics.jsonl") == _metrics(b / "metrics.jsonl"), r
+    _same_models(out, tmp_path / "straight")
+    assert (out / "rewind.pt").is_file()
 
 
 def test_sigkill_then_resume_from_the_command_line(tmp_path):

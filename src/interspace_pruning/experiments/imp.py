@@ -30,8 +30,9 @@ REWIND = "rewind.pt"
 
 def resume_files(out: Path) -> list[Path]:
     """The files beyond its small ones that an unfinished IMP run in ``out`` continues from
-    on another checkout: the checkpoint of the round in progress and, after round 0, the
-    rewind state and the last finished round's model (the next round prunes it)."""
+    on another checkout: the checkpoint of the round in progress, the rewind state once
+    taken (round 0's checkpoints refer to it) and, after round 0, the last finished round's
+    model (the next round prunes it)."""
     out = Path(out)
     numbered = []
     for sub in out.glob("round_*"):
@@ -45,8 +46,10 @@ def resume_files(out: Path) -> list[Path]:
             finished = sub
         elif (sub / CHECKPOINT).is_file():
             files.append(sub / CHECKPOINT)
-    if finished is not None:
-        files += [p for p in (finished / MODEL, out / REWIND) if p.is_file()]
+    if finished is not None and (finished / MODEL).is_file():
+        files.append(finished / MODEL)
+    if (out / REWIND).is_file():
+        files.append(out / REWIND)
     return files
 
 
@@ -77,7 +80,8 @@ def run_imp(
     writes = out is not None and distributed.info().is_main
     if writes:
         save_initial_bases(out, model)
-    rewind_point = RewindPoint(o.rewind_step)
+    # the rewind state goes to its own file when taken, not into every round-0 checkpoint
+    rewind_point = RewindPoint(o.rewind_step, out / REWIND if out is not None else None, writes)
     rounds: list[dict] = []
     history: list[dict] = []
     restored = False
@@ -119,8 +123,6 @@ def run_imp(
         summary["round"] = r
         rounds.append(summary)
         if writes:
-            if r == 0:
-                save_tensors(out / REWIND, rewind_point.state)
             save_tensors(sub / "masks.pt", {e.name: e.mask.bool() for e in prunable(model)})
             finish(sub, model, summary, tag)
     summary = dict(rounds[-1], rounds=rounds)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..callbacks import Callback, TrainState
+from ..foundations.checkpoint import load_tensors, save_tensors
 from ..masks import SparsityReport, attach_masks, prunable, sparsity_report
 from ..pruning import prune
 from .base import STATE_FIX, Pruner, PrunerStateError
@@ -51,13 +53,27 @@ def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 class RewindPoint(Callback):
-    """Remembers the full model state after ``step`` optimiser steps (0: before training)."""
+    """Remembers the full model state after ``step`` optimiser steps (0: before training).
 
-    def __init__(self, step: int = 0) -> None:
+    ``path``: a file that holds the remembered state instead of every checkpoint. It is
+    written (checksummed, atomically) when the state is taken, and a checkpoint then records
+    only that the state is in the file, so each checkpoint of the round stays the size of the
+    model and its optimiser. ``save=False``: another process writes the file (the other ranks
+    of a distributed run); this one only reads it.
+    """
+
+    def __init__(self, step: int = 0, path: str | Path | None = None, save: bool = True) -> None:
         if step < 0:
             raise ValueError(f"rewind step must be >= 0, got {step}")
         self.step = step
+        self.path = None if path is None else Path(path)
+        self.save = save
         self.state: dict[str, torch.Tensor] | None = None
+
+    def _take(self, state: dict[str, torch.Tensor]) -> None:
+        self.state = state
+        if self.path is not None and self.save:
+            save_tensors(self.path, state)
 
     def on_train_start(self, state: TrainState) -> None:
         if self.step > state.total_steps:
@@ -65,18 +81,24 @@ class RewindPoint(Callback):
                 f"rewind step {self.step} is beyond the {state.total_steps} training steps"
             )
         if self.step == 0:
-            self.state = state_copy(state.model)
+            self._take(state_copy(state.model))
 
     def on_step_end(self, state: TrainState) -> None:
         if state.step + 1 == self.step:  # state.step indexes the step just taken
-            self.state = state_copy(state.model)
+            self._take(state_copy(state.model))
 
     def state_dict(self) -> dict:
+        if self.path is not None and self.state is not None:
+            return {"state": None, "file": self.path.name}
         return {"state": self.state}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the remembered model state: ``{"state": None}`` (not reached yet) or a
-        dict of tensors; anything else raises a one-line :class:`PrunerStateError`."""
+        """Restore the remembered model state: ``{"state": None}`` (not reached yet), a dict
+        of tensors, or ``{"state": None, "file": name}`` (in the file ``path``); anything
+        else raises a one-line :class:`PrunerStateError`."""
+        if isinstance(state, dict) and "file" in state:
+            self._load_file(state["file"])
+            return
         saved = state.get("state", ...) if isinstance(state, dict) else ...
         ok = saved is None or (
             isinstance(saved, dict)
@@ -87,6 +109,22 @@ class RewindPoint(Callback):
                 "saved state of the rewind point: 'state' must be None or the model's "
                 f"state_dict (names to tensors); {STATE_FIX}"
             )
+        if saved is None:
+            self.state = None
+        else:  # a checkpoint that carries the state itself (written without ``path``)
+            self._take(saved)
+
+    def _load_file(self, name: object) -> None:
+        if self.path is None or name != self.path.name:
+            raise PrunerStateError(
+                f"saved state of the rewind point: it is in the file {str(name)[:80]!r}, but "
+                f"this rewind point keeps its state in {self.path}; pass "
+                "RewindPoint(path=<that file>), or start the run over"
+            )
+        fix = "the rewind state is taken once, at the rewind step: start the run over"
+        saved = load_tensors(self.path, what="rewind state", fix=fix)
+        if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in saved.items()):
+            raise PrunerStateError(f"rewind state {self.path} is not a model's state_dict; {fix}")
         self.state = saved
 
 
