@@ -131,8 +131,13 @@ def test_what_may_train_here(tmp_path, monkeypatch):
     (ip0.dir / STRETCHES).write_text(json.dumps([{"machine": "Other CPU (avx2)"}]))
     assert "Other CPU (avx2)" in runner.why_not(sp0, groups[sp0.group], machine)
     assert runner.why_not(sp1, groups[sp1.group], machine) is None
+    monkeypatch.setattr(dev, "precision_is_native", lambda p, d="cpu": True)  # any CPU
     lines = runner.status_lines(q)
-    assert "Other CPU" in lines[0] and lines[-1].startswith("0/6 runs done")
+    assert "Other CPU" in lines[0] and lines[-2].startswith("0/6 runs done")
+    assert lines[-1] == (  # what this machine leaves to others, by reason
+        "left to other machines: 2 runs (2: its group trained on Other CPU (avx2); it "
+        "continues there)"
+    )
 
 
 def test_estimates_scale_with_epochs_and_learn(tmp_path, monkeypatch):

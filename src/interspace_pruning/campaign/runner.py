@@ -133,6 +133,21 @@ def state_of(run: QueuedRun) -> str:
     return "todo"
 
 
+def left_elsewhere(queue: Queue, machine: str) -> str | None:
+    """One line on the unfinished runs this machine leaves to others, counted by reason
+    (a precision that is slow here, a group that began on another kind); None if none."""
+    groups = queue.groups()
+    reasons: dict[str, int] = {}
+    for r in queue.runs:
+        reason = why_not(r, groups[r.group], machine)
+        if reason and reason not in ("done", "diverged", "being trained by another process"):
+            reasons[reason] = reasons.get(reason, 0) + 1
+    if not reasons:
+        return None
+    counted = "; ".join(f"{n}: {why}" for why, n in sorted(reasons.items(), key=lambda x: -x[1]))
+    return f"left to other machines: {sum(reasons.values())} runs ({counted})"
+
+
 def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
     """One line per run of the queue: its state, where it trained, why it cannot train here
     or (where this machine has timed that kind of step) its estimated time here; then the
@@ -161,6 +176,8 @@ def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
         )
     done = sum(state_of(r) == "done" for r in queue.runs)
     lines.append(f"{done}/{len(queue.runs)} runs done; this machine: {machine}")
+    if elsewhere := left_elsewhere(queue, machine):
+        lines.append(elsewhere)
     if estimator is not None:
         lines.append(
             f"runs that can train here and whose steps were timed here: ~{left / 3600:.1f} "
@@ -363,6 +380,8 @@ def run_campaign(queue: Queue, opts: CampaignOptions) -> int:
         f"{time.strftime('%H:%M:%S', time.localtime(opts.stop_at))}",
         flush=True,
     )
+    if elsewhere := left_elsewhere(queue, here()):
+        print(elsewhere, flush=True)
     ctx = mp.get_context("fork")
     procs = [ctx.Process(target=_worker_main, args=(w, queue, opts)) for w in range(opts.workers)]
     for i, proc in enumerate(procs):
