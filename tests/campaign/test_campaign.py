@@ -135,9 +135,50 @@ def test_what_may_train_here(tmp_path, monkeypatch):
     lines = runner.status_lines(q)
     assert "Other CPU" in lines[0] and lines[-2].startswith("0/6 runs done")
     assert lines[-1] == (  # what this machine leaves to others, by reason
-        "left to other machines: 2 runs (2: its group trained on Other CPU (avx2); it "
-        "continues there)"
+        "not trained here: 2 runs (2: its group trained on Other CPU (avx2); it continues there)"
     )
+
+
+def test_a_received_folder_cannot_steer_the_campaign(tmp_path, monkeypatch):
+    """Run folders come through git from other machines: a symlink leading out of the
+    checkout, a summary.json that never ends, a damaged record of machines or another
+    run's config.json make the run not trained here, each said in one line; none hangs."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    git_repo(tmp_path)
+    monkeypatch.setattr(dev, "precision_is_native", lambda p, d="cpu": True)  # any CPU
+    q = load_queue(write_queue(tmp_path))
+    groups = q.groups()
+    sp0, ip0, sp1, ip1, dense32, dense16 = q.runs
+    machine = runner.here()
+
+    def why(r):
+        return runner.why_not(r, groups[r.group], machine)
+
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    sp0.dir.parent.mkdir(parents=True, exist_ok=True)
+    sp0.dir.symlink_to(outside)  # committed as a symlink: training would write there
+    assert why(sp0).startswith("not trained: ") and "symlink leading out" in why(sp0)
+    assert not commit_run(sp0.dir, "x")  # nor is anything of it committed
+    assert list(outside.iterdir()) == []
+    # a summary.json linked to /dev/zero or a FIFO: read bounded, the run counts unfinished
+    ip0.dir.mkdir(parents=True)
+    (ip0.dir / "summary.json").symlink_to("/dev/zero")
+    assert runner.run_machines(ip0.dir) == set()
+    assert "not a regular file" in why(ip0)  # and is never trained over
+    sp1.dir.mkdir()
+    (sp1.dir / "stretches.json").write_text("<<<<<<< HEAD\n")  # a merge left it damaged
+    assert why(sp1).startswith("where it trained is unknown: ") and "\n" not in why(sp1)
+    assert why(ip1) == why(sp1)  # its pair waits too: it must train on its partner's kind
+    assert runner.status_lines(q)[2].endswith(f"[{why(sp1)}]")  # --status says it, no error
+    dense32.dir.mkdir()
+    (dense32.dir / "config.json").write_text((tmp_path / "q.yaml").read_text())
+    assert why(dense32).startswith("not trained: ")
+    dense16.dir.mkdir()
+    os.mkfifo(dense16.dir / "summary.json")
+    assert runner.run_machines(dense16.dir) == set() and "not a regular file" in why(dense16)
 
 
 def test_estimates_scale_with_epochs_and_learn(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ import torch
 from interspace_pruning.experiments import PruneConfig, RunConfig, run
 from interspace_pruning.experiments.runfiles import read_model
 from interspace_pruning.foundations import checkpoint as ckpt_mod
+from interspace_pruning.foundations import io as io_mod
 from interspace_pruning.foundations.checkpoint import load_tensors, save_tensors
 from interspace_pruning.training import Callback, TrainConfig, TrainingError
 
@@ -202,3 +203,21 @@ def test_stale_temp_files_are_removed_on_the_next_start(digits, tmp_path):
         p.write_bytes(b"x" * 1000)
     run(_cfg(), tmp_path, dataset=digits, progress=False, resume=True)
     assert not any(p.exists() for p in stale) and (tmp_path / "summary.json").is_file()
+
+
+def test_a_tensor_file_is_read_only_when_it_is_a_regular_file_that_fits(tmp_path, monkeypatch):
+    """A received folder's model.pt linked to a FIFO (which would block), or a file too large
+    for the memory available (a 16 GB file elsewhere), is refused in one line, unread."""
+    path = tmp_path / "model.pt"
+    save_tensors(path, {"w": torch.ones(1000)})
+    assert torch.equal(load_tensors(path)["w"], torch.ones(1000))
+    monkeypatch.setattr(io_mod, "available_memory", lambda: 2 * path.stat().st_size - 1)
+    with pytest.raises(ValueError, match="more than the .* of memory available") as e:
+        load_tensors(path)
+    one_line(str(e.value))
+    monkeypatch.undo()
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="is not a regular file") as e:
+        load_tensors(fifo)
+    one_line(str(e.value))

@@ -147,6 +147,18 @@ def test_runs_of_different_settings_never_share_a_cell(tmp_path):
     assert "| snip | 95% | - | 10.00 |" in text
 
 
+def test_an_sp_and_an_ip_run_of_different_settings_are_never_a_pair(tmp_path):
+    """An SP sweep at lr 0.05 and an IP sweep at lr 0.2 merged into one folder: the report
+    gave one row with IP − SP +23.68, under "same initial weights and data order"."""
+    root = tmp_path / "sweep"
+    _fake_run(root, "sp_lr005", rep="sp", lr=0.05, acc=0.10)
+    _fake_run(root, "ip_lr02", rep="ip", lr=0.2, acc=0.34)
+    text = write_report(root).read_text()
+    assert "differ in more than seed and representation (train.lr)" in text
+    assert "| snip | 95% | 10.00 | - |" in text and "| snip | 95% | - | 34.00 |" in text
+    assert "+24.00" not in text
+
+
 def test_a_dense_baseline_serves_each_setting_of_a_pruning_option(tmp_path):
     root = tmp_path / "sweep"
     _fake_run(root, "ip", rep="ip", acc=0.7)
@@ -334,13 +346,19 @@ def test_compare_resume_never_follows_a_planted_run_folder(tmp_path, capsys):
     assert list(elsewhere.iterdir()) == []
 
 
-def test_planted_stretches_and_claims_neither_hang_nor_raise(tmp_path):
+def test_planted_stretches_and_claims_never_hang(tmp_path):
     from interspace_pruning.experiments.stretches import epochs_done, read_stretches
     from interspace_pruning.foundations.claims import RunClaimedError
+    from interspace_pruning.foundations.io import CorruptFileError
 
     os.mkfifo(tmp_path / "stretches.json")
     os.mkfifo(tmp_path / "metrics.jsonl")
-    assert read_stretches(tmp_path) == [] and epochs_done(tmp_path) == 0  # was: blocked
+    assert epochs_done(tmp_path) == 0  # was: blocked
+    # a damaged record of machines is refused, never dropped: dropping it would let another
+    # kind of machine continue the run and forget where its first epochs trained
+    with pytest.raises(CorruptFileError, match="not a regular file.*delete it to go on") as e:
+        read_stretches(tmp_path)
+    assert "\n" not in str(e.value)
     for started in ("yesterday", 1e300, [1]):
         e = RunClaimedError(tmp_path / ".claim", {"host": "h", "pid": 1, "started": started})
         assert "an unreadable time" in str(e)

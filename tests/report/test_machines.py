@@ -5,6 +5,7 @@ import pytest
 
 from interspace_pruning.experiments import RunConfig
 from interspace_pruning.report.machines import (
+    UNRECORDED,
     machine_kinds,
     machine_label,
     mixed_kinds,
@@ -56,7 +57,11 @@ def test_one_table_one_precision():
 def test_a_pair_is_mixed_when_its_runs_trained_on_more_than_one_kind():
     xeon, epyc = {"stretches": [_stretch(XEON)]}, {"stretches": [_stretch(EPYC)]}
     gpu = {"hardware": {"cpu": "Xeon", "gpu": "NVIDIA H200"}}
-    assert mixed_kinds(xeon, {"stretches": [_stretch(XEON, start=10)]}) is None
+    resumed = {"stretches": [_stretch(XEON), _stretch(XEON, start=10)]}
+    assert mixed_kinds(xeon, resumed) is None  # stopped and continued on the same kind
+    # a record that begins at epoch 10 (stretches.json lost, then deleted): epochs 0-9 unknown
+    lost = {"stretches": [_stretch(XEON, start=10)]}
+    assert mixed_kinds(xeon, lost) == (XEON, UNRECORDED)
     assert mixed_kinds(xeon, epyc) == (XEON, EPYC)
     assert mixed_kinds({"hardware": {"cpu": EPYC}}, gpu) == (EPYC, "NVIDIA H200")
     # one run that moved between kinds mixes its pair even beside a run on one of them

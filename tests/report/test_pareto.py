@@ -95,7 +95,7 @@ def test_one_slow_reference_engine_is_not_taken_for_a_drift():
     assert pts["ip", 0.98].ms == pytest.approx(6.0)
 
 
-def _run(root, name, rep, sparsity, seed, acc, ms: dict[int, dict[str, float]] | None):
+def _run(root, name, rep, sparsity, seed, acc, ms: dict[int, dict[str, float]] | None, threads=1):
     d = root / name
     d.mkdir(parents=True)
     cfg = RunConfig(
@@ -112,7 +112,7 @@ def _run(root, name, rep, sparsity, seed, acc, ms: dict[int, dict[str, float]] |
                 "batch": b,
                 "cpu": "test cpu",
                 "kernel": "test",
-                "threads": 1,
+                "threads": threads,
                 "repeats": 3,
                 "engines": {k: {"median_ms": v, "note": "auto: 3/5 sparse"} for k, v in e.items()},
             }
@@ -175,3 +175,15 @@ def test_report_without_timings_has_no_pareto_section(timed_sweep):
     assert "accuracy vs CPU latency" not in write_report(timed_sweep).read_text()
     with pytest.raises(ValueError, match="interspace bench"):
         write_pareto(collect_runs(timed_sweep)[0], timed_sweep / "docs")
+
+
+def test_runs_timed_in_other_ways_are_never_compared(tmp_path):
+    """SP timed on 1 thread, IP on 2: each setting gets its own section, no speed-up
+    between them, and each names its own thread count."""
+    root = tmp_path / "sweep"
+    _run(root, "sp0", "sp", 0.9, 0, 0.80, {32: {"sparse": 10.0, "torch": 20.0}})
+    _run(root, "ip0", "ip", 0.98, 0, 0.81, {32: {"sparse": 4.0, "torch": 10.0}}, threads=2)
+    md = write_pareto(collect_runs(root)[0], tmp_path / "docs")
+    assert "timed in 2 ways" in md and "speed-up over that SP model" not in md
+    assert "1 threads, wall clock" in md and "2 threads, wall clock" in md
+    assert "threads: 1," in md and "threads: 2," in md

@@ -272,3 +272,21 @@ def test_a_signal_during_the_last_evaluation_is_passed_on_not_lost(tmp_path):
         tmp_path / "straight" / "metrics.jsonl"
     )
     _same_models(tmp_path / "b", tmp_path / "straight")
+
+
+def test_a_received_imp_folder_cannot_exhaust_memory(tmp_path):
+    """Every round finished but not the run: its last round's metrics.jsonl, linked to
+    /dev/zero, is read bounded (it was read whole) and refused in one line."""
+    from interspace_pruning import data
+
+    ds = data.get("digits", train_subset=256, test_subset=32)
+    cfg = IMP
+    cfg.train = TrainConfig(epochs=1, batch_size=32, seed=1)  # 8 steps: past the rewind step
+    out = tmp_path / "imp"
+    run(cfg, out, dataset=ds, progress=False)
+    (out / "summary.json").unlink()
+    (out / "round_2" / "metrics.jsonl").unlink()
+    (out / "round_2" / "metrics.jsonl").symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match="metrics.jsonl is not a regular file") as e:
+        run(cfg, out, dataset=ds, progress=False, resume=True)
+    assert "\n" not in str(e.value)

@@ -24,6 +24,7 @@ from pathlib import Path
 from ..experiments.config import RunConfig
 from ..experiments.imp import resume_files as imp_resume_files
 from ..experiments.sweep import model_size
+from ..foundations.io import lies_in
 from ..training.checkpointing import CHECKPOINT
 
 #: The files of a run that are committed: its small, text ones and its compact sparse model
@@ -94,6 +95,10 @@ def commit_run(run_dir: Path, message: str, checkpoint: bool = False) -> bool:
         print(f"git: {run_dir} is not in a git checkout; its files stay on disk", flush=True)
         return False
     folder = run_dir.resolve()
+    top = _git(["rev-parse", "--show-toplevel"], cwd).stdout.strip()
+    if not top or not lies_in(folder, top):  # a committed symlink leading out of the checkout
+        print(f"git: {run_dir} leads outside the checkout; nothing of it is committed", flush=True)
+        return False
     large = resume_files(folder) if checkpoint else []
     if large and (size := max(p.stat().st_size for p in large)) > MAX_GIT_FILE:
         print(

@@ -32,12 +32,13 @@ from pathlib import Path
 import torch
 
 from ..data import DataError
+from ..experiments.grid import check_recorded, not_a_run_folder
 from ..experiments.results import keep_sparse_model
 from ..experiments.run import run
 from ..experiments.runfiles import DIVERGED, SUMMARY
 from ..experiments.stretches import STRETCHES, epochs_done, machine_kinds, read_stretches
 from ..foundations.claims import Claim, RunClaimedError, claim_owner, try_claim
-from ..foundations.io import atomic_write_json
+from ..foundations.io import CorruptFileError, atomic_write_json, read_json
 from ..training import device as dev
 from ..training.signals import TrainingStopped
 from .estimate import Estimator
@@ -84,19 +85,38 @@ def here() -> str:
 
 def run_machines(run_dir: Path) -> set[str]:
     """The kinds of machine that trained (part of) the run in ``run_dir``: its summary's
-    (see :func:`..experiments.stretches.machine_kinds`), else its ``stretches.json``'s."""
+    (see :func:`..experiments.stretches.machine_kinds`), else its ``stretches.json``'s.
+    Every file is read bounded (a received folder); a damaged ``stretches.json`` raises a
+    one-line :class:`CorruptFileError`: where the run trained is then unknown."""
     try:
-        summary = json.loads((run_dir / SUMMARY).read_text())
-    except (OSError, ValueError, RecursionError):
+        summary = read_json(run_dir / SUMMARY)
+    except ValueError:  # missing, damaged, a FIFO, a link to /dev/zero: not finished
         summary = None
     if isinstance(summary, dict):
         return set(machine_kinds(summary))
     return {str(s["machine"]) for s in read_stretches(run_dir) if s.get("machine")}
 
 
+def _group_machines(group: list[QueuedRun]) -> tuple[set[str], str | None]:
+    """The machine kinds ``group`` trained on, and why they are unknown (None: known)."""
+    kinds: set[str] = set()
+    for r in group:
+        try:
+            kinds |= run_machines(r.dir)
+        except CorruptFileError as e:
+            return kinds, f"where it trained is unknown: {e}"
+    return kinds, None
+
+
 def why_not(run: QueuedRun, group: list[QueuedRun], machine: str) -> str | None:
     """Why ``run`` cannot train on this machine now (None: it can)."""
     d = run.dir
+    try:  # a received folder must not make this run write elsewhere, nor overwrite another
+        junk = not_a_run_folder(d) or check_recorded(d, run.cfg)
+    except ValueError as e:  # CorruptFileError: config.json damaged or of another run
+        junk = e
+    if junk is not None:
+        return f"not trained: {junk}"
     if (d / SUMMARY).is_file():
         return "done"
     if (d / DIVERGED).is_file():
@@ -113,7 +133,10 @@ def why_not(run: QueuedRun, group: list[QueuedRun], machine: str) -> str | None:
     )
     if slow:
         return f"{'/'.join(slow)} is slow on this machine ({machine}); left to one that has it"
-    elsewhere = sorted({m for r in group for m in run_machines(r.dir)} - {machine})
+    kinds, unknown = _group_machines(group)
+    if unknown:
+        return unknown
+    elsewhere = sorted(kinds - {machine})
     if elsewhere:
         return f"its group trained on {elsewhere[0]}; it continues there"
     if claim_owner(d) is not None:
@@ -134,8 +157,9 @@ def state_of(run: QueuedRun) -> str:
 
 
 def left_elsewhere(queue: Queue, machine: str) -> str | None:
-    """One line on the unfinished runs this machine leaves to others, counted by reason
-    (a precision that is slow here, a group that began on another kind); None if none."""
+    """One line on the unfinished runs this machine does not train, counted by reason (a
+    precision that is slow here, a group that began on another kind, a folder that cannot
+    hold the run); None if none."""
     groups = queue.groups()
     reasons: dict[str, int] = {}
     for r in queue.runs:
@@ -145,7 +169,7 @@ def left_elsewhere(queue: Queue, machine: str) -> str | None:
     if not reasons:
         return None
     counted = "; ".join(f"{n}: {why}" for why, n in sorted(reasons.items(), key=lambda x: -x[1]))
-    return f"left to other machines: {sum(reasons.values())} runs ({counted})"
+    return f"not trained here: {sum(reasons.values())} runs ({counted})"
 
 
 def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
@@ -170,7 +194,10 @@ def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
                 note = f" [~{seconds / 60:.0f} min here]"
             else:
                 untimed += 1
-        where = ", ".join(sorted(run_machines(r.dir)))
+        try:
+            where = ", ".join(sorted(run_machines(r.dir)))
+        except CorruptFileError:  # why_not says so in the note
+            where = "machines unknown"
         lines.append(
             f"{i:4d} {state:22} {r.describe()} -> {r.dir}" + (f" ({where})" if where else "") + note
         )

@@ -154,9 +154,10 @@ def _say_elsewhere(what: str, state: str, owner: dict) -> None:
         )
 
 
-def _not_a_run_folder(d: Path) -> CorruptFileError | None:
-    """Why ``d`` (a run's folder) cannot hold the run: it is a file or a dangling link, or a
-    file the run writes is a folder (or a device, a link loop, ...); None if it can."""
+def not_a_run_folder(d: Path) -> CorruptFileError | None:
+    """Why ``d`` (a run's folder) cannot hold the run: it is a file or a dangling link, a
+    symlink leading out of its parent, or a file the run writes is a folder (or a device, a
+    link loop, ...); None if it can. The sweep and the campaign skip such a folder."""
     fix = f"move {d} away to train this run here"
     if (d.exists() or d.is_symlink()) and not d.is_dir():
         return CorruptFileError(d, "is not a folder, where this run's folder goes", fix)
@@ -170,7 +171,7 @@ def _not_a_run_folder(d: Path) -> CorruptFileError | None:
     return None
 
 
-def _check_recorded(d: Path, cfg: RunConfig) -> None:
+def check_recorded(d: Path, cfg: RunConfig) -> None:
     """A :class:`CorruptFileError` if ``d/config.json`` is damaged or records another
     configuration than ``cfg`` (the folder is named by ``cfg``'s hash: not a run of ours)."""
     path = d / "config.json"
@@ -193,7 +194,7 @@ def _attempt(
     """Train or read one run. Returns ("done", summary), ("diverged", marker), ("bad", None),
     ("elsewhere", owner): another live process is training it, or ("lost", owner): this one
     was, but its claim was taken over while it was stopped (it wrote nothing since)."""
-    junk = _not_a_run_folder(d)
+    junk = not_a_run_folder(d)
     if junk is not None:
         problems.bad.append(str(junk))
         _say(f"{label} skipped: {junk}", err=True)
@@ -203,7 +204,7 @@ def _attempt(
     except RunClaimedError as e:
         return "elsewhere", e.owner
     try:
-        _check_recorded(d, cfg)
+        check_recorded(d, cfg)
         if (d / SUMMARY).is_file():  # finished, perhaps by another process a moment ago
             return "done", read_summary(d / SUMMARY)
         if (d / DIVERGED).is_file():

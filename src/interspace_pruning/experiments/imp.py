@@ -11,7 +11,7 @@ from .. import data as data_mod
 from ..diagnostics import Diagnostics
 from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.hparams import config_hash
-from ..foundations.io import atomic_write_bytes, inside, read_jsonl
+from ..foundations.io import inside, read_jsonl, write_jsonl
 from ..masks import prunable
 from ..pruning import prune
 from ..pruning.allocation import dense_layers, pattern_min_sparsity
@@ -128,7 +128,7 @@ def run_imp(
     summary = dict(rounds[-1], rounds=rounds)
     if writes:
         last = out / f"round_{len(levels)}"
-        atomic_write_bytes(out / "metrics.jsonl", (last / "metrics.jsonl").read_bytes())
+        write_jsonl(out / "metrics.jsonl", read_jsonl(last / "metrics.jsonl"))  # bounded read
         if not restored:  # every round was already done: the model is the last round's
             model.load_state_dict(read_model(last / MODEL, tag))
             history = read_jsonl(last / "metrics.jsonl")

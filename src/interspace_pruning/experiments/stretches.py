@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..foundations.io import atomic_write_json, read_json, read_jsonl
+from ..foundations.io import CorruptFileError, atomic_write_json, read_json, read_jsonl
 from ..foundations.provenance import code_version
 from ..training.device import Placement, cpu_model, machine_kind
 from .runfiles import METRICS
@@ -27,15 +27,27 @@ ENDINGS = ("finished", "stopped", "failed")
 _STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
+#: The machine of epochs no stretch records (a record begun after the run's first epochs).
+UNRECORDED = "unrecorded hardware"
+
+
 def read_stretches(out: Path) -> list[dict]:
-    """The stretches recorded in ``out`` (empty if none, or if the file is damaged)."""
-    try:
-        stretches = read_json(Path(out) / STRETCHES, list)  # bounded: a received folder
-    except ValueError:  # CorruptFileError: missing, damaged, too deep, a FIFO, ...
+    """The stretches recorded in ``out`` (empty if it has no ``stretches.json``).
+
+    A damaged file (not JSON, not a list, too large or deep, a FIFO, a link to a device)
+    raises a one-line :class:`CorruptFileError`: dropping it would forget the machines and
+    precisions of the run's first epochs and let another kind of machine continue it."""
+    path = Path(out) / STRETCHES
+    if not path.exists() and not path.is_symlink():
         return []
-    if not isinstance(stretches, list):
-        return []
-    return [s for s in stretches if isinstance(s, dict)]
+    fix = (
+        f"restore it (git checkout -- {path}), or delete it to go on: the machines of "
+        "the epochs it recorded are then unknown, and the report marks the run"
+    )
+    stretches = read_json(path, list, fix)  # bounded: a received folder
+    if not all(isinstance(s, dict) for s in stretches):
+        raise CorruptFileError(path, "holds an entry that is not a JSON object", fix)
+    return stretches
 
 
 def epochs_done(out: Path) -> int:
@@ -93,7 +105,7 @@ def recording_stretch(out: Path | None, where: Placement) -> Iterator[None]:
     try:
         yield
     except BaseException as e:
-        with contextlib.suppress(OSError):  # a full disk must not hide the error it caused
+        with contextlib.suppress(OSError, ValueError):  # a full disk must not hide the error
             end_stretch(out, "stopped" if isinstance(e, KeyboardInterrupt) else "failed")
         raise
 
@@ -131,9 +143,15 @@ def run_seconds(summary: Mapping) -> float:
 
 def machine_kinds(summary: Mapping) -> tuple[str, ...]:
     """The kinds of machine that trained a run, in the order its stretches ran; from
-    ``hardware`` (GPU name, else CPU) for summaries without stretches; empty if unrecorded."""
-    kinds = [str(s["machine"]) for s in summary_stretches(summary) if s.get("machine")]
+    ``hardware`` (GPU name, else CPU) for summaries without stretches; empty if unrecorded.
+    Stretches that begin after epoch 0 (the record was lost) start with :data:`UNRECORDED`,
+    so a pair with such a run is marked as trained on several kinds."""
+    stretches = summary_stretches(summary)
+    kinds = [str(s["machine"]) for s in stretches if s.get("machine")]
     if kinds:
+        first = stretches[0].get("from_epoch", 0)
+        if not isinstance(first, int) or first != 0:  # its first epochs' machine is unknown
+            kinds.insert(0, UNRECORDED)
         return tuple(dict.fromkeys(kinds))
     hw = summary.get("hardware")
     name = (hw.get("gpu") or hw.get("cpu")) if isinstance(hw, Mapping) else None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .io import CorruptFileError, atomic_write_bytes
+from .io import CorruptFileError, atomic_write_bytes, read_file_bytes
 
 MAGIC = b"IPSHA256"
 _EOCD = b"PK\x05\x06"  # zip end-of-central-directory record: 22 bytes + comment
@@ -84,12 +84,9 @@ def load_tensors(
     :class:`UncheckedFileWarning`.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"{what} {path} not found" + (f"; {fix}" if fix else ""))
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise CorruptFileError(path, f"cannot be read ({e.strerror})", fix) from None
+    data = read_file_bytes(path, fix)
     checked = verify_checksum(data)
     if checked is False:
         raise CorruptFileError(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import claims
+from .memory import available_memory, gib
 
 #: Temp files of :func:`atomic_write_bytes` are ``.<name>.<token>.<random>.tmp`` beside the
 #: target, ``<token>`` being the writer's claim token (``.<name>.<random>.tmp`` where the
@@ -225,6 +226,33 @@ def _read_text(path: str | os.PathLike, fix: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CorruptFileError(path, f"cannot be read ({_reason(e)})", fix) from None
+
+
+def read_file_bytes(path: str | os.PathLike, fix: str = "") -> bytes:
+    """The bytes of ``path``, a regular file about twice whose size (read, then parsed from
+    memory) fits in the memory available; a :class:`CorruptFileError` otherwise. A received
+    folder's ``model.pt`` linked to a FIFO, a device or a 16 GB file elsewhere must not hang
+    or exhaust this machine."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise CorruptFileError(path, "is not a regular file", fix)
+        free = available_memory()
+        # read once, then unpickled from memory: about twice the file's size at the peak
+        if free is not None and 2 * info.st_size > free:
+            raise CorruptFileError(
+                path,
+                f"is {gib(info.st_size)}: reading it needs about {gib(2 * info.st_size)}, more "
+                f"than the {gib(free)} of memory available",
+                fix,
+            )
+        with open(path, "rb") as f:
+            data = f.read(info.st_size + 1)
+    except OSError as e:
+        raise CorruptFileError(path, f"cannot be read ({e.strerror})", fix) from None
+    if len(data) != info.st_size:
+        raise CorruptFileError(path, "changed while it was read", fix)
+    return data
 
 
 def read_json(path: str | os.PathLike, kind: type = dict, fix: str = "") -> Any:

@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..foundations.memory import available_memory, gib
 from ..foundations.modes import eval_mode
 from ..masks import has_masks
 from ..training.device import cpu_model
@@ -116,25 +117,6 @@ def batch_bytes(model: nn.Module, input_shape: tuple[int, ...], batch: int, larg
     per_input = size * (math.prod(input_shape) + ACTIVATION_COPIES * largest)
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     return batch * per_input + 4 * weights
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this machine has available now (``MemAvailable``), or None."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return None
-
-
-def gib(n: float) -> str:
-    """Bytes as ``"3.2 GiB"`` (or TiB, MiB)."""
-    for unit, scale in (("TiB", 2**40), ("GiB", 2**30)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n / 2**20:.0f} MiB"
 
 
 def check_input(model: nn.Module, input_shape: tuple[int, ...], batch: int) -> None:

@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ..experiments.config import RunConfig
-from ..experiments.stretches import machine_kinds, summary_stretches
+from ..experiments.stretches import UNRECORDED, machine_kinds, summary_stretches
 
 #: The mark of a pair whose two runs trained on different kinds of machine.
 MIXED = "⚠"
-UNRECORDED = "unrecorded hardware"
 
 __all__ = [
     "MIXED",

@@ -337,6 +337,25 @@ def statements(pts: Sequence[Point]) -> list[str]:
     return out
 
 
+#: What a ``latency.json`` records about how it was timed: timings taken otherwise (another
+#: CPU, thread count, clock or input size) are not comparable and never share a table.
+BENCH_SETTINGS = ("cpu", "kernel", "threads", "clock", "input_shape")
+
+
+def bench_setting(record: RunRecord) -> str:
+    """How ``record``'s timings were taken, as one line ("" without timings)."""
+    for x in latency_results(record.path / LATENCY_FILE):
+        said = {k: x.get(k, "wall" if k == "clock" else None) for k in BENCH_SETTINGS}
+        shape = said["input_shape"]
+        size = "x".join(map(str, shape)) if isinstance(shape, list) else shape
+        return md(
+            f"{said['cpu']}, kernel {said['kernel']}, {said['threads']} threads, "
+            f"{said['clock']} clock, input {size}",
+            200,
+        )
+    return ""
+
+
 def _groups(records: Iterable[RunRecord]) -> dict[tuple[str, str], list[RunRecord]]:
     groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for r in records:
@@ -356,7 +375,28 @@ def pareto_section(
 ) -> list[str]:
     """Markdown lines (plot, table, statements) for one model's runs; empty without timings.
 
-    ``batch``: which batch size to plot (default: the largest timed)."""
+    ``batch``: which batch size to plot (default: the largest timed). Runs timed in other
+    ways (:data:`BENCH_SETTINGS`) get a section each, marked ⚠: never one comparison."""
+    settings: dict[str, list[RunRecord]] = defaultdict(list)
+    for r in records:
+        if setting := bench_setting(r):
+            settings[setting].append(r)
+    if len(settings) <= 1:
+        return _timed_section(records, out, slug, batch)
+    lines = [
+        "",
+        f"⚠ these runs were timed in {len(settings)} ways (CPU, threads, clock or input "
+        "size): each has its own section, never one comparison",
+    ]
+    for i, (setting, recs) in enumerate(sorted(settings.items()), 1):
+        section = _timed_section(recs, out, f"{slug}_timing{i}", batch, f", timed on {setting}")
+        lines += section
+    return lines
+
+
+def _timed_section(
+    records: Sequence[RunRecord], out: Path, slug: str, batch: int | None, where: str = ""
+) -> list[str]:
     batches = _batches(records)
     if not batches:
         return []
@@ -367,7 +407,8 @@ def pareto_section(
     first = records[0].config
     title = f"{first.data.dataset} / {first.model.model}: accuracy vs latency, batch {batch}"
     path = plot_pareto(pts, title, Path(out) / f"{slug}_accuracy_latency_b{batch}.png")
-    lines = ["", f"### accuracy vs CPU latency (batch {batch})", "", f"![{title}]({path.name})"]
+    heading = f"### accuracy vs CPU latency (batch {batch}){where}"
+    lines = ["", heading, "", f"![{title}]({path.name})"]
     lines += ["", *(f"- {s}" for s in statements(pts) or ["no SP run at 90% or 95%."])]
     for b in sorted(batches, key=lambda b: b != batch):  # the plotted batch first
         b_pts = pts if b == batch else points(timed_runs(records, b))

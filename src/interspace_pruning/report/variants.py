@@ -45,12 +45,14 @@ def _text(value: Any) -> str:
 
 
 def differing_fields(records: Sequence[RunRecord], also: tuple[str, ...] = ()) -> list[str]:
-    """The fields (``section.field``) in which runs of one row and side differ, besides the
-    seed and the representation (``also``: more fields to ignore, e.g. ``train.epochs``)."""
+    """The fields (``section.field``) in which runs of one row differ, besides the seed and
+    the representation (``also``: more fields to ignore, e.g. ``train.epochs``): within a
+    side, and between SP and IP (an SP sweep and an IP sweep at other learning rates, merged
+    into one folder, are not pairs). IP's basis options are compared between IP runs."""
     values: dict[tuple, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for r in records:
         for key, value in _fields(r, also).items():
-            values[(row_key(r.config), side(r.config))][key].add(_text(value))
+            values[row_key(r.config)][key].add(_text(value))
     return sorted({k for per in values.values() for k, seen in per.items() if len(seen) > 1})
 
 

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..foundations.io import read_file_bytes
+
 HEADER = b":W&B"
 HEADER_LEN = 7
 BLOCK = 32768
@@ -26,7 +28,7 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 def payloads(path: Path) -> Iterator[bytes]:
     """The records' payloads of one ``.wandb`` file, in order."""
-    data = Path(path).read_bytes()
+    data = read_file_bytes(path)  # a regular file that fits in memory: a received folder
     if not data.startswith(HEADER):
         raise ValueError(f"{path} is not a W&B run file (no {HEADER!r} header)")
     pos, pieces = HEADER_LEN, []
