@@ -71,15 +71,14 @@ def resume_files(run_dir: Path) -> list[Path]:
     return ([ckpt] if ckpt.is_file() else []) + imp_resume_files(run_dir)
 
 
-def _commit_args(message: str, folder: Path, cwd: Path, removes: bool) -> list[str]:
+def _commit_args(message: str, folder: Path, cwd: Path, top: str, removes: bool) -> list[str]:
     """``git commit`` of ``folder`` alone. ``git commit -- <folder>`` takes the files on disk,
     so it cannot untrack a checkpoint that stays on disk (an IMP run's rewind state): when
     this run removes one and nothing outside its folder is staged, the index is committed
     as it is; otherwise such files stay tracked until someone else's staged work is in."""
     if removes:
         staged = _git(["diff", "--cached", "--name-only", "-z"], cwd).stdout.split("\0")
-        top = _git(["rev-parse", "--show-toplevel"], cwd).stdout.strip()
-        if top and all(Path(top, t).resolve().is_relative_to(folder) for t in staged if t):
+        if all(lies_in(Path(top, t), folder) for t in staged if t):
             return ["commit", "-q", "-m", message]
     return ["commit", "-q", "-m", message, "--", str(folder)]
 
@@ -127,7 +126,7 @@ def commit_run(run_dir: Path, message: str, checkpoint: bool = False) -> bool:
         fcntl.flock(held, fcntl.LOCK_EX)
         for args in [*steps, None]:
             if args is None:  # the commit, once the index holds this run's changes
-                args = _commit_args(message, folder, cwd, removes=bool(stale))
+                args = _commit_args(message, folder, cwd, top, removes=bool(stale))
             for _ in range(LOCK_RETRIES):
                 done = _git(args, cwd)
                 if "index.lock" not in done.stderr:

@@ -26,6 +26,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,15 +162,19 @@ def left_elsewhere(queue: Queue, machine: str) -> str | None:
     precision that is slow here, a group that began on another kind, a folder that cannot
     hold the run); None if none."""
     groups = queue.groups()
-    reasons: dict[str, int] = {}
-    for r in queue.runs:
-        reason = why_not(r, groups[r.group], machine)
+    return _not_trained_line(why_not(r, groups[r.group], machine) for r in queue.runs)
+
+
+def _not_trained_line(reasons: Iterable[str | None]) -> str | None:
+    """:func:`left_elsewhere`'s line from each run's :func:`why_not`."""
+    counts: dict[str, int] = {}
+    for reason in reasons:
         if reason and reason not in ("done", "diverged", "being trained by another process"):
-            reasons[reason] = reasons.get(reason, 0) + 1
-    if not reasons:
+            counts[reason] = counts.get(reason, 0) + 1
+    if not counts:
         return None
-    counted = "; ".join(f"{n}: {why}" for why, n in sorted(reasons.items(), key=lambda x: -x[1]))
-    return f"not trained here: {sum(reasons.values())} runs ({counted})"
+    counted = "; ".join(f"{n}: {why}" for why, n in sorted(counts.items(), key=lambda x: -x[1]))
+    return f"not trained here: {sum(counts.values())} runs ({counted})"
 
 
 def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
@@ -178,13 +183,14 @@ def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
     totals: runs done, and the estimated one-worker hours left for the runs timed here."""
     machine = here()
     groups = queue.groups()
-    lines = []
+    lines, reasons = [], []
     left, untimed = 0.0, 0
     for i, r in enumerate(queue.runs, 1):
         state = state_of(r)
         note = ""
+        reason = why_not(r, groups[r.group], machine)  # also counted in the last lines
+        reasons.append(reason)
         if state not in ("done", "diverged"):
-            reason = why_not(r, groups[r.group], machine)
             timed = estimator is not None and estimator.is_timed(r)
             if reason:
                 note = f" [{reason}]"
@@ -203,7 +209,7 @@ def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
         )
     done = sum(state_of(r) == "done" for r in queue.runs)
     lines.append(f"{done}/{len(queue.runs)} runs done; this machine: {machine}")
-    if elsewhere := left_elsewhere(queue, machine):
+    if elsewhere := _not_trained_line(reasons):
         lines.append(elsewhere)
     if estimator is not None:
         lines.append(
