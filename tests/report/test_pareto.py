@@ -187,3 +187,27 @@ def test_runs_timed_in_other_ways_are_never_compared(tmp_path):
     assert "timed in 2 ways" in md and "speed-up over that SP model" not in md
     assert "1 threads, wall clock" in md and "2 threads, wall clock" in md
     assert "threads: 1," in md and "threads: 2," in md
+
+
+def test_a_report_reads_each_latency_file_once_and_again_when_it_changes(
+    timed_sweep, tmp_path, monkeypatch
+):
+    from interspace_pruning.report import pareto
+
+    pareto._checked_latency.cache_clear()
+    reads: list[str] = []
+    real = pareto.read_json
+    monkeypatch.setattr(
+        pareto, "read_json", lambda p, *a: reads.append(p.parent.name) or real(p, *a)
+    )
+    write_pareto(collect_runs(timed_sweep)[0], tmp_path / "docs")
+    assert sorted(reads) == ["dense", "ip0", "ip1", "sp0", "sp1"]
+    # a file rewritten (bench run again) is read again, and its new timings are used
+    _write = timed_sweep / "sp0" / "latency.json"
+    data = json.loads(_write.read_text())
+    data["results"][0]["engines"]["sparse"]["median_ms"] = 99.0
+    _write.write_text(json.dumps(data, indent=1))
+    reads.clear()
+    runs = timed_runs(collect_runs(timed_sweep)[0], 32)
+    assert reads == ["sp0"]
+    assert next(r for r in runs if r.seed == 0 and r.representation == "sp").ms["sparse"] == 99.0

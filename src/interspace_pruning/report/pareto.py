@@ -10,6 +10,7 @@ and 95% the fastest IP model whose mean accuracy is at least SP's, with its spee
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -94,7 +95,19 @@ _TIMING = Field(("float", "null"), low=0.0)
 
 def latency_results(path: Path) -> list[dict]:
     """The checked entries of a ``latency.json`` (one per batch size); ``[]`` when the file
-    is missing, damaged or not of that shape (a report then has no timings for the run)."""
+    is missing, damaged or not of that shape (a report then has no timings for the run).
+
+    A report asks for each run's file several times (its setting, batches, timings): the
+    file is read and checked once while it stays as it was (same inode, size and mtime)."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return []
+    return list(_checked_latency(Path(path), (st.st_ino, st.st_size, st.st_mtime_ns)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_latency(path: Path, _version: tuple[int, int, int]) -> tuple[dict, ...]:
     try:
         data = read_json(path, dict)
         results = check_items(data.get("results"), MAPPING, path, "results")
@@ -115,8 +128,8 @@ def latency_results(path: Path) -> list[dict]:
                     f"results[{i}].engines.{name[:40]}: ",
                 )
     except (CorruptFileError, TypeError):  # TypeError: "results" is not a list
-        return []
-    return [r for r in results if "batch" in r]
+        return ()
+    return tuple(r for r in results if "batch" in r)
 
 
 def read_latency(path: Path, batch: int | None) -> dict[str, float] | None:
