@@ -8,6 +8,7 @@ import re
 import stat
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,14 +211,25 @@ def parse_json(text: str, path: str | os.PathLike, fix: str = "", where: str = "
     return obj
 
 
-def _read_text(path: str | os.PathLike, fix: str) -> str:
+def _read_regular(
+    path: str | os.PathLike, fix: str, limit: Callable[[int], int]
+) -> tuple[bytes, int]:
+    """At most ``limit(size) + 1`` bytes of the regular file ``path`` and its size when
+    opened. A FIFO or a device would block or never end, so anything else is refused;
+    ``limit`` may refuse the size itself (a :class:`CorruptFileError`)."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
             raise CorruptFileError(path, "is not a regular file", fix)
         with open(path, "rb") as f:
-            data = f.read(MAX_JSON_BYTES + 1)
+            return f.read(limit(info.st_size) + 1), info.st_size
     except OSError as e:
         raise CorruptFileError(path, f"cannot be read ({_reason(e)})", fix) from None
+
+
+def _read_text(path: str | os.PathLike, fix: str) -> str:
+    # not checked against the size: a metrics file may grow while a status reads it
+    data, _ = _read_regular(path, fix, lambda _size: MAX_JSON_BYTES)
     if len(data) > MAX_JSON_BYTES:
         raise CorruptFileError(
             path, f"is larger than {MAX_JSON_BYTES // 2**20} MiB (not a file we wrote)", fix
@@ -233,24 +245,21 @@ def read_file_bytes(path: str | os.PathLike, fix: str = "") -> bytes:
     memory) fits in the memory available; a :class:`CorruptFileError` otherwise. A received
     folder's ``model.pt`` linked to a FIFO, a device or a 16 GB file elsewhere must not hang
     or exhaust this machine."""
-    try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise CorruptFileError(path, "is not a regular file", fix)
+
+    def fits(size: int) -> int:
         free = available_memory()
         # read once, then unpickled from memory: about twice the file's size at the peak
-        if free is not None and 2 * info.st_size > free:
+        if free is not None and 2 * size > free:
             raise CorruptFileError(
                 path,
-                f"is {gib(info.st_size)}: reading it needs about {gib(2 * info.st_size)}, more "
-                f"than the {gib(free)} of memory available",
+                f"is {gib(size)}: reading it needs about {gib(2 * size)}, more than the "
+                f"{gib(free)} of memory available",
                 fix,
             )
-        with open(path, "rb") as f:
-            data = f.read(info.st_size + 1)
-    except OSError as e:
-        raise CorruptFileError(path, f"cannot be read ({e.strerror})", fix) from None
-    if len(data) != info.st_size:
+        return size
+
+    data, size = _read_regular(path, fix, fits)
+    if len(data) != size:
         raise CorruptFileError(path, "changed while it was read", fix)
     return data
 
