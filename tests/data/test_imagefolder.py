@@ -54,6 +54,16 @@ def test_tiny_imagenet_layout(tmp_path):
     assert sorted(ds.test_y.tolist()) == [0, 1, 2]
 
 
+def test_a_padded_annotation_file_is_refused_without_reading_it_whole(tmp_path):
+    """A received folder's val_annotations.txt padded to gigabytes (sparse: no disk, tiny
+    in a tarball) is one line, read no further than its bound."""
+    root = make_tiny_layout(tmp_path / "tiny", per_class=1)
+    with open(root / "val" / "val_annotations.txt", "r+b") as f:
+        f.truncate(2**31)
+    with pytest.raises(DataError, match="val_annotations.txt is over 16 MiB.*Tiny-ImageNet"):
+        data.get("tiny-imagenet", root, workers=0)
+
+
 def test_augmentation_is_seeded_and_independent_of_workers(tmp_path):
     root = make_imagenet_layout(tmp_path / "inet")
     a = data.get("imagefolder", root, image_size=24, workers=0)

@@ -157,13 +157,18 @@ def _damaged_caches():
         mtimes=np.zeros(1, np.int64),
         meta=np.array("{}"),
     )
-    overrun, pickled = io.BytesIO(), io.BytesIO()
+    overrun, pickled, deflated = io.BytesIO(), io.BytesIO(), io.BytesIO()
     np.savez(overrun, **good)
     np.savez(pickled, **{**good, "pixels": np.array([object()], dtype=object)})
-    return [b"not a cache", pickled.getvalue(), overrun.getvalue()]
+    # compressed arrays, otherwise whole: a few MB of zeros can declare GBs, so a
+    # compressed file is refused before it is inflated (write_cache never compresses)
+    np.savez_compressed(deflated, **{**good, "pixels": np.zeros(12, np.uint8)})
+    return [b"not a cache", pickled.getvalue(), overrun.getvalue(), deflated.getvalue()]
 
 
-@pytest.mark.parametrize("content", _damaged_caches(), ids=["garbage", "pickle", "offsets"])
+@pytest.mark.parametrize(
+    "content", _damaged_caches(), ids=["garbage", "pickle", "offsets", "compressed"]
+)
 def test_a_damaged_cache_file_is_named_in_one_line_and_rebuilt(tmp_path, decodes, content):
     root = make_imagenet_layout(tmp_path / "inet", per_class=2)
     path = root / imf.CACHE_FOLDER / "train-18px.npz"
@@ -178,6 +183,37 @@ def test_a_damaged_cache_file_is_named_in_one_line_and_rebuilt(tmp_path, decodes
         warnings.simplefilter("error")  # the rebuilt file is whole again
         data.get("imagefolder", root, image_size=16, workers=0).decoded("train")
     assert decodes[0] == 6
+
+
+def test_a_cache_file_that_is_a_symlink_is_never_read_through(tmp_path, decodes):
+    """A received data folder's cache file linked to a FIFO would hang the read, and one
+    linked elsewhere is not this folder's: it is rebuilt, and the link replaced."""
+    root = make_imagenet_layout(tmp_path / "inet", per_class=2)
+    data.get("imagefolder", root, image_size=16, workers=0).decoded("train")
+    path = root / imf.CACHE_FOLDER / "train-18px.npz"
+    elsewhere = tmp_path / "elsewhere.npz"
+    path.rename(elsewhere)
+    path.symlink_to(elsewhere)
+    with pytest.warns(RuntimeWarning, match="damaged decode cache .*not a regular file"):
+        data.get("imagefolder", root, image_size=16, workers=0).decoded("train")
+    assert decodes[0] == 12 and not path.is_symlink() and elsewhere.is_file()
+
+
+def test_a_cache_folder_that_is_a_symlink_is_left_alone(tmp_path, decodes):
+    """The cache never writes or cleans up where a received ``.interspace-cache`` link
+    leads: it keeps the images in memory and says so in one line."""
+    root = make_imagenet_layout(tmp_path / "inet", per_class=2)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    old = victim / ".precious.npz.x.tmp"
+    old.write_text("someone else's\n")
+    os.utime(old, (1.0, 1.0))
+    (root / imf.CACHE_FOLDER).symlink_to(victim)
+    with pytest.warns(RuntimeWarning, match="is a symlink or not a folder: .* memory only"):
+        ds = data.get("imagefolder", root, image_size=16, workers=0)
+    x, _ = _batch(ds)
+    assert ds.cache == "memory" and x.shape == (6, 3, 16, 16)
+    assert sorted(p.name for p in victim.iterdir()) == [old.name]
 
 
 def test_an_unwritable_cache_folder_warns_and_goes_on(tmp_path, decodes):

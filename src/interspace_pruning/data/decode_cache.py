@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import time
 import warnings
 import zipfile
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..foundations.io import atomic_write_bytes
+from ..foundations.memory import available_memory, gib
 from .decoded_images import DecodedImages
 from .errors import DataError
 
@@ -51,7 +53,16 @@ def cache_setting(root: Path | None) -> tuple[str, Path | None]:
     if root is None:
         return "memory", None
     if value == "file":
-        return "file", Path(root) / CACHE_FOLDER
+        folder = Path(root) / CACHE_FOLDER
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            # a received data folder may carry one: the cache must not write (or clean up)
+            # wherever it leads
+            _warn(
+                f"{folder} is a symlink or not a folder: the decode cache keeps the images in "
+                f"memory only (remove it, or set {CACHE_ENV} to a folder of yours)"
+            )
+            return "memory", None
+        return "file", folder
     tag = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
     return "file", Path(value).expanduser() / f"{Path(root).name}-{tag}"
 
@@ -108,9 +119,14 @@ def read_cache(
     """The decoded images of cache file ``path`` if it was built from exactly these files
     (``whole``: the cache lists no other) with these settings; ``None`` otherwise (a damaged
     file is named in one warning line)."""
-    if not path.is_file():
-        return None
     try:
+        info = path.lstat()
+    except OSError:
+        return None  # no cache yet
+    try:
+        if not stat.S_ISREG(info.st_mode):  # a symlink, FIFO or device: never read through
+            raise ValueError("not a regular file")
+        _check_stored(path, info.st_size)
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in _CACHE_KEYS if k not in z.files]
             if missing:
@@ -136,6 +152,23 @@ def read_cache(
     if not same_sizes or not np.array_equal(arrays["mtimes"][pos], mtimes):
         return None  # an image changed
     return DecodedImages(arrays["pixels"], arrays["offsets"], arrays["shapes"], cached_keys)
+
+
+def _check_stored(path: Path, size: int) -> None:
+    """Refuse a cache file whose arrays would inflate: :func:`write_cache` stores them
+    uncompressed, so a compressed member (a deflate bomb of a few MB declaring GBs) or
+    members larger than the file are not ours; and the file must fit in memory."""
+    with zipfile.ZipFile(path) as z:
+        members = z.infolist()
+    if any(
+        m.compress_type != zipfile.ZIP_STORED or m.file_size != m.compress_size for m in members
+    ):
+        raise ValueError("a compressed array (write_cache stores them uncompressed)")
+    if sum(m.file_size for m in members) > size:
+        raise ValueError("its arrays declare more bytes than the file holds")
+    free = available_memory()
+    if free is not None and size > free // 2:
+        raise ValueError(f"it is {gib(size)}, more than half the {gib(free)} of memory available")
 
 
 def write_cache(
@@ -169,7 +202,7 @@ def _remove_stale_temps(folder: Path) -> None:
     if not folder.is_dir():
         return
     now = time.time()
-    for p in folder.glob(".*.tmp"):
+    for p in folder.glob(".*.npz.*.tmp"):  # only the temp files of write_cache's names
         try:
             if p.is_file() and now - p.stat().st_mtime > _STALE_TEMP_SECONDS:
                 p.unlink()

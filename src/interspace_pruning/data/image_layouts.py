@@ -80,7 +80,8 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
     annotations = val_dir / "val_annotations.txt"
     if annotations.is_file():  # Tiny-ImageNet
         val = []
-        for line in annotations.read_text().splitlines():
+        fix = "restore it from the Tiny-ImageNet release"
+        for line in _small_text(annotations, 16 << 20, fix).splitlines():
             parts = line.split("\t")
             if len(parts) < 2 or parts[1] not in index:
                 raise DataError(f"corrupt {annotations}: unexpected line {line[:60]!r}")
@@ -95,6 +96,19 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
     return classes, train, val
 
 
+def _small_text(path: Path, limit: int, fix: str) -> str:
+    """The text of a folder's list file (at most ``limit`` bytes, read bounded): a received
+    folder's list linked to a device or padded to gigabytes must not exhaust memory."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise DataError(f"{path} is over {limit >> 20} MiB, too large for a list; {fix}")
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} cannot be read ({e}); {fix}") from None
+
+
 def class_names(root: Path, classes: Sequence[str]) -> list[str]:
     """Readable names of ``classes`` (folder names, e.g. wnids) in label order: from the
     folder's ``classes.txt`` (``wnid<TAB>name`` lines) where present, else the built-in
@@ -103,12 +117,7 @@ def class_names(root: Path, classes: Sequence[str]) -> list[str]:
     listed: dict[str, str] = {}
     if path.is_file():
         fix = "fix the file or delete it (names then come from the folder names)"
-        try:
-            if path.stat().st_size > 1 << 20:
-                raise DataError(f"{path} is over 1 MiB, too large for a list of classes; {fix}")
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise DataError(f"{path} cannot be read ({e}); {fix}") from None
+        text = _small_text(path, 1 << 20, fix)
         known = set(classes)
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
