@@ -20,9 +20,10 @@ import torch
 from interspace_pruning.cli import main
 from interspace_pruning.cli.sources import load_source
 from interspace_pruning.experiments import PruneConfig, RunConfig, run
-from interspace_pruning.experiments.runfiles import read_model
+from interspace_pruning.experiments.runfiles import read_config, read_model
 from interspace_pruning.experiments.sweep import load_sweep
 from interspace_pruning.foundations.checkpoint import UncheckedFileWarning, save_tensors
+from interspace_pruning.foundations.hparams import config_hash
 from interspace_pruning.inference import export_sparse
 from interspace_pruning.models import UntrustedModelError
 from interspace_pruning.report import collect_runs, load_model, write_report
@@ -65,6 +66,10 @@ def _craft_config(run_dir, name, marker):
         "builtins:exec": [f"open({str(marker)!r}, 'w').close()"],
     }.get(name, [])
     (run_dir / "config.json").write_text(json.dumps(config))
+    # as a hostile folder would: its summary names the crafted run (the hash is no seal)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["config_hash"] = config_hash(read_config(run_dir / "config.json"))
+    (run_dir / "summary.json").write_text(json.dumps(summary))
 
 
 # ---- names read from files are never imported ------------------------------------------------
@@ -175,6 +180,31 @@ def test_a_model_file_from_another_run_is_refused(runs, tmp_path, capsys):
     assert "was written by run" in one_line(str(e.value))
     assert main(["bench", str(d), "--repeats", "1", "--quiet"]) == 2
     assert "copied or moved here" in one_line(capsys.readouterr().err)
+
+
+def test_a_summary_from_another_run_is_refused(runs, tmp_path, digits):
+    """A ``summary.json`` copied into another run's folder is not reported (or taken as
+    finished) as that run's result: it names the run it belongs to; an older summary
+    without that name must at least be of the folder's representation."""
+    sp = json.loads((runs / "sp" / "summary.json").read_text())
+    assert sp["config_hash"] == config_hash(_cfg("sp"))
+    d = _copy(runs, tmp_path)
+    _copy(runs, tmp_path, "sp")
+    for summary, says in [
+        (sp, "is the result of another run (config_hash"),
+        ({k: v for k, v in sp.items() if k != "config_hash"}, "records a 'sp' run, but config"),
+    ]:
+        (d / "summary.json").write_text(json.dumps(summary))
+        damaged: list[str] = []
+        records, _ = collect_runs(tmp_path / "runs", damaged)
+        assert [r.path.name for r in records] == ["sp"]
+        assert len(damaged) == 1 and says in damaged[0]
+        with pytest.raises(ValueError, match="another run") as e:
+            run(_cfg(), d, dataset=digits, resume=True, progress=False)
+        assert "\n" not in str(e.value)
+    ip = json.loads((runs / "ip" / "summary.json").read_text())
+    (d / "summary.json").write_text(json.dumps({k: v for k, v in ip.items() if k != "config_hash"}))
+    assert [r.path.name for r in collect_runs(tmp_path / "runs")[0]] == ["ip", "sp"]  # older
 
 
 def test_a_bare_state_dict_of_another_representation_is_one_line(runs, tmp_path):

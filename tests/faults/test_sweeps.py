@@ -132,6 +132,7 @@ def test_damaged_run_files_are_named_and_the_sweep_goes_on(sweep_file, tmp_path,
     first = run_dir(out, cfgs[0])
     assert main(["sweep", str(sweep_file), "--out", str(out), "--no-report", "--shard", "1/2"]) == 0
     capsys.readouterr()
+    kept = (first / "summary.json").read_text()
     (first / "summary.json").write_text("{not json")
     (first / "checkpoint.pt").write_bytes(b"")  # irrelevant: finished runs are not resumed
     rc = main(["sweep", str(sweep_file), "--out", str(out)])
@@ -144,7 +145,7 @@ def test_damaged_run_files_are_named_and_the_sweep_goes_on(sweep_file, tmp_path,
     assert all((run_dir(out, c) / "summary.json").is_file() for c in cfgs[1:])  # the others ran
     assert "report:" in captured.out  # and the report was written from the good runs
     second = run_dir(out, cfgs[1])
-    (first / "summary.json").write_text((second / "summary.json").read_text())  # repaired
+    (first / "summary.json").write_text(kept)  # repaired (another run's would be refused)
     (second / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n')
     assert main(["report", str(out)]) == 0  # from the good run
     err = one_line(capsys.readouterr().err)

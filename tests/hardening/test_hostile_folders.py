@@ -81,6 +81,16 @@ def _one_line(err: str) -> str:
         ("summary.json", '{"test_acc": 0.5, "num_classes": 1' + "0" * 400 + "}", "'num_classes'"),
         ("config.json", "LR", "train.lr"),
         ("config.json", "EPOCHS", "train.epochs"),
+        # another run's result copied in: its identity, or (older files) its representation
+        ("summary.json", json.dumps({"test_acc": 0.9, "config_hash": "0123456789"}), "another"),
+        ("summary.json", json.dumps({"test_acc": 0.9, "representation": "sp"}), "'sp' run"),
+        # a run of 2 epochs writes 2 rows (3 with an epoch 0): more are padding, refused
+        # before they are parsed (tiny rows take over ten times their bytes in memory)
+        (
+            "metrics.jsonl",
+            "".join(json.dumps({"epoch": e}) + "\n" for e in range(4)),
+            "more than 3 rows",
+        ),
     ],
 )
 def test_a_damaged_file_is_named_and_the_rest_reported(tmp_path, name, content, field):
@@ -261,7 +271,14 @@ def _widen(run):
     cfg["model"]["model_args"] = ["width=100000"]
     state = read_model(run / "model.pt")
     write_model_state(run, state, config_hash(config_from_dict(cfg)))
+    _forge_summary(run, config_hash(config_from_dict(cfg)))
     return json.dumps(cfg)
+
+
+def _forge_summary(run, tag):
+    """The summary names the forged run too (its hash is no seal, only a label)."""
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "config_hash": tag}))
 
 
 def write_model_state(run, state, tag):
@@ -393,6 +410,7 @@ def test_a_sparse_model_bounds_the_model_its_folder_asks_for(copy, capsys):
     wide = json.loads((copy / "config.json").read_text())
     wide["model"]["model_args"] = ["width=100000"]
     export_sparse(model, copy / "model.isp", tag=config_hash(config_from_dict(wide)))
+    _forge_summary(copy, config_hash(config_from_dict(wide)))
     (copy / "config.json").write_text(json.dumps(wide))
     assert main(bench) == 2
     line = _one_line(capsys.readouterr().err)

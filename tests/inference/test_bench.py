@@ -11,6 +11,8 @@ import torch
 import interspace_pruning as ip
 from interspace_pruning.cli import main
 from interspace_pruning.cli.sources import load_source, peak_memory
+from interspace_pruning.experiments.runfiles import read_config
+from interspace_pruning.foundations.hparams import config_hash
 from interspace_pruning.inference.bench import ORT_MISSING, bench, build_engines
 
 SHAPE = (1, 8, 8)
@@ -105,6 +107,8 @@ def test_cli_bench_on_a_run_directory(run_dir, tmp_path, capsys):
     assert text.count("| torch |") == 2 and "input 1x8x8" in text  # digits: 8x8 images
     data = json.loads(out.read_text())
     assert [r["batch"] for r in data["results"]] == [1, 4]
+    # whose timings: a report leaves the file out of another run's folder
+    assert data["config_hash"] == config_hash(read_config(run_dir / "config.json"))
     assert all(r["engines"]["sparse"]["max_abs_diff"] < 1e-4 for r in data["results"])
     model, shape = load_source(run_dir / "model.pt")  # the file inside also works
     assert shape == (1, 8, 8) and ip.sparsity_report(model).sparsity == pytest.approx(0.9, abs=0.01)

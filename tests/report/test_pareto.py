@@ -7,7 +7,7 @@ import json
 import pytest
 
 from interspace_pruning.experiments import PruneConfig, RunConfig
-from interspace_pruning.foundations.hparams import to_dict
+from interspace_pruning.foundations.hparams import config_hash, to_dict
 from interspace_pruning.report import collect_runs, write_report
 from interspace_pruning.report.pareto import (
     Point,
@@ -211,3 +211,26 @@ def test_a_report_reads_each_latency_file_once_and_again_when_it_changes(
     runs = timed_runs(collect_runs(timed_sweep)[0], 32)
     assert reads == ["sp0"]
     assert next(r for r in runs if r.seed == 0 and r.representation == "sp").ms["sparse"] == 99.0
+
+
+def test_timings_of_another_run_are_left_out_and_named(timed_sweep, tmp_path, capsys):
+    """A ``latency.json`` copied into another run's folder must not make that model's speed
+    this run's: the file names its run (``config_hash``; in older files the run folder that
+    ends ``source``), and a file of another run is left out, with a ⚠ line."""
+    records, _ = collect_runs(timed_sweep)
+    ip0 = next(r for r in records if r.path.name == "ip0")
+    own = config_hash(ip0.config)
+    path = ip0.path / "latency.json"
+    data = json.loads(path.read_text())
+    for head, kept in [
+        ({"config_hash": own}, True),
+        ({"source": f"runs/x/{own}"}, True),
+        ({"source": "runs/x/my-run"}, True),  # not a run folder's name: cannot tell
+        ({"config_hash": "0123456789"}, False),
+        ({"source": "runs/fmnist-latency/652f4a6007"}, False),
+    ]:
+        path.write_text(json.dumps({**head, "results": data["results"]}))
+        md = write_pareto(collect_runs(timed_sweep)[0], tmp_path / "docs")
+        assert ("IP at 98%" in md) == kept, head
+        assert ("left out of the timings: ip0/latency.json" in md) != kept, head
+        assert ("left out ip0/latency.json" in capsys.readouterr().err) != kept

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import json
 import re
 import statistics
 import time
@@ -26,7 +25,7 @@ from ..experiments.config import RunConfig
 from ..experiments.run import prepare_run
 from ..experiments.run_setup import load_data
 from ..experiments.stretches import epochs_done
-from ..foundations.io import atomic_write_json
+from ..foundations.io import CorruptFileError, atomic_write_json, open_for_append, read_json
 from ..training import device as dev
 from .queue import QueuedRun
 
@@ -54,9 +53,9 @@ class Estimator:
         self.state = self._read()
 
     def _read(self) -> dict:
-        try:
-            state = json.loads(self.path.read_text())
-        except (OSError, ValueError, RecursionError):
+        try:  # bounded, a regular file only: a planted FIFO or huge file must not hang us
+            state = read_json(self.path, dict)
+        except CorruptFileError:
             state = {}
         state = state if isinstance(state, dict) else {}
         for key, empty in (("step_seconds", {}), ("ratios", []), ("sizes", {})):
@@ -67,7 +66,7 @@ class Estimator:
     def _update(self, change: Callable[[dict], object]) -> None:
         """Apply ``change`` to the latest state on disk and keep the result."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "w") as held:
+        with open_for_append(self.path.with_suffix(".lock")) as held:
             fcntl.flock(held, fcntl.LOCK_EX)
             self.state = self._read()
             change(self.state)

@@ -159,7 +159,7 @@ def check_inputs(
 def run(ns: argparse.Namespace) -> dict:
     """Bench ``ns.source`` at each batch size; print the tables, write ``--json``."""
     from ..inference.bench import bench
-    from .sources import add_memory, load_source
+    from .sources import add_memory, load_source, run_identity
 
     trust = trust_from(ns)
     model, shape = load_source(ns.source, None, trust)
@@ -184,7 +184,8 @@ def run(ns: argparse.Namespace) -> dict:
             add_memory(r, ns.source, ns.input_size, trust)
         print(r.markdown() + "\n", flush=True)
         results.append(r.to_dict())
-    out = {"source": str(ns.source), "results": results}
+    # whose timings these are: a report leaves out a file copied into another run's folder
+    out = {"source": str(ns.source), **run_identity(ns.source), "results": results}
     if ns.json is not None:
         atomic_write_json(ns.json, out)
         print(f"written to {ns.json}")

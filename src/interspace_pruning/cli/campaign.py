@@ -10,6 +10,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ..foundations.io import open_for_append
+
 EXAMPLES = """examples:
   interspace campaign recipes/campaign_cpu.yaml --deadline 170m --background
   interspace campaign recipes/campaign_cpu.yaml --status
@@ -111,7 +113,7 @@ def add_parser(sub, formatter_class) -> None:
 def _background(argv: list[str]) -> None:
     LOG.parent.mkdir(parents=True, exist_ok=True)
     args = [a for a in argv if a != "--background"]
-    with open(LOG, "a") as log:
+    with open_for_append(LOG) as log:  # never through a planted symlink
         proc = subprocess.Popen(
             [sys.executable, "-m", "interspace_pruning", *args],
             stdout=log,

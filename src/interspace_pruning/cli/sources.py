@@ -17,7 +17,8 @@ from pathlib import Path
 from torch import nn
 
 from ..data import image_shape
-from ..experiments.runfiles import MODEL, SPARSE_MODEL, model_file
+from ..experiments.runfiles import MODEL, SPARSE_MODEL, model_file, read_config
+from ..foundations.hparams import config_hash
 from ..inference.bench import BenchResult, measure_peak
 from ..inference.sparse_format import load_sparse
 from ..models import Trust
@@ -25,6 +26,23 @@ from ..report.collect import collect_runs, load_model
 
 #: The ``src`` folder this package is imported from (the fresh process imports it too).
 _SRC = Path(__file__).resolve().parents[2]
+
+
+def run_folder(path: Path) -> Path | None:
+    """The run directory ``path`` names (itself, or the folder of its ``model.pt``,
+    ``config.json`` or ``summary.json``); None for a sparse file."""
+    if path.is_file() and path.name in ("model.pt", "config.json", "summary.json"):
+        return path.parent
+    return path if path.is_dir() else None
+
+
+def run_identity(path: Path) -> dict:
+    """``{"config_hash": ...}`` of the run ``path`` names (its ``config.json``), so that
+    timings written into a run folder say whose they are; ``{}`` for a sparse file."""
+    folder = run_folder(path)
+    if folder is None:
+        return {}
+    return {"config_hash": config_hash(read_config(folder / "config.json"))}
 
 
 def load_source(
@@ -37,8 +55,7 @@ def load_source(
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path} does not exist; give a run directory or a sparse file (.isp)")
-    if path.is_file() and path.name in ("model.pt", "config.json", "summary.json"):
-        path = path.parent
+    path = run_folder(path) or path
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ValueError(f"{path} is not a run directory (no config.json)")

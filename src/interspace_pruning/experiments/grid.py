@@ -206,9 +206,9 @@ def _attempt(
     try:
         check_recorded(d, cfg)
         if (d / SUMMARY).is_file():  # finished, perhaps by another process a moment ago
-            return "done", read_summary(d / SUMMARY)
+            return "done", read_summary(d / SUMMARY, cfg)
         if (d / DIVERGED).is_file():
-            return "diverged", read_diverged(d / DIVERGED)
+            return "diverged", read_diverged(d / DIVERGED, cfg)
         if progress:
             again = " (resuming)" if (d / CHECKPOINT).is_file() else ""
             _say(f"{label} {_describe(cfg)} -> {d}{again}")

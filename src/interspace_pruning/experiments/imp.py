@@ -88,7 +88,7 @@ def run_imp(
     for r, level in enumerate([0.0, *levels]):
         sub = inside(out / f"round_{r}", out) if out is not None else None
         if resume and sub is not None and (sub / "summary.json").is_file():
-            rounds.append(read_summary(sub / "summary.json"))
+            rounds.append(read_summary(sub / "summary.json", cfg))
             continue
         if rounds and not restored and out is not None:  # resuming after finished rounds
             model.load_state_dict(read_model(out / f"round_{r - 1}" / MODEL, tag))

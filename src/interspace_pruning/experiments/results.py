@@ -199,6 +199,7 @@ def finish(out: Path, model: nn.Module, summary: dict, tag: str) -> None:
     """Write the final model (as run ``tag``'s) and the summary (last: it marks the run
     finished)."""
     write_model(out / MODEL, model, tag)
+    summary["config_hash"] = tag  # whose result it is: a copy in another folder is refused
     summary["stretches"] = end_stretch(out, "finished")  # where each part of it trained
     atomic_write_json(out / "summary.json", summary)
     (out / CHECKPOINT).unlink(missing_ok=True)

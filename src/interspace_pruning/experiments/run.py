@@ -117,7 +117,10 @@ def run(
         return _run(cfg, out_dir, dataset, model, callbacks, progress, resume, overwrite, tracking)
     except DivergedError as e:
         if out_dir is not None and distributed.info().is_main:  # while still claimed
-            atomic_write_json(Path(out_dir) / DIVERGED, {"status": "diverged", "error": str(e)})
+            atomic_write_json(
+                Path(out_dir) / DIVERGED,
+                {"status": "diverged", "error": str(e), "config_hash": config_hash(cfg)},
+            )
         raise
     finally:
         if claim is not None:
@@ -263,8 +266,8 @@ def tracking_session(
 
 def finished_run(cfg: RunConfig, out: Path) -> RunResult:
     """A run that had finished, read back from its folder (nothing is trained or written)."""
-    summary = read_summary(out / SUMMARY)
-    history = read_metrics(out / METRICS) if (out / METRICS).is_file() else []
+    summary = read_summary(out / SUMMARY, cfg)
+    history = read_metrics(out / METRICS, cfg) if (out / METRICS).is_file() else []
     model = finished_model(cfg, out, summary)
     return RunResult(cfg, history, summary, model, already_finished=True)
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..foundations.checkpoint import load_tensors, save_tensors
+from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError, read_json, read_jsonl
 from ..foundations.schema import (
     COUNT,
@@ -85,6 +86,7 @@ SUMMARY_SCHEMA: dict[str, Field] = {
     "num_classes": Field(("int",), low=1, high=100_000),
     "in_channels": Field(("int",), low=1, high=4096),
     "representation": SHORT_TEXT,
+    "config_hash": Field(("str",), longest=64),
     "status": SHORT_TEXT,
     "error": TEXT,
     "data_sha256": Field(("str", "null"), longest=128),
@@ -159,28 +161,66 @@ def read_config(path: str | Path) -> RunConfig:
         raise CorruptFileError(path, f"is not a valid run configuration ({e})", fix) from None
 
 
-def read_summary(path: str | Path) -> dict:
-    """A finished run's ``summary.json`` (a JSON object)."""
+def read_summary(path: str | Path, cfg: RunConfig | None = None) -> dict:
+    """A finished run's ``summary.json`` (a JSON object); with ``cfg``, that of this run
+    (:func:`check_identity`)."""
     path = Path(path)
     fix = _retrain(path.parent)
     summary = check_summary(read_json(path, dict, fix), path, fix)
     if "test_acc" not in summary:  # every finished run records it (NaN if it diverged)
         raise CorruptFileError(path, "lacks the field 'test_acc'", fix)
+    return check_identity(summary, cfg, path, fix)
+
+
+def read_diverged(path: str | Path, cfg: RunConfig | None = None) -> dict:
+    """A diverged run's ``diverged.json``, as a summary with ``status: diverged``; with
+    ``cfg``, that of this run (:func:`check_identity`)."""
+    path = Path(path)
+    fix = f"delete {path} to train that run again"
+    summary = check_summary(read_json(path, dict, fix), path, fix)
+    return {"status": "diverged", **check_identity(summary, cfg, path, fix)}
+
+
+def check_identity(summary: dict, cfg: RunConfig | None, path: Path, fix: str) -> dict:
+    """``summary`` if it is the result of run ``cfg`` (None: not checked): its
+    ``config_hash``, which :func:`finish` records, is ``cfg``'s. Summaries written before
+    that carry none: their ``representation`` must at least be ``cfg``'s. A summary copied
+    into another run's folder must not be reported as that run's result."""
+    if cfg is None:
+        return summary
+    want = config_hash(cfg)
+    theirs = summary.get("config_hash")
+    if theirs is not None and theirs != want:
+        raise CorruptFileError(
+            path, f"is the result of another run (config_hash {theirs!r}, this run's {want!r})", fix
+        )
+    rep = summary.get("representation")
+    if rep is not None and rep != cfg.prune.representation.kind:
+        raise CorruptFileError(
+            path,
+            f"records a {rep!r} run, but config.json says {cfg.prune.representation.kind!r}: "
+            "the result of another run",
+            fix,
+        )
     return summary
 
 
-def read_diverged(path: str | Path) -> dict:
-    """A diverged run's ``diverged.json``, as a summary with ``status: diverged``."""
-    path = Path(path)
-    fix = f"delete {path} to train that run again"
-    return {"status": "diverged", **check_summary(read_json(path, dict, fix), path, fix)}
+#: The most rows a ``metrics.jsonl`` is read with when its run's length is not known.
+MAX_METRICS_ROWS = 100_000
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """A run's per-epoch ``metrics.jsonl``."""
+def read_metrics(path: str | Path, cfg: RunConfig | None = None) -> list[dict]:
+    """A run's per-epoch ``metrics.jsonl``: one row an epoch, so with ``cfg`` (the run's
+    configuration) at most ``epochs + 1`` rows, else :data:`MAX_METRICS_ROWS`."""
     path = Path(path)
     fix = _retrain(path.parent)
-    rows = read_jsonl(path, fix)
+    if cfg is None:
+        rows = read_jsonl(path, fix, MAX_METRICS_ROWS)
+    else:
+        most = cfg.train.epochs + 1
+        rows = read_jsonl(
+            path, fix, most, f" (a run of {cfg.train.epochs} epochs writes one an epoch)"
+        )
     for n, row in enumerate(rows, 1):
         check_fields(row, METRICS_ROW_SCHEMA, path, fix, where=f"row {n}: ")
     return rows

@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import claims
 from .memory import available_memory, gib
@@ -124,6 +124,21 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
 
 class OutsideFolderError(ValueError):
     """A path to write that leads (through a symlink) outside the folder it must stay in."""
+
+
+def open_for_append(path: str | os.PathLike) -> IO[str]:
+    """``path`` opened to append text (a log, a lock), created if missing, never through a
+    symlink: a planted link would make us write to (or, opened with "w", truncate) the file
+    it leads to. A symlink is a one-line :class:`OutsideFolderError`."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError:
+        if Path(path).is_symlink():
+            raise OutsideFolderError(
+                f"refusing to write {path}: it is a symlink (to {os.readlink(path)}); remove it"
+            ) from None
+        raise
+    return os.fdopen(fd, "a")
 
 
 def lies_in(
@@ -276,12 +291,18 @@ def read_json(path: str | os.PathLike, kind: type = dict, fix: str = "") -> Any:
     return obj
 
 
-def read_jsonl(path: str | os.PathLike, fix: str = "") -> list[dict]:
-    """The rows of a JSON-lines file; a :class:`CorruptFileError` names the file and line."""
+def read_jsonl(
+    path: str | os.PathLike, fix: str = "", max_rows: int | None = None, why: str = ""
+) -> list[dict]:
+    """The rows of a JSON-lines file; a :class:`CorruptFileError` names the file and line.
+    With ``max_rows``, a file of more rows is refused (``why`` says where the bound comes
+    from) before they are parsed: a few MB of tiny rows are over ten times that in memory."""
     rows = []
     for n, line in enumerate(_read_text(path, fix).splitlines(), 1):
         if not line.strip():
             continue
+        if max_rows is not None and len(rows) >= max_rows:
+            raise CorruptFileError(path, f"has more than {max_rows} rows{why}", fix)
         row = parse_json(line, path, fix, where=f"line {n} ")
         if not isinstance(row, dict):
             raise CorruptFileError(path, f"line {n} is not a JSON object", fix)

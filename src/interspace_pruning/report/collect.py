@@ -66,8 +66,13 @@ def collect_runs(
             continue
         try:
             cfg = read_config(d / "config.json")
-            summary = read_summary(d / "summary.json") if finished else read_diverged(d / DIVERGED)
-            history = read_metrics(d / "metrics.jsonl") if (d / "metrics.jsonl").is_file() else []
+            summary = (
+                read_summary(d / "summary.json", cfg)
+                if finished
+                else read_diverged(d / DIVERGED, cfg)
+            )
+            metrics = d / "metrics.jsonl"
+            history = read_metrics(metrics, cfg) if metrics.is_file() else []
         except CorruptFileError as e:
             if damaged is None:
                 print(f"interspace report: skipped a run: {e}", file=sys.stderr)

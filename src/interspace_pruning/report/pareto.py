@@ -11,12 +11,15 @@ and 95% the fastest IP model whose mean accuracy is at least SP's, with its spee
 from __future__ import annotations
 
 import functools
+import re
 import statistics
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError, read_json
 from ..foundations.schema import MAPPING, Field, check_fields, check_items
 from ..interspace import Representation
@@ -24,6 +27,8 @@ from .collect import RunRecord
 from .markdown import md
 
 LATENCY_FILE = "latency.json"
+#: The name of a run folder: its configuration's hash (``experiments.grid.run_dir``).
+_RUN_FOLDER_NAME = re.compile(r"[0-9a-f]{10}")
 #: The SP sparsities the matched-accuracy statement is made at.
 MATCH_AT = (0.9, 0.95)
 
@@ -95,19 +100,24 @@ _TIMING = Field(("float", "null"), low=0.0)
 
 def latency_results(path: Path) -> list[dict]:
     """The checked entries of a ``latency.json`` (one per batch size); ``[]`` when the file
-    is missing, damaged or not of that shape (a report then has no timings for the run).
+    is missing, damaged or not of that shape (a report then has no timings for the run)."""
+    return list(_latency_file(path)[1])
 
-    A report asks for each run's file several times (its setting, batches, timings): the
-    file is read and checked once while it stays as it was (same inode, size and mtime)."""
+
+def _latency_file(path: Path) -> tuple[dict, tuple[dict, ...]]:
+    """A ``latency.json``'s head (whose timings: ``config_hash``, ``source``) and checked
+    entries. A report asks for each run's file several times (its setting, batches,
+    timings): the file is read and checked once while it stays as it was (same inode, size
+    and mtime)."""
     try:
         st = Path(path).stat()
     except OSError:
-        return []
-    return list(_checked_latency(Path(path), (st.st_ino, st.st_size, st.st_mtime_ns)))
+        return {}, ()
+    return _checked_latency(Path(path), (st.st_ino, st.st_size, st.st_mtime_ns))
 
 
 @functools.lru_cache(maxsize=4096)
-def _checked_latency(path: Path, _version: tuple[int, int, int]) -> tuple[dict, ...]:
+def _checked_latency(path: Path, _version: tuple[int, int, int]) -> tuple[dict, tuple[dict, ...]]:
     try:
         data = read_json(path, dict)
         results = check_items(data.get("results"), MAPPING, path, "results")
@@ -128,8 +138,33 @@ def _checked_latency(path: Path, _version: tuple[int, int, int]) -> tuple[dict, 
                     f"results[{i}].engines.{name[:40]}: ",
                 )
     except (CorruptFileError, TypeError):  # TypeError: "results" is not a list
-        return ()
-    return tuple(r for r in results if "batch" in r)
+        return {}, ()
+    head = {k: data[k] for k in ("config_hash", "source") if isinstance(data.get(k), str)}
+    return head, tuple(r for r in results if "batch" in r)
+
+
+def foreign_timings(record: RunRecord) -> str:
+    """Why ``record``'s ``latency.json`` holds another run's timings ('' if it is its own,
+    or it has none): the run it names (``config_hash``, which ``interspace bench`` writes;
+    in older files, a run folder's name ending ``source``) is not this one. A copied file
+    must not make another model's speed this run's."""
+    head, results = _latency_file(record.path / LATENCY_FILE)
+    if not results:
+        return ""
+    want = config_hash(record.config)
+    theirs = head.get("config_hash")
+    if theirs is None:
+        named = Path(head.get("source", "")).name
+        theirs = named if _RUN_FOLDER_NAME.fullmatch(named) else want
+    if theirs != want:
+        return f"holds the timings of run {md(theirs, 64)}, not this run's ({want})"
+    return ""
+
+
+def run_latency(record: RunRecord) -> list[dict]:
+    """The entries of ``record``'s own ``latency.json`` (``[]`` for another run's, see
+    :func:`foreign_timings`)."""
+    return [] if foreign_timings(record) else latency_results(record.path / LATENCY_FILE)
 
 
 def read_latency(path: Path, batch: int | None) -> dict[str, float] | None:
@@ -154,7 +189,7 @@ def timed_runs(records: Iterable[RunRecord], batch: int | None = None) -> list[T
     """The runs that have a ``latency.json`` with timings at ``batch``."""
     out = []
     for r in records:
-        ms = read_latency(r.path / LATENCY_FILE, batch)
+        ms = None if foreign_timings(r) else read_latency(r.path / LATENCY_FILE, batch)
         if not ms:
             continue
         plan = ms.pop("plan", "")
@@ -357,7 +392,7 @@ BENCH_SETTINGS = ("cpu", "kernel", "threads", "clock", "input_shape")
 
 def bench_setting(record: RunRecord) -> str:
     """How ``record``'s timings were taken, as one line ("" without timings)."""
-    for x in latency_results(record.path / LATENCY_FILE):
+    for x in run_latency(record):
         said = {k: x.get(k, "wall" if k == "clock" else None) for k in BENCH_SETTINGS}
         shape = said["input_shape"]
         size = "x".join(map(str, shape)) if isinstance(shape, list) else shape
@@ -379,7 +414,7 @@ def _groups(records: Iterable[RunRecord]) -> dict[tuple[str, str], list[RunRecor
 def _batches(records: Iterable[RunRecord]) -> list[int]:
     found = set()
     for r in records:
-        found |= {x["batch"] for x in latency_results(r.path / LATENCY_FILE)}
+        found |= {x["batch"] for x in run_latency(r)}
     return sorted(found)
 
 
@@ -390,12 +425,22 @@ def pareto_section(
 
     ``batch``: which batch size to plot (default: the largest timed). Runs timed in other
     ways (:data:`BENCH_SETTINGS`) get a section each, marked ⚠: never one comparison."""
+    foreign = [
+        f"{md(r.path.name, 64)}/{LATENCY_FILE} {why}"
+        for r in records
+        if (why := foreign_timings(r))
+    ]
+    for line in foreign:
+        print(f"interspace report: left out {line}", file=sys.stderr)
+    left_out = [f"- ⚠ left out of the timings: {line}" for line in foreign]
+    if left_out:
+        left_out = ["", *left_out]
     settings: dict[str, list[RunRecord]] = defaultdict(list)
     for r in records:
         if setting := bench_setting(r):
             settings[setting].append(r)
     if len(settings) <= 1:
-        return _timed_section(records, out, slug, batch)
+        return _timed_section(records, out, slug, batch) + left_out
     lines = [
         "",
         f"⚠ these runs were timed in {len(settings)} ways (CPU, threads, clock or input "
@@ -404,7 +449,7 @@ def pareto_section(
     for i, (setting, recs) in enumerate(sorted(settings.items()), 1):
         section = _timed_section(recs, out, f"{slug}_timing{i}", batch, f", timed on {setting}")
         lines += section
-    return lines
+    return lines + left_out
 
 
 def _timed_section(
@@ -437,7 +482,7 @@ def _timed_section(
 def _bench_info(records: Iterable[RunRecord], batch: int) -> str:
     """Where the timings come from (CPU, kernel, threads), from the first latency.json."""
     for r in records:
-        for x in latency_results(r.path / LATENCY_FILE):
+        for x in run_latency(r):
             if x["batch"] == batch:
                 said = {k: md(x.get(k), 80) for k in ("cpu", "kernel", "threads", "repeats")}
                 return (
