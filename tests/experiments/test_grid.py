@@ -56,7 +56,12 @@ def test_runs_under_an_older_hash_are_adopted(tmp_path, capsys):
     saved = json.loads((old / "config.json").read_text())
     del saved["data"]["workers"]
     (old / "config.json").write_text(json.dumps(saved))
+    # and its summary names the run by that older hash
+    summary = json.loads((old / "summary.json").read_text())
+    (old / "summary.json").write_text(json.dumps({**summary, "config_hash": old.name}))
     capsys.readouterr()
     assert [s["test_acc"] for _, s in run_grid([cfg], tmp_path)]
     assert capsys.readouterr().out.count("->") == 0  # not trained again
     assert d.is_dir() and not old.exists()
+    # adopted under the new hash, its summary names it so: still its result, not another's
+    assert json.loads((d / "summary.json").read_text())["config_hash"] == d.name

@@ -11,6 +11,7 @@ from interspace_pruning.foundations.hparams import config_hash, to_dict
 from interspace_pruning.report import collect_runs, write_report
 from interspace_pruning.report.pareto import (
     Point,
+    latency_results,
     matched,
     points,
     statements,
@@ -234,3 +235,17 @@ def test_timings_of_another_run_are_left_out_and_named(timed_sweep, tmp_path, ca
         assert ("IP at 98%" in md) == kept, head
         assert ("left out of the timings: ip0/latency.json" in md) != kept, head
         assert ("left out ip0/latency.json" in capsys.readouterr().err) != kept
+
+
+def test_a_latency_file_of_more_entries_than_batch_sizes_is_not_read(timed_sweep, tmp_path):
+    """The parsed files stay cached for the whole process: a file of thousands of entries
+    (not one bench wrote) is treated as having no timings, and what is kept of an entry is
+    only what the report uses."""
+    path = timed_sweep / "ip0" / "latency.json"
+    data = json.loads(path.read_text())
+    entry = {**data["results"][0], "padding": "x" * 10_000}
+    path.write_text(json.dumps({"results": [entry]}))
+    (kept,) = latency_results(path)
+    assert "padding" not in kept and kept["engines"]["sparse"]["median_ms"] == 4.0
+    path.write_text(json.dumps({"results": [entry] * 65}))
+    assert latency_results(path) == []

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from ..foundations.io import atomic_write_bytes
-from ..foundations.memory import available_memory, gib
 from .decoded_images import DecodedImages
 from .errors import DataError
 
@@ -157,7 +156,8 @@ def read_cache(
 def _check_stored(path: Path, size: int) -> None:
     """Refuse a cache file whose arrays would inflate: :func:`write_cache` stores them
     uncompressed, so a compressed member (a deflate bomb of a few MB declaring GBs) or
-    members larger than the file are not ours; and the file must fit in memory."""
+    members larger than the file are not ours. (Its size needs no bound of its own: the
+    images decoded again would take as much memory.)"""
     with zipfile.ZipFile(path) as z:
         members = z.infolist()
     if any(
@@ -166,9 +166,6 @@ def _check_stored(path: Path, size: int) -> None:
         raise ValueError("a compressed array (write_cache stores them uncompressed)")
     if sum(m.file_size for m in members) > size:
         raise ValueError("its arrays declare more bytes than the file holds")
-    free = available_memory()
-    if free is not None and size > free // 2:
-        raise ValueError(f"it is {gib(size)}, more than half the {gib(free)} of memory available")
 
 
 def write_cache(

@@ -27,7 +27,14 @@ from ..training import distributed
 from ..training.loop import CHECKPOINT, DivergedError
 from .config import PruneConfig, RunConfig, section_names, set_values
 from .run import run
-from .runfiles import DIVERGED, SUMMARY, read_config, read_diverged, read_summary
+from .runfiles import (
+    DIVERGED,
+    SUMMARY,
+    read_config,
+    read_diverged,
+    read_summary,
+    relabel_results,
+)
 
 
 def override(cfg: RunConfig, key: str, value: Any) -> RunConfig:
@@ -117,6 +124,7 @@ def adopt_renamed_runs(root: Path, configs: Sequence[RunConfig]) -> None:
             if claim_owner(d) is not None:
                 continue
             d.rename(root / current)
+            relabel_results(root / current, current)
         except (OSError, ValueError, RecursionError) as e:
             _say(f"skipped {d}: cannot adopt it as {current} ({brief_text(str(e), 200)})", err=True)
 

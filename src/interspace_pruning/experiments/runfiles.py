@@ -18,7 +18,7 @@ from torch import nn
 
 from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.hparams import config_hash
-from ..foundations.io import CorruptFileError, read_json, read_jsonl
+from ..foundations.io import CorruptFileError, atomic_write_json, read_json, read_jsonl
 from ..foundations.schema import (
     COUNT,
     FRACTION,
@@ -203,6 +203,17 @@ def check_identity(summary: dict, cfg: RunConfig | None, path: Path, fix: str) -
             fix,
         )
     return summary
+
+
+def relabel_results(run_dir: Path, tag: str) -> None:
+    """Name run ``tag`` in the result files of ``run_dir`` that name another: a run adopted
+    under its configuration's new hash (a setting added to the hash) stays readable."""
+    for name in (SUMMARY, DIVERGED):
+        path = Path(run_dir) / name
+        if path.is_file():
+            data = read_json(path, dict)
+            if data.get("config_hash", tag) != tag:
+                atomic_write_json(path, {**data, "config_hash": tag})
 
 
 #: The most rows a ``metrics.jsonl`` is read with when its run's length is not known.

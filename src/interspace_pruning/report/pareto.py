@@ -27,6 +27,8 @@ from .collect import RunRecord
 from .markdown import md
 
 LATENCY_FILE = "latency.json"
+#: The most entries (batch sizes) of a ``latency.json`` a report reads.
+MAX_BATCH_SIZES = 64
 #: The name of a run folder: its configuration's hash (``experiments.grid.run_dir``).
 _RUN_FOLDER_NAME = re.compile(r"[0-9a-f]{10}")
 #: The SP sparsities the matched-accuracy statement is made at.
@@ -139,8 +141,27 @@ def _checked_latency(path: Path, _version: tuple[int, int, int]) -> tuple[dict, 
                 )
     except (CorruptFileError, TypeError):  # TypeError: "results" is not a list
         return {}, ()
-    head = {k: data[k] for k in ("config_hash", "source") if isinstance(data.get(k), str)}
-    return head, tuple(r for r in results if "batch" in r)
+    if len(results) > MAX_BATCH_SIZES:
+        return {}, ()  # not a file bench wrote (one entry a batch size)
+    head = {k: data[k][:200] for k in ("config_hash", "source") if isinstance(data.get(k), str)}
+    return head, tuple(_slim(r) for r in results if "batch" in r)
+
+
+def _slim(entry: dict) -> dict:
+    """What a report uses of an entry (the cache keeps it for the whole process): the
+    batch, each engine's median and note, and how it was timed; strings cut short."""
+
+    def short(value: object) -> object:
+        return value[:300] if isinstance(value, str) else value
+
+    engines = {
+        name[:40]: {k: short(e[k]) for k in ("median_ms", "note") if k in e}
+        for name, e in list(entry["engines"].items())[:16]
+    }
+    said = {k: short(entry[k]) for k in (*BENCH_SETTINGS, "repeats") if k in entry}
+    if isinstance(said.get("input_shape"), list):
+        said["input_shape"] = said["input_shape"][:8]
+    return {"batch": entry["batch"], "engines": engines, **said}
 
 
 def foreign_timings(record: RunRecord) -> str:
