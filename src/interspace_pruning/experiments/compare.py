@@ -8,7 +8,6 @@ headline.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from ..training import distributed
 from .config import RunConfig
 from .run import claim_run_dir, run, with_representation
 from .run_setup import load_data
+from .runfiles import read_summary
 from .stats import ALPHA, Paired, p_is, paired
 from .threads import Threads, training_threads
 
@@ -258,7 +258,7 @@ def _compare(
         done = resume and not overwrite and sub is not None and (sub / "summary.json").is_file()
         if done:
             claim_run_dir(sub, sub_cfg, resume=True, overwrite=False)  # same config, or refuse
-            summary = json.loads((sub / "summary.json").read_text())  # finished: show it
+            summary = read_summary(sub / "summary.json", sub_cfg)  # finished: show it
         else:
             result = run(
                 sub_cfg,
