@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from interspace_pruning.cli.sources import add_memory, load_source
+from interspace_pruning.cli.sources import add_memory, load_source, run_identity
 from interspace_pruning.experiments import DataConfig, RunConfig
 from interspace_pruning.experiments.grid import expand, run_grid
 from interspace_pruning.foundations.io import atomic_write_json, atomic_write_text
@@ -93,7 +93,8 @@ def time_runs(args: argparse.Namespace) -> None:
                 + ", ".join(f"{k} {v.median_ms:.2f} ms" for k, v in e.items() if v.median_ms),
                 flush=True,
             )
-        atomic_write_json(path, {"source": str(r.path), "results": results})
+        # whose timings these are: the report refuses a latency.json of another run
+        atomic_write_json(path, {"source": str(r.path), **run_identity(r.path), "results": results})
 
 
 def report(args: argparse.Namespace) -> None:

@@ -432,3 +432,31 @@ def test_an_imp_run_stopped_in_a_later_round_commits_what_it_resumes_from(tmp_pa
         "out/imp/summary.json",
     ]
     assert (d / "rewind.pt").is_file()  # removed from git only: the files stay on disk
+
+
+def test_a_summary_copied_from_another_run_does_not_count_as_done(tmp_path, monkeypatch):
+    """The campaign reads a result as the report does: a ``summary.json`` copied into
+    another run's folder is not that run's, so the run is neither done nor trained over."""
+    from interspace_pruning.foundations.hparams import config_hash
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(dev, "precision_is_native", lambda p, d="cpu": True)
+    q = load_queue(write_queue(tmp_path))
+    groups = q.groups()
+    sp0, ip0 = q.runs[:2]
+    summary = json.dumps({"test_acc": 0.5, "config_hash": config_hash(sp0.cfg)})
+    for r in (sp0, ip0):  # sp0's own result, and the same file copied to ip0
+        r.dir.mkdir(parents=True)
+        (r.dir / "summary.json").write_text(summary)
+    machine = runner.here()
+    assert runner.state_of(sp0) == "done"
+    assert runner.why_not(sp0, groups[sp0.group], machine) == "done"
+    why = runner.why_not(ip0, groups[ip0.group], machine)
+    assert why.startswith("not trained: ") and "result of another run" in why and "\n" not in why
+    assert runner.state_of(ip0) == "unusable result"
+    lines = runner.status_lines(q)
+    assert lines[1].endswith(f"[{why}]")
+    assert lines[len(q.runs)].startswith(f"1/{len(q.runs)} runs done")
+    # an older summary (no config_hash) must at least be of this run's representation
+    (ip0.dir / "summary.json").write_text(json.dumps({"test_acc": 0.5, "representation": "sp"}))
+    assert "records a 'sp' run" in runner.why_not(ip0, groups[ip0.group], machine)

@@ -60,8 +60,31 @@ def test_a_padded_annotation_file_is_refused_without_reading_it_whole(tmp_path):
     root = make_tiny_layout(tmp_path / "tiny", per_class=1)
     with open(root / "val" / "val_annotations.txt", "r+b") as f:
         f.truncate(2**31)
-    with pytest.raises(DataError, match="val_annotations.txt is over 16 MiB.*Tiny-ImageNet"):
+    with pytest.raises(DataError, match="val_annotations.txt is larger than 16 MiB.*Tiny-Imag"):
         data.get("tiny-imagenet", root, workers=0)
+
+
+def test_a_list_file_that_is_a_fifo_is_refused_without_hanging(tmp_path):
+    """A received folder's val_annotations.txt made a FIFO (or linked to one): opened, it
+    would block forever. It is not a regular file, so it is never opened: one line."""
+    import os
+    import threading
+
+    root = make_tiny_layout(tmp_path / "tiny", per_class=1)
+    (root / "val" / "val_annotations.txt").unlink()
+    os.mkfifo(root / "val" / "val_annotations.txt")
+    errors: list[str] = []
+
+    def load() -> None:
+        try:
+            data.get("tiny-imagenet", root, workers=0)
+        except DataError as e:
+            errors.append(str(e))
+
+    worker = threading.Thread(target=load, daemon=True)  # a hang fails, not blocks, the suite
+    worker.start()
+    worker.join(timeout=20)
+    assert errors and "\n" not in errors[0]
 
 
 def test_augmentation_is_seeded_and_independent_of_workers(tmp_path):

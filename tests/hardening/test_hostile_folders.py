@@ -415,3 +415,23 @@ def test_a_sparse_model_bounds_the_model_its_folder_asks_for(copy, capsys):
     assert main(bench) == 2
     line = _one_line(capsys.readouterr().err)
     assert "model.isp" in line and "do not belong together" in line, line
+
+
+def test_a_metrics_file_of_tiny_rows_is_counted_in_bounded_memory(tmp_path):
+    """``metrics.jsonl`` of 64 MiB of ``{}`` lines: 21 million dicts (over 1 GB) if parsed
+    whole. The campaign's status counts a received run's epochs from it: refused at the row
+    bound, the file read once, its lines one at a time."""
+    import tracemalloc
+
+    from interspace_pruning.experiments.stretches import epochs_done
+
+    (tmp_path / "metrics.jsonl").write_text("{}\n" * (21 * 2**20))
+    tracemalloc.start()
+    try:
+        assert epochs_done(tmp_path) == 0  # more rows than any run writes: nothing counted
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * 64 * 2**20, f"{peak / 2**20:.0f} MiB"
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\r\n\n{"epoch": 3}')
+    assert epochs_done(tmp_path) == 3

@@ -249,3 +249,32 @@ def test_a_latency_file_of_more_entries_than_batch_sizes_is_not_read(timed_sweep
     assert "padding" not in kept and kept["engines"]["sparse"]["median_ms"] == 4.0
     path.write_text(json.dumps({"results": [entry] * 65}))
     assert latency_results(path) == []
+
+
+def test_the_latency_recipe_writes_whose_timings_they_are(tmp_path):
+    """``recipes/fashion_mnist_latency.py --stage bench`` names the run in each
+    ``latency.json`` it writes (``config_hash``), as ``interspace bench`` does: the report
+    can then tell the file from one copied in from another run."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    from interspace_pruning.cli import main
+    from interspace_pruning.experiments.runfiles import read_config
+
+    script = Path(__file__).parents[2] / "recipes" / "fashion_mnist_latency.py"
+    spec = importlib.util.spec_from_file_location("fashion_mnist_latency_recipe", script)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    out = tmp_path / "runs"
+    fast = ["--train-subset", "100", "--test-subset", "50", "--epochs", "1", "--quiet"]
+    assert (
+        main(["train", *fast, "--threads", "1", "--sparsity", "0.9", "--out", str(out / "a")]) == 0
+    )
+    args = argparse.Namespace(
+        out=out, batches=[1], threads=1, repeats=2, clock="wall", memory=False, rebench=False
+    )
+    recipe.time_runs(args)
+    written = json.loads((out / "a" / "latency.json").read_text())
+    assert written["config_hash"] == config_hash(read_config(out / "a" / "config.json"))
+    assert written["results"] and written["source"] == str(out / "a")

@@ -36,7 +36,7 @@ from ..data import DataError
 from ..experiments.grid import check_recorded, not_a_run_folder
 from ..experiments.results import keep_sparse_model
 from ..experiments.run import run
-from ..experiments.runfiles import DIVERGED, SUMMARY
+from ..experiments.runfiles import DIVERGED, SUMMARY, read_diverged, read_summary
 from ..experiments.stretches import STRETCHES, epochs_done, machine_kinds, read_stretches
 from ..foundations.claims import Claim, RunClaimedError, claim_owner, try_claim
 from ..foundations.io import CorruptFileError, atomic_write_json, read_json
@@ -109,19 +109,32 @@ def _group_machines(group: list[QueuedRun]) -> tuple[set[str], str | None]:
     return kinds, None
 
 
+def result_of(run: QueuedRun) -> str | None:
+    """``done`` or ``diverged`` where ``run``'s folder holds its result, None where it holds
+    none. The file is read bounded and checked to be this run's: a ``summary.json`` copied
+    from another run's folder raises a one-line :class:`CorruptFileError` instead of
+    counting the run as done (it would then never train, and the report would refuse it)."""
+    if (run.dir / SUMMARY).is_file():
+        read_summary(run.dir / SUMMARY, run.cfg)
+        return "done"
+    if (run.dir / DIVERGED).is_file():
+        read_diverged(run.dir / DIVERGED, run.cfg)
+        return "diverged"
+    return None
+
+
 def why_not(run: QueuedRun, group: list[QueuedRun], machine: str) -> str | None:
     """Why ``run`` cannot train on this machine now (None: it can)."""
     d = run.dir
     try:  # a received folder must not make this run write elsewhere, nor overwrite another
         junk = not_a_run_folder(d) or check_recorded(d, run.cfg)
-    except ValueError as e:  # CorruptFileError: config.json damaged or of another run
+        result = None if junk else result_of(run)
+    except ValueError as e:  # CorruptFileError: a file damaged or of another run
         junk = e
     if junk is not None:
         return f"not trained: {junk}"
-    if (d / SUMMARY).is_file():
-        return "done"
-    if (d / DIVERGED).is_file():
-        return "diverged"
+    if result is not None:
+        return result
     device = dev.resolve_device(run.cfg.train.device)
     slow = sorted(
         {
@@ -146,11 +159,14 @@ def why_not(run: QueuedRun, group: list[QueuedRun], machine: str) -> str | None:
 
 
 def state_of(run: QueuedRun) -> str:
-    """``done``, ``diverged``, ``partial (E/N epochs)`` or ``todo``."""
-    if (run.dir / SUMMARY).is_file():
-        return "done"
-    if (run.dir / DIVERGED).is_file():
-        return "diverged"
+    """``done``, ``diverged``, ``partial (E/N epochs)``, ``todo``, or ``unusable result``
+    (a result file that is damaged or another run's: :func:`why_not` says which)."""
+    try:
+        result = result_of(run)
+    except ValueError:
+        return "unusable result"
+    if result is not None:
+        return result
     done = epochs_done(run.dir)
     if done or resume_files(run.dir):
         return f"partial ({done}/{run.cfg.train.epochs} epochs)"
@@ -436,7 +452,7 @@ def run_campaign(queue: Queue, opts: CampaignOptions) -> int:
         if proc.is_alive():
             proc.kill()
     write_workers(opts.state_dir, [])
-    done = sum((r.dir / SUMMARY).is_file() for r in queue.runs)
+    done = sum(state_of(r) == "done" for r in queue.runs)
     print(f"campaign {queue.name}: {done}/{len(queue.runs)} runs done", flush=True)
     return done
 

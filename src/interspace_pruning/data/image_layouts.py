@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..foundations.io import CorruptFileError, read_text
 from .errors import DataError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -97,16 +98,13 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
 
 
 def _small_text(path: Path, limit: int, fix: str) -> str:
-    """The text of a folder's list file (at most ``limit`` bytes, read bounded): a received
-    folder's list linked to a device or padded to gigabytes must not exhaust memory."""
+    """The text of a folder's list file (a regular file of at most ``limit`` bytes, read
+    bounded): a received folder's list linked to a FIFO or padded to gigabytes must not hang
+    or exhaust memory."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-        if len(data) > limit:
-            raise DataError(f"{path} is over {limit >> 20} MiB, too large for a list; {fix}")
-        return data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} cannot be read ({e}); {fix}") from None
+        return read_text(path, fix, limit)
+    except CorruptFileError as e:
+        raise DataError(str(e)) from None
 
 
 def class_names(root: Path, classes: Sequence[str]) -> list[str]:

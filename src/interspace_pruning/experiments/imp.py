@@ -11,7 +11,7 @@ from .. import data as data_mod
 from ..diagnostics import Diagnostics
 from ..foundations.checkpoint import load_tensors, save_tensors
 from ..foundations.hparams import config_hash
-from ..foundations.io import inside, read_jsonl, write_jsonl
+from ..foundations.io import inside, write_jsonl
 from ..masks import prunable
 from ..pruning import prune
 from ..pruning.allocation import dense_layers, pattern_min_sparsity
@@ -22,7 +22,7 @@ from ..training.checkpointing import CHECKPOINT
 from ..training.device import Placement
 from .results import RunResult, finish, save_initial_bases, summarise
 from .run_setup import prepare_representation, pruner_options
-from .runfiles import MODEL, SUMMARY, read_model, read_summary
+from .runfiles import MODEL, SUMMARY, read_metrics, read_model, read_summary
 
 #: The rewind state (weights at ``rewind_step`` of round 0) that every later round starts from.
 REWIND = "rewind.pt"
@@ -128,10 +128,11 @@ def run_imp(
     summary = dict(rounds[-1], rounds=rounds)
     if writes:
         last = out / f"round_{len(levels)}"
-        write_jsonl(out / "metrics.jsonl", read_jsonl(last / "metrics.jsonl"))  # bounded read
+        last_history = read_metrics(last / "metrics.jsonl")  # bounded in bytes and rows
+        write_jsonl(out / "metrics.jsonl", last_history)
         if not restored:  # every round was already done: the model is the last round's
             model.load_state_dict(read_model(last / MODEL, tag))
-            history = read_jsonl(last / "metrics.jsonl")
+            history = last_history
         finish(out, model, summary, tag)
     if session is not None:
         session.log_summary(summary, model)

@@ -18,7 +18,7 @@ import torch
 from ..foundations.io import CorruptFileError, atomic_write_json, read_json, read_jsonl
 from ..foundations.provenance import code_version
 from ..training.device import Placement, cpu_model, machine_kind
-from .runfiles import METRICS
+from .runfiles import MAX_METRICS_ROWS, METRICS
 
 STRETCHES = "stretches.json"
 #: How a stretch ended. A stretch without ``ended`` was killed (or is still training).
@@ -53,7 +53,9 @@ def read_stretches(out: Path) -> list[dict]:
 def epochs_done(out: Path) -> int:
     """Epochs recorded in ``out``'s ``metrics.jsonl`` (0 without one)."""
     try:
-        return len(read_jsonl(Path(out) / METRICS))  # bounded: regular file, 64 MiB
+        # bounded: a regular file of at most 64 MiB and MAX_METRICS_ROWS rows (a received
+        # folder's 64 MiB of '{}' lines would otherwise be 21 million dicts)
+        return len(read_jsonl(Path(out) / METRICS, max_rows=MAX_METRICS_ROWS))
     except ValueError:  # missing or damaged: nothing to count on
         return 0
 

@@ -8,7 +8,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -242,12 +242,17 @@ def _read_regular(
         raise CorruptFileError(path, f"cannot be read ({_reason(e)})", fix) from None
 
 
-def _read_text(path: str | os.PathLike, fix: str) -> str:
+def read_text(path: str | os.PathLike, fix: str = "", limit: int | None = None) -> str:
+    """The UTF-8 text of the regular file ``path``, of at most ``limit`` bytes (default
+    :data:`MAX_JSON_BYTES`); a one-line :class:`CorruptFileError` otherwise. A received
+    folder's file linked to a FIFO or a device, or padded to gigabytes, must not hang or
+    exhaust this machine."""
+    limit = MAX_JSON_BYTES if limit is None else limit
     # not checked against the size: a metrics file may grow while a status reads it
-    data, _ = _read_regular(path, fix, lambda _size: MAX_JSON_BYTES)
-    if len(data) > MAX_JSON_BYTES:
+    data, _ = _read_regular(path, fix, lambda _size: limit)
+    if len(data) > limit:
         raise CorruptFileError(
-            path, f"is larger than {MAX_JSON_BYTES // 2**20} MiB (not a file we wrote)", fix
+            path, f"is larger than {limit / 2**20:g} MiB (not a file we wrote)", fix
         )
     try:
         return data.decode("utf-8")
@@ -283,12 +288,23 @@ def read_json(path: str | os.PathLike, kind: type = dict, fix: str = "") -> Any:
     """Parse a JSON file that must hold a ``kind``; a :class:`CorruptFileError` names the
     file otherwise (not readable, larger than :data:`MAX_JSON_BYTES`, not JSON, nested
     deeper than :data:`MAX_JSON_DEPTH`, wrong type)."""
-    obj = parse_json(_read_text(path, fix), path, fix)
+    obj = parse_json(read_text(path, fix), path, fix)
     if not isinstance(obj, kind):
         raise CorruptFileError(
             path, f"holds a JSON {type(obj).__name__}, not a {kind.__name__}", fix
         ) from None
     return obj
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` one at a time: ``splitlines()`` of 64 MiB of short lines is a
+    list of about 1 GB."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        yield text[start:end]
+        start = end + 1
 
 
 def read_jsonl(
@@ -298,7 +314,7 @@ def read_jsonl(
     With ``max_rows``, a file of more rows is refused (``why`` says where the bound comes
     from) before they are parsed: a few MB of tiny rows are over ten times that in memory."""
     rows = []
-    for n, line in enumerate(_read_text(path, fix).splitlines(), 1):
+    for n, line in enumerate(_lines(read_text(path, fix)), 1):
         if not line.strip():
             continue
         if max_rows is not None and len(rows) >= max_rows:

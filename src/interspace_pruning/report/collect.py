@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from torch import nn
@@ -18,6 +19,7 @@ from ..experiments.runfiles import (
     read_metrics,
     read_summary,
 )
+from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError
 from ..models import Trust, check_trusted
 
@@ -30,6 +32,11 @@ class RunRecord:
     history: list[dict] = field(default_factory=list)
     #: Which model import paths its reader vouches for (see ``models.check_trusted``).
     trust: Trust = False
+
+    @cached_property
+    def config_hash(self) -> str:
+        """The hash that names the run's folder (computed once: a report asks per file)."""
+        return config_hash(self.config)
 
     @property
     def diverged(self) -> bool:

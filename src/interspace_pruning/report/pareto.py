@@ -19,7 +19,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..foundations.hparams import config_hash
 from ..foundations.io import CorruptFileError, read_json
 from ..foundations.schema import MAPPING, Field, check_fields, check_items
 from ..interspace import Representation
@@ -172,7 +171,7 @@ def foreign_timings(record: RunRecord) -> str:
     head, results = _latency_file(record.path / LATENCY_FILE)
     if not results:
         return ""
-    want = config_hash(record.config)
+    want = record.config_hash
     theirs = head.get("config_hash")
     if theirs is None:
         named = Path(head.get("source", "")).name
