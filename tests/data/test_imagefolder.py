@@ -64,27 +64,39 @@ def test_a_padded_annotation_file_is_refused_without_reading_it_whole(tmp_path):
         data.get("tiny-imagenet", root, workers=0)
 
 
-def test_a_list_file_that_is_a_fifo_is_refused_without_hanging(tmp_path):
-    """A received folder's val_annotations.txt made a FIFO (or linked to one): opened, it
-    would block forever. It is not a regular file, so it is never opened: one line."""
+def test_a_fifo_or_a_path_in_the_annotations_is_refused_without_hanging(tmp_path):
+    """A received Tiny-ImageNet folder: val_annotations.txt itself a FIFO, or naming a FIFO
+    in val/images (the loader blocked forever, SIGTERM too), or a path that reads
+    elsewhere (``../``, absolute): each one line, nothing opened that would block."""
     import os
     import threading
 
+    def error(root) -> str:
+        errors: list[str] = []
+
+        def load() -> None:
+            try:
+                data.get("tiny-imagenet", root, workers=0)
+            except DataError as e:
+                errors.append(str(e))
+
+        worker = threading.Thread(target=load, daemon=True)  # a hang fails the test
+        worker.start()
+        worker.join(timeout=20)
+        assert errors and "\n" not in errors[0]
+        return errors[0]
+
     root = make_tiny_layout(tmp_path / "tiny", per_class=1)
-    (root / "val" / "val_annotations.txt").unlink()
-    os.mkfifo(root / "val" / "val_annotations.txt")
-    errors: list[str] = []
-
-    def load() -> None:
-        try:
-            data.get("tiny-imagenet", root, workers=0)
-        except DataError as e:
-            errors.append(str(e))
-
-    worker = threading.Thread(target=load, daemon=True)  # a hang fails, not blocks, the suite
-    worker.start()
-    worker.join(timeout=20)
-    assert errors and "\n" not in errors[0]
+    listing = root / "val" / "val_annotations.txt"
+    text = listing.read_text()
+    os.mkfifo(root / "val" / "images" / "fifo.JPEG")
+    _img(tmp_path / "outside.JPEG", "cat", (64, 64))
+    for name in ["fifo.JPEG", "../../outside.JPEG", str(tmp_path / "outside.JPEG"), ".."]:
+        listing.write_text(text + f"{name}\tdog\t0\t0\t63\t63\n")
+        assert f"{name[:60]!r} is not an image file in" in error(root), name
+    listing.unlink()
+    os.mkfifo(listing)  # not a regular file: never opened, read as the other layout
+    error(root)
 
 
 def test_augmentation_is_seeded_and_independent_of_workers(tmp_path):

@@ -145,40 +145,48 @@ def test_a_changed_or_added_image_rebuilds_the_cache(tmp_path, decodes):
     assert decodes[0] == 19  # and the rebuilt file is used from then on
 
 
-def _damaged_caches():
-    """Bytes of cache files that must never be used: not a zip, a pickled object array,
-    offsets that point past the pixels."""
-    good = dict(
-        pixels=np.zeros(10, np.uint8),
-        offsets=np.array([0, 12], np.int64),  # 2x2x3 = 12 bytes, past the 10 held
-        shapes=np.array([[2, 2]], np.int64),
-        keys=np.array(["train/cat/cat0.JPEG"]),
-        sizes=np.zeros(1, np.int64),
-        mtimes=np.zeros(1, np.int64),
-        meta=np.array("{}"),
-    )
-    overrun, pickled, deflated = io.BytesIO(), io.BytesIO(), io.BytesIO()
-    np.savez(overrun, **good)
-    np.savez(pickled, **{**good, "pixels": np.array([object()], dtype=object)})
-    # compressed arrays, otherwise whole: a few MB of zeros can declare GBs, so a
-    # compressed file is refused before it is inflated (write_cache never compresses)
-    np.savez_compressed(deflated, **{**good, "pixels": np.zeros(12, np.uint8)})
-    return [b"not a cache", pickled.getvalue(), overrun.getvalue(), deflated.getvalue()]
+def _damaged(good: dict, how: str) -> bytes:
+    """A cache file that matches its folder (listing and settings: ``good``, a real one's
+    arrays) but must never be used: not a zip, a pickled object array, a pixel buffer short
+    of its offsets, compressed arrays (a few MB of zeros can declare GBs: refused before they
+    are inflated), a pixel buffer far larger than its images (a sparse file of GBs was read
+    whole), settings nested 100,000 deep (RecursionError)."""
+    if how == "garbage":
+        return b"not a cache"
+    buf = io.BytesIO()
+    pixels = good["pixels"]
+    if how == "compressed":
+        np.savez_compressed(buf, **good)
+        return buf.getvalue()
+    changed = {
+        "pickle": {"pixels": np.array([object()] * len(pixels), dtype=object)},
+        "offsets": {"pixels": pixels[:-2]},
+        "oversized": {"pixels": np.concatenate([pixels, np.zeros(2**20, np.uint8)])},
+        "deep": {"meta": np.array("[" * 100_000)},
+    }[how]
+    np.savez(buf, **{**good, **changed})
+    return buf.getvalue()
 
 
-@pytest.mark.parametrize(
-    "content", _damaged_caches(), ids=["garbage", "pickle", "offsets", "compressed"]
-)
-def test_a_damaged_cache_file_is_named_in_one_line_and_rebuilt(tmp_path, decodes, content):
+DAMAGE = ["garbage", "pickle", "offsets", "compressed", "oversized", "deep"]
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_a_damaged_cache_file_is_named_in_one_line_and_rebuilt(tmp_path, decodes, how):
     root = make_imagenet_layout(tmp_path / "inet", per_class=2)
+    data.get("imagefolder", root, image_size=16, workers=0).decoded("train")
     path = root / imf.CACHE_FOLDER / "train-18px.npz"
-    path.parent.mkdir()
-    path.write_bytes(content)
+    with np.load(path, allow_pickle=False) as z:
+        good = {k: z[k] for k in z.files}
+    path.write_bytes(_damaged(good, how))
+    decodes[0] = 0
     ds = data.get("imagefolder", root, image_size=16, workers=0)
     with pytest.warns(RuntimeWarning, match="damaged decode cache .*train-18px.npz") as rec:
         x, _ = _batch(ds)
     assert x.shape == (6, 3, 16, 16) and decodes[0] == 6
     assert all("\n" not in str(w.message) for w in rec)
+    if how == "oversized":  # refused before the buffer is read
+        assert any("its pixel buffer holds" in str(w.message) for w in rec)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the rebuilt file is whole again
         data.get("imagefolder", root, image_size=16, workers=0).decoded("train")

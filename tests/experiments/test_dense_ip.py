@@ -6,6 +6,7 @@ import torch
 from interspace_pruning.bases import filter_bases
 from interspace_pruning.experiments import DataConfig, ModelConfig, PruneConfig, RunConfig
 from interspace_pruning.experiments.run import run
+from interspace_pruning.foundations.hparams import config_hash
 from interspace_pruning.masks import prunable
 from interspace_pruning.training import TrainConfig
 
@@ -26,6 +27,7 @@ def test_ip_at_sparsity_zero_trains_a_dense_model_with_learned_bases(tmp_path):
     assert where["device"] == "cpu" and where["cpu"] and where["torch"] == torch.__version__
     init = torch.load(tmp_path / "run" / "bases_init.pt", weights_only=True)
     learned = [fb.weight.detach() for fb in filter_bases(result.model)]
+    assert init.pop("config_hash") == config_hash(result.config)  # whose bases they are
     assert len(learned) == len(init) > 0
     changed = [i for i, w in enumerate(learned) if not torch.equal(w, init[f"basis{i}"])]
     assert changed, "the filter bases did not train"

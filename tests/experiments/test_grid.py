@@ -2,6 +2,7 @@ import pytest
 
 from interspace_pruning.experiments import RunConfig
 from interspace_pruning.experiments.grid import expand, override, run_grid
+from interspace_pruning.foundations.hparams import to_dict
 from interspace_pruning.report import ip_vs_sp_table
 from interspace_pruning.training import TrainConfig
 
@@ -65,3 +66,28 @@ def test_runs_under_an_older_hash_are_adopted(tmp_path, capsys):
     assert d.is_dir() and not old.exists()
     # adopted under the new hash, its summary names it so: still its result, not another's
     assert json.loads((d / "summary.json").read_text())["config_hash"] == d.name
+
+
+def test_a_folder_holding_another_runs_result_is_not_adopted(tmp_path, capsys):
+    """A received sweep folder: ``old-name/`` with this cell's config.json and a summary
+    of a third run (config_hash neither the folder's name nor this run's). Adopted, its
+    summary would be relabelled as this run's result (IP 99% in the table) and the run
+    never trained; it is skipped in one line instead, and the run trains."""
+    import json
+
+    from interspace_pruning.experiments.grid import run_dir
+
+    base = override(override(RunConfig(), "data.train_subset", 100), "data.test_subset", 50)
+    cfg = override(override(base, "train.epochs", 1), "prune.sparsity", 0.9)
+    received = tmp_path / "old-name"
+    received.mkdir()
+    (received / "config.json").write_text(json.dumps(to_dict(cfg)))
+    forged = {"test_acc": 0.99, "config_hash": "0123456789"}
+    (received / "summary.json").write_text(json.dumps(forged))
+    capsys.readouterr()
+    ((_, summary),) = list(run_grid([cfg], tmp_path))
+    out, err = capsys.readouterr()
+    assert summary["test_acc"] != 0.99 and out.count("->") == 1  # trained, not adopted
+    assert "skipped " in err and "is the result of another run" in err
+    assert json.loads((received / "summary.json").read_text()) == forged  # left as it was
+    assert run_dir(tmp_path, cfg).is_dir()

@@ -221,3 +221,32 @@ def test_a_tensor_file_is_read_only_when_it_is_a_regular_file_that_fits(tmp_path
     with pytest.raises(ValueError, match="is not a regular file") as e:
         load_tensors(fifo)
     one_line(str(e.value))
+
+
+def test_a_file_of_expanded_views_is_refused_before_its_tensors_are_used(tmp_path):
+    """A tensor saved as ``zeros(1).expand(shape)`` stores one value and claims any count:
+    an 11 KB ``model.pt`` passed the model-size check and took 2 GB where it was used. A
+    file may describe about what it holds; a filter basis shared by every layer (the same
+    small tensor under each layer's name) still loads."""
+    import warnings
+
+    from interspace_pruning import interspace as ip
+    from interspace_pruning import models
+    from interspace_pruning.foundations.io import CorruptFileError
+
+    path = tmp_path / "model.pt"
+    save_tensors(path, {"w": torch.zeros(1).expand(3000, 3000)})  # 36 MB from 1 KB
+    with pytest.raises(CorruptFileError, match=r"describes 36,000,000 bytes of tensors from"):
+        load_tensors(path)
+    deep: object = torch.zeros(1)
+    for _ in range(20):
+        deep = [deep]
+    save_tensors(path, {"x": deep})
+    with pytest.raises(CorruptFileError, match="nesting deeper than a state dict"):
+        load_tensors(path)
+    model = models.get("resnet20")
+    ip.prepare(model, ip.Representation(kind="ip", share="network"))
+    save_tensors(path, model.state_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_tensors(path).keys() == model.state_dict().keys()

@@ -69,6 +69,14 @@ def test_claims_are_exclusive_and_dead_or_stale_ones_are_taken_over(tmp_path, mo
     c = claims.try_claim(d, heartbeat=False)  # no heartbeat for an hour: taken over
     assert c.held()
     c.release()
+    (d / claims.CLAIM).write_text(json.dumps(far))
+    skewed = time.time() + 60  # another host's clock a minute ahead: still live
+    os.utime(d / claims.CLAIM, (skewed, skewed))
+    with pytest.raises(claims.RunClaimedError):
+        claims.try_claim(d, heartbeat=False)
+    future = time.time() + 10 * 365 * 86400  # dated 2035 in a received folder: not a
+    os.utime(d / claims.CLAIM, (future, future))  # clock's drift, the run is not held
+    claims.try_claim(d, heartbeat=False).release()
 
 
 def test_two_sweeps_on_one_folder_never_train_a_run_twice(sweep_file, tmp_path):

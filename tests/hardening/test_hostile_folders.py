@@ -193,6 +193,29 @@ def test_a_repeated_run_is_counted_once_and_named(tmp_path):
     assert "ip0-copy repeats the run in ip0" in text
 
 
+def test_runs_on_two_image_folders_are_two_datasets(tmp_path):
+    """``imagefolder`` is whatever folder ``data.root`` names: an SP run on one folder and
+    an IP run on another were paired (or the second dropped as a repeat of the first). The
+    data each read (``data_sha256``, else the folder) now tells them apart."""
+    root = tmp_path / "sweep"
+    for name, rep, folder, acc in [
+        ("flowers_sp", "sp", "/data/flowers", 0.61),
+        ("cars_ip", "ip", "/data/cars", 0.42),
+        ("cars_ip_moved", "ip", "/mnt/cars", 0.42),  # the same data read from elsewhere
+    ]:
+        d = _fake_run(root, name, rep=rep, acc=acc)
+        cfg = json.loads((d / "config.json").read_text())
+        cfg["data"].update(dataset="imagefolder", root=folder)
+        (d / "config.json").write_text(json.dumps(cfg))
+        digest = ("f" if "flowers" in name else "c") * 64
+        summary = {"test_acc": acc, "wall_time": 1.0, "data_sha256": digest}
+        (d / "summary.json").write_text(json.dumps(summary))
+    text = write_report(root).read_text()
+    assert "differ in more than seed and representation (data)" in text
+    assert "cars_ip_moved repeats the run in cars_ip" in text  # same data: one run
+    assert "19.00" not in text  # never the difference of the two datasets
+
+
 def test_a_one_seed_report_claims_no_spread_and_no_test(tmp_path):
     root = tmp_path / "sweep"
     _fake_run(root, "sp0", rep="sp", acc=0.6, epochs=5)
@@ -435,3 +458,34 @@ def test_a_metrics_file_of_tiny_rows_is_counted_in_bounded_memory(tmp_path):
     assert peak < 3 * 64 * 2**20, f"{peak / 2**20:.0f} MiB"
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\r\n\n{"epoch": 3}')
     assert epochs_done(tmp_path) == 3
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        ("none", "has no basis"),  # was a KeyError deep in the plot: the whole report lost
+        ("wrong size", "has no basis"),  # was a RuntimeError from reshape
+        ("other run", "holds the bases of another run"),
+    ],
+)
+def test_a_bad_initial_basis_file_costs_a_picture_not_the_report(copy, tmp_path, damage, problem):
+    """``bases_init.pt`` names its run and is checked against the model before its picture
+    is drawn: a file without the basis, of another size or of another run is one line in
+    the report, and the rest is written."""
+    import torch
+
+    from interspace_pruning.foundations.checkpoint import load_tensors, save_tensors
+
+    saved = load_tensors(copy / "bases_init.pt")
+    cfg = config_from_dict(json.loads((copy / "config.json").read_text()))
+    assert saved["config_hash"] == config_hash(cfg)
+    bases = {k: v for k, v in saved.items() if k.startswith("basis")}
+    forged = {
+        "none": {},
+        "wrong size": {k: torch.zeros(5) for k in bases},
+        "other run": {**bases, "config_hash": "0123456789"},
+    }[damage]
+    save_tensors(copy / "bases_init.pt", forged)
+    text = write_report(copy, tmp_path / "report").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("- no pictures from received"))
+    assert problem in line

@@ -278,3 +278,15 @@ def test_the_latency_recipe_writes_whose_timings_they_are(tmp_path):
     written = json.loads((out / "a" / "latency.json").read_text())
     assert written["config_hash"] == config_hash(read_config(out / "a" / "config.json"))
     assert written["results"] and written["source"] == str(out / "a")
+
+
+def test_a_zero_median_time_is_not_a_timing(timed_sweep, tmp_path):
+    """Speed-ups divide by a median time: ``median_ms: 0`` (no file bench writes) made the
+    whole report die with ZeroDivisionError; the file is now left out like a damaged one."""
+    path = timed_sweep / "ip0" / "latency.json"
+    data = json.loads(path.read_text())
+    data["results"][0]["engines"]["sparse"]["median_ms"] = 0.0
+    path.write_text(json.dumps(data))
+    assert latency_results(path) == []
+    text = write_report(timed_sweep).read_text()  # the rest is reported
+    assert "IP at 98%" not in text and "IP at 90%" in text

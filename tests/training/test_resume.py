@@ -157,7 +157,7 @@ def test_an_imp_checkpoint_that_carries_its_rewind_state_still_resumes(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, out, dataset=ds, progress=False, callbacks=[CrashInRound(0)])
     ckpt = load_tensors(out / "round_0" / "checkpoint.pt")
-    inline = {"state": load_tensors(out / "rewind.pt")}
+    inline = {"state": load_tensors(out / "rewind.pt")["state"]}
     ckpt["callbacks"] = [[n, inline if n == "RewindPoint" else s] for n, s in ckpt["callbacks"]]
     save_tensors(out / "round_0" / "checkpoint.pt", ckpt)
     (out / "rewind.pt").unlink()
@@ -167,6 +167,37 @@ def test_an_imp_checkpoint_that_carries_its_rewind_state_still_resumes(tmp_path)
         assert _metrics(a / "metrics.jsonl") == _metrics(b / "metrics.jsonl"), r
     _same_models(out, tmp_path / "straight")
     assert (out / "rewind.pt").is_file()
+
+
+def test_a_rewind_state_of_another_run_is_refused_and_an_older_file_still_resumes(tmp_path):
+    """``rewind.pt`` names its run: one copied in from another seed's folder was rewound to
+    silently (round 1 of seed 1 from seed 0's weights, reported as seed 1's result); now it
+    is refused in one line. A file written before it named its run (the bare state dict, as
+    the committed campaign runs have) resumes as before, and a state of another model is one
+    line too."""
+    from interspace_pruning import data
+    from interspace_pruning.foundations.checkpoint import save_tensors
+    from interspace_pruning.foundations.io import CorruptFileError
+
+    ds = data.get("digits", train_subset=256, test_subset=64)
+    folders = {}
+    for seed in (0, 1):
+        cfg = IMP
+        cfg.train = TrainConfig(epochs=2, batch_size=32, seed=seed)
+        folders[seed] = out = tmp_path / f"seed{seed}"
+        with pytest.raises(KeyboardInterrupt):
+            run(cfg, out, dataset=ds, progress=False, callbacks=[CrashInRound(1)])
+    own = (folders[1] / "rewind.pt").read_bytes()
+    shutil.copyfile(folders[0] / "rewind.pt", folders[1] / "rewind.pt")
+    with pytest.raises(CorruptFileError, match=r"rewind.pt was written by run \w+, not by this"):
+        run(cfg, folders[1], dataset=ds, progress=False, resume=True)
+    (folders[1] / "rewind.pt").write_bytes(own)
+    state = load_tensors(folders[1] / "rewind.pt")["state"]
+    save_tensors(folders[1] / "rewind.pt", {"x": torch.zeros(1)})
+    with pytest.raises(ValueError, match="the rewind state is not this model's"):
+        run(cfg, folders[1], dataset=ds, progress=False, resume=True)
+    save_tensors(folders[1] / "rewind.pt", state)  # the older format: no identity to check
+    assert run(cfg, folders[1], dataset=ds, progress=False, resume=True).summary["round"] == 2
 
 
 def test_sigkill_then_resume_from_the_command_line(tmp_path):

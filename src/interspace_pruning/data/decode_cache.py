@@ -33,6 +33,8 @@ CACHE_FOLDER = ".interspace-cache"
 CACHE_FORMAT = "interspace-decoded-images"
 CACHE_VERSION = 1
 _CACHE_KEYS = ("pixels", "offsets", "shapes", "keys", "sizes", "mtimes", "meta")
+#: The most an .npy header takes (format 1 allows 64 KiB).
+_NPY_HEADER_MAX = 2**16 + 10
 #: A cache temp file older than this is the remains of a killed write (a write takes seconds).
 _STALE_TEMP_SECONDS = 3600.0
 
@@ -84,7 +86,8 @@ def _warn(message: str) -> None:
 
 def _check_arrays(a: dict[str, np.ndarray]) -> str:
     """What is wrong with a cache file's arrays ('' if nothing): a file is data, so every
-    size and offset is checked before an image is sliced from it."""
+    size and offset is checked before an image is sliced from it. Without ``pixels`` (read
+    last, only for a cache that matches the folder), all but the pixel buffer."""
     want = {
         "pixels": (np.uint8, 1),
         "offsets": (np.int64, 1),
@@ -95,7 +98,7 @@ def _check_arrays(a: dict[str, np.ndarray]) -> str:
         "keys": (None, 1),
     }
     for k, (dtype, ndim) in want.items():
-        if a[k].ndim != ndim or (dtype is not None and a[k].dtype != dtype):
+        if k in a and (a[k].ndim != ndim or (dtype is not None and a[k].dtype != dtype)):
             return f"array {k!r} has dtype {a[k].dtype} and {a[k].ndim} dimensions"
     if a["keys"].dtype.kind != "U" or a["meta"].dtype.kind != "U":
         return "its keys or settings are not text"
@@ -107,7 +110,7 @@ def _check_arrays(a: dict[str, np.ndarray]) -> str:
     lengths = a["shapes"][:, 0] * a["shapes"][:, 1] * 3
     if int(a["offsets"][0]) != 0 or not np.array_equal(np.diff(a["offsets"]), lengths):
         return "its offsets do not match the image shapes"
-    if int(a["offsets"][-1]) != len(a["pixels"]):
+    if "pixels" in a and int(a["offsets"][-1]) != len(a["pixels"]):
         return "its pixel buffer does not match the offsets"
     return ""
 
@@ -117,7 +120,9 @@ def read_cache(
 ) -> DecodedImages | None:
     """The decoded images of cache file ``path`` if it was built from exactly these files
     (``whole``: the cache lists no other) with these settings; ``None`` otherwise (a damaged
-    file is named in one warning line)."""
+    file is named in one warning line). The listing and settings are compared first; the
+    pixel buffer is read only for a matching cache whose images' shapes account for every
+    byte of it (:func:`_check_pixels`)."""
     try:
         info = path.lstat()
     except OSError:
@@ -130,27 +135,53 @@ def read_cache(
             missing = [k for k in _CACHE_KEYS if k not in z.files]
             if missing:
                 raise ValueError(f"no array {missing[0]!r}")
-            arrays = {k: z[k] for k in _CACHE_KEYS}
+            arrays = {k: z[k] for k in _CACHE_KEYS if k != "pixels"}
+            problem = _check_arrays(arrays)
+            if problem:
+                raise ValueError(problem)
+            if json.loads(str(arrays["meta"])) != meta:
+                return None  # other settings or an older format: rebuilt
+            cached_keys = arrays["keys"].tolist()
+            pos = _positions(cached_keys, keys, whole)
+            if pos is None or not _same_listing(arrays, pos, sizes, mtimes):
+                return None  # images were added, removed or changed
+            _check_pixels(z, int(arrays["offsets"][-1]), arrays["shapes"], meta.get("side"))
+            arrays["pixels"] = z["pixels"]
         problem = _check_arrays(arrays)
-        stored_meta = json.loads(str(arrays["meta"])) if not problem else None
-    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile) as e:
+        if problem:
+            raise ValueError(problem)
+    # RecursionError: settings nested absurdly deep (json.loads)
+    except (OSError, ValueError, EOFError, MemoryError, RecursionError, zipfile.BadZipFile) as e:
         problem = f"{type(e).__name__}: {str(e)[:120]}"
-    if problem:
         _warn(f"damaged decode cache {path} ({problem}); decoding the images again")
         return None
-    if stored_meta != meta:
-        return None  # other settings or an older format: rebuilt
-    cached_keys = arrays["keys"].tolist()
-    index = {k: i for i, k in enumerate(cached_keys)}
-    if whole and len(index) != len(keys):
-        return None  # images were added or removed
-    pos = [index.get(k, -1) for k in keys]
-    if min(pos, default=0) < 0:
-        return None
-    same_sizes = np.array_equal(arrays["sizes"][pos], sizes)
-    if not same_sizes or not np.array_equal(arrays["mtimes"][pos], mtimes):
-        return None  # an image changed
     return DecodedImages(arrays["pixels"], arrays["offsets"], arrays["shapes"], cached_keys)
+
+
+def _positions(cached: list[str], keys: Sequence[str], whole: bool) -> list[int] | None:
+    """Where each of ``keys`` is in the cache (None: one is missing, or ``whole`` and the
+    cache lists others too)."""
+    index = {k: i for i, k in enumerate(cached)}
+    if whole and len(index) != len(keys):
+        return None
+    pos = [index.get(k, -1) for k in keys]
+    return None if min(pos, default=0) < 0 else pos
+
+
+def _same_listing(a: dict, pos: list[int], sizes: np.ndarray, mtimes: np.ndarray) -> bool:
+    return np.array_equal(a["sizes"][pos], sizes) and np.array_equal(a["mtimes"][pos], mtimes)
+
+
+def _check_pixels(z: np.lib.npyio.NpzFile, need: int, shapes: np.ndarray, side: int | None) -> None:
+    """Before the pixel buffer is read: refuse one larger than its images need (a sparse
+    file of gigabytes beside a few small images took that much memory), or images whose
+    short side exceeds the stored side (decoding never keeps one larger). What is left is
+    what decoding the folder's own images could take."""
+    stored = z.zip.getinfo("pixels.npy").file_size
+    if stored > need + _NPY_HEADER_MAX:
+        raise ValueError(f"its pixel buffer holds {stored:,} bytes; its images need {need:,}")
+    if side is not None and len(shapes) and int(shapes.min(axis=1).max()) > side:
+        raise ValueError(f"it holds an image of short side over the stored side {side}")
 
 
 def _check_stored(path: Path, size: int) -> None:

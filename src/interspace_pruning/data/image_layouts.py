@@ -86,7 +86,15 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
             parts = line.split("\t")
             if len(parts) < 2 or parts[1] not in index:
                 raise DataError(f"corrupt {annotations}: unexpected line {line[:60]!r}")
-            val.append((val_dir / "images" / parts[0], index[parts[1]]))
+            image = val_dir / "images" / parts[0]
+            # a name, not a path (an absolute one or ../ would read elsewhere), of a regular
+            # file (a FIFO would block the loader forever), as train/'s images are
+            if Path(parts[0]).name != parts[0] or parts[0] in (".", "..") or not image.is_file():
+                raise DataError(
+                    f"corrupt {annotations}: {parts[0][:60]!r} is not an image file in "
+                    f"{val_dir / 'images'}; {fix}"
+                )
+            val.append((image, index[parts[1]]))
     else:
         unknown = sorted(d.name for d in val_dir.iterdir() if d.is_dir() and d.name not in index)
         if unknown:

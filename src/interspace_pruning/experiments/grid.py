@@ -123,8 +123,8 @@ def adopt_renamed_runs(root: Path, configs: Sequence[RunConfig]) -> None:
         try:
             if claim_owner(d) is not None:
                 continue
+            relabel_results(d, current, old=d.name)  # first: refuses another run's result
             d.rename(root / current)
-            relabel_results(root / current, current)
         except (OSError, ValueError, RecursionError) as e:
             _say(f"skipped {d}: cannot adopt it as {current} ({brief_text(str(e), 200)})", err=True)
 

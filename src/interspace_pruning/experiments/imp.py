@@ -9,9 +9,9 @@ from torch import nn
 
 from .. import data as data_mod
 from ..diagnostics import Diagnostics
-from ..foundations.checkpoint import load_tensors, save_tensors
+from ..foundations.checkpoint import save_tensors
 from ..foundations.hparams import config_hash
-from ..foundations.io import inside, write_jsonl
+from ..foundations.io import CorruptFileError, inside, write_jsonl
 from ..masks import prunable
 from ..pruning import prune
 from ..pruning.allocation import dense_layers, pattern_min_sparsity
@@ -53,6 +53,18 @@ def resume_files(out: Path) -> list[Path]:
     return files
 
 
+def load_round_model(model: nn.Module, path: Path, tag: str) -> None:
+    """Load a finished round's ``model.pt`` (run ``tag``'s) into ``model``; a file that does
+    not fit the model is a one-line :class:`CorruptFileError`."""
+    try:
+        model.load_state_dict(read_model(path, tag))
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CorruptFileError(
+            path, f"does not fit the model of this run ({first[:200]})"
+        ) from None
+
+
 def run_imp(
     cfg,
     out: Path | None,
@@ -79,9 +91,11 @@ def run_imp(
     model = prepare_representation(cfg, dataset, model)  # SP or IP: masks from here on
     writes = out is not None and distributed.info().is_main
     if writes:
-        save_initial_bases(out, model)
+        save_initial_bases(out, model, tag)
     # the rewind state goes to its own file when taken, not into every round-0 checkpoint
-    rewind_point = RewindPoint(o.rewind_step, out / REWIND if out is not None else None, writes)
+    rewind_point = RewindPoint(
+        o.rewind_step, out / REWIND if out is not None else None, writes, tag=tag
+    )
     rounds: list[dict] = []
     history: list[dict] = []
     restored = False
@@ -91,8 +105,8 @@ def run_imp(
             rounds.append(read_summary(sub / "summary.json", cfg))
             continue
         if rounds and not restored and out is not None:  # resuming after finished rounds
-            model.load_state_dict(read_model(out / f"round_{r - 1}" / MODEL, tag))
-            rewind_point.state = load_tensors(out / REWIND)
+            load_round_model(model, out / f"round_{r - 1}" / MODEL, tag)
+            rewind_point.read_file()
         restored = True
         if r > 0:
             if o.pattern is not None:  # N:M: the first rounds jump to the pattern's density
@@ -131,7 +145,7 @@ def run_imp(
         last_history = read_metrics(last / "metrics.jsonl")  # bounded in bytes and rows
         write_jsonl(out / "metrics.jsonl", last_history)
         if not restored:  # every round was already done: the model is the last round's
-            model.load_state_dict(read_model(last / MODEL, tag))
+            load_round_model(model, last / MODEL, tag)
             history = last_history
         finish(out, model, summary, tag)
     if session is not None:

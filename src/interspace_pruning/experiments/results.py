@@ -187,12 +187,14 @@ def summarise(
     }
 
 
-def save_initial_bases(out: Path, model: nn.Module) -> None:
-    """Keep the filter bases as initialised (for the report's basis pictures)."""
+def save_initial_bases(out: Path, model: nn.Module, tag: str | None = None) -> None:
+    """Keep the filter bases as initialised (for the report's basis pictures), named as run
+    ``tag``'s (``config_hash``: the report leaves out another run's file)."""
     bases = filter_bases(model)
     path = out / "bases_init.pt"
     if bases and not path.is_file():
-        save_tensors(path, {f"basis{i}": fb.weight.detach() for i, fb in enumerate(bases)})
+        saved: dict = {f"basis{i}": fb.weight.detach() for i, fb in enumerate(bases)}
+        save_tensors(path, saved if tag is None else {**saved, "config_hash": tag})
 
 
 def finish(out: Path, model: nn.Module, summary: dict, tag: str) -> None:

@@ -218,7 +218,7 @@ def _train_run(
         raise
     init_digest = cfg.model.init_from and file_digest(pretrained_file(cfg.model.init_from))
     if writes:
-        save_initial_bases(out, model)
+        save_initial_bases(out, model, config_hash(cfg))
     p = cfg.prune
     rep = p.representation
     desc = "dense" if rep.is_dense else f"{rep.kind} {p.method} {p.sparsity:g}"

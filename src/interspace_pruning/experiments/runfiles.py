@@ -205,15 +205,27 @@ def check_identity(summary: dict, cfg: RunConfig | None, path: Path, fix: str) -
     return summary
 
 
-def relabel_results(run_dir: Path, tag: str) -> None:
-    """Name run ``tag`` in the result files of ``run_dir`` that name another: a run adopted
-    under its configuration's new hash (a setting added to the hash) stays readable."""
+def relabel_results(run_dir: Path, tag: str, old: str) -> None:
+    """Name run ``tag`` in the result files of ``run_dir`` that name ``old``: a run adopted
+    under its configuration's new hash (a setting added to the hash) stays readable. A file
+    naming a third run was copied in from elsewhere: a one-line :class:`CorruptFileError`,
+    and nothing is changed (relabelled, it would pass for this run's result)."""
+    found = {}
     for name in (SUMMARY, DIVERGED):
         path = Path(run_dir) / name
         if path.is_file():
             data = read_json(path, dict)
-            if data.get("config_hash", tag) != tag:
-                atomic_write_json(path, {**data, "config_hash": tag})
+            theirs = data.get("config_hash", tag)
+            if theirs not in (tag, old):
+                raise CorruptFileError(
+                    path,
+                    f"is the result of another run (config_hash {theirs!r}, not {old!r})",
+                    f"delete it to train this run ({tag}) again",
+                )
+            if theirs != tag:
+                found[path] = data
+    for path, data in found.items():
+        atomic_write_json(path, {**data, "config_hash": tag})
 
 
 #: The most rows a ``metrics.jsonl`` is read with when its run's length is not known.

@@ -105,6 +105,17 @@ def load_tensors(
     if not isinstance(obj, dict):
         msg = f"{what} {path} holds a {type(obj).__name__}, not a state dict"
         raise CorruptFileError(path, "is not a dict", fix, message=msg)
+    claimed = logical_bytes(obj)
+    if claimed is None or claimed > 2 * len(data) + SLACK_BYTES:
+        # expanded (stride 0) or repeated views of a small storage: an 11 KB file claiming
+        # 180 million values took 2 GB when its tensors were used (measured)
+        msg = (
+            f"{what} {path} describes "
+            + ("nesting deeper than a state dict" if claimed is None else f"{claimed:,} bytes")
+            + f" of tensors from {len(data):,} bytes of file (expanded or repeated views: "
+            "not a file this program wrote)"
+        ) + (f"; {fix}" if fix else "")
+        raise CorruptFileError(path, "describes more tensor data than it holds", fix, message=msg)
     if checked is None:
         if legacy is None or not legacy(obj):
             msg = (
@@ -118,6 +129,30 @@ def load_tensors(
             stacklevel=2,
         )
     return obj
+
+
+#: Tensor bytes a file may describe beyond twice its own size: views that share a storage
+#: (a filter basis shared by every layer appears under each layer's name) are small.
+SLACK_BYTES = 16 * 2**20
+_MAX_DEPTH = 16
+
+
+def logical_bytes(obj: object) -> int | None:
+    """The bytes the tensors in ``obj`` (nested dicts, lists, tuples) describe, counting
+    every view in full; None if ``obj`` nests deeper than :data:`_MAX_DEPTH` levels. A file
+    we wrote describes about what it holds; each tensor of another may be an expanded view
+    of one value."""
+    total, todo = 0, [(obj, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, torch.Tensor):
+            total += item.numel() * item.element_size()
+        elif isinstance(item, (dict, list, tuple)):
+            if depth >= _MAX_DEPTH:
+                return None
+            values = item.values() if isinstance(item, dict) else item
+            todo.extend((v, depth + 1) for v in values)
+    return total
 
 
 def file_digest(path: str | os.PathLike) -> str:

@@ -165,7 +165,9 @@ def is_stale(path: Path, owner: dict) -> bool:
         age = time.time() - path.stat().st_mtime
     except FileNotFoundError:
         return True
-    if age > stale_after():
+    # silent too long, or dated further ahead than clocks drift (touch -d 2035 would
+    # otherwise hold the run until 2035)
+    if abs(age) > stale_after():
         return True
     if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
         return not _pid_alive(owner["pid"])

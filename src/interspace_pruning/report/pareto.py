@@ -96,7 +96,8 @@ class Match:
         )
 
 
-_TIMING = Field(("float", "null"), low=0.0)
+#: A median time: positive (speed-ups divide by it), at least a nanosecond.
+_TIMING = Field(("float", "null"), low=1e-6)
 
 
 def latency_results(path: Path) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -14,9 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from ..bases import filter_bases  # noqa: E402
+from ..bases import FilterBasis, filter_bases  # noqa: E402
 from ..foundations.checkpoint import load_tensors  # noqa: E402
-from ..foundations.io import atomic_write_bytes  # noqa: E402
+from ..foundations.io import CorruptFileError, atomic_write_bytes  # noqa: E402
 from ..tracking.figures import show_filters  # noqa: E402
 from .collect import RunRecord, try_load_model  # noqa: E402
 from .tables import paired_differences, row_key, seed_cells, side  # noqa: E402
@@ -232,6 +233,22 @@ def plot_filter_density(records: Sequence[RunRecord], path: Path) -> Path | None
     return _save(fig, path)
 
 
+def initial_basis(rec: RunRecord, idx: int, fb: FilterBasis) -> torch.Tensor:
+    """Basis ``idx`` as run ``rec`` initialised it (its ``bases_init.pt``), shaped like
+    ``fb``'s filters; a one-line :class:`CorruptFileError` for a file of another run (its
+    ``config_hash``), without that basis, or of another size."""
+    path = rec.path / "bases_init.pt"
+    init = load_tensors(path, "initial bases")
+    theirs = init.get("config_hash")  # files written before it was recorded have none
+    if theirs is not None and theirs != rec.config_hash:
+        raise CorruptFileError(path, f"holds the bases of another run ({str(theirs)[:20]!r})")
+    start = init.get(f"basis{idx}")
+    want = fb.num_filters * math.prod(fb.kernel_size)
+    if not isinstance(start, torch.Tensor) or start.numel() != want:
+        raise CorruptFileError(path, f"has no basis{idx} of {want} values, as the model's")
+    return start.reshape(-1, *fb.kernel_size)
+
+
 def plot_bases(
     records: Sequence[RunRecord], path: Path, problems: list[str] | None = None
 ) -> Path | None:
@@ -249,18 +266,17 @@ def plot_bases(
         model = try_load_model(rec, problems)
         if model is None:
             continue
+        bases = filter_bases(model)
+        idx = len(bases) // 2
+        fb = bases[idx]
         try:
-            init = load_tensors(rec.path / "bases_init.pt", "initial bases")
+            start = initial_basis(rec, idx, fb)
             break
         except ValueError as e:
             if problems is not None:
                 problems.append(f"no pictures from {rec.path.name}: {e}")
     else:
         return None
-    bases = filter_bases(model)
-    idx = len(bases) // 2
-    fb = bases[idx]
-    start = init[f"basis{idx}"].reshape(-1, *fb.kernel_size)
     learned = fb.filters()
     n = fb.num_filters
     fig, axes = plt.subplots(2, n, figsize=(1.1 * n, 2.6), squeeze=False)

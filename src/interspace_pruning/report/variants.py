@@ -30,8 +30,16 @@ BASIS_FIELDS = tuple(
 )
 
 
+#: Datasets that are whatever folder ``data.root`` names: runs on two folders are two
+#: datasets (told apart by the data they read, ``data_sha256``, else by the folder).
+FOLDER_DATASETS = ("imagefolder",)
+
+
 def _fields(record: RunRecord, also: tuple[str, ...]) -> dict[str, Any]:
     out = comparable_fields(record.config, without=NOT_PROTOCOL + also)
+    if record.config.data.dataset in FOLDER_DATASETS:
+        digest = record.summary.get("data_sha256")
+        out["data"] = digest[:12] if isinstance(digest, str) else record.config.data.root
     if out.get("model.init_from"):  # each seed fine-tunes its own trained model: the row
         out["model.init_from"] = "a trained model"  # says so, .build.mismatched_starts checks
     if side(record.config) == "ip":

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..callbacks import Callback, TrainState
 from ..foundations.checkpoint import load_tensors, save_tensors
+from ..foundations.io import CorruptFileError
 from ..masks import SparsityReport, attach_masks, prunable, sparsity_report
 from ..pruning import prune
 from .base import STATE_FIX, Pruner, PrunerStateError
@@ -52,6 +53,10 @@ def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+#: Marks a rewind-state file written with its run's identity (older files: a bare state dict).
+REWIND_FORMAT = "interspace-pruning rewind state"
+
+
 class RewindPoint(Callback):
     """Remembers the full model state after ``step`` optimiser steps (0: before training).
 
@@ -59,21 +64,32 @@ class RewindPoint(Callback):
     written (checksummed, atomically) when the state is taken, and a checkpoint then records
     only that the state is in the file, so each checkpoint of the round stays the size of the
     model and its optimiser. ``save=False``: another process writes the file (the other ranks
-    of a distributed run); this one only reads it.
+    of a distributed run); this one only reads it. ``tag``: the run the file belongs to (a
+    configuration hash), written into it and checked when it is read back, so that another
+    run's rewind state copied into the folder is refused rather than silently rewound to.
     """
 
-    def __init__(self, step: int = 0, path: str | Path | None = None, save: bool = True) -> None:
+    def __init__(
+        self,
+        step: int = 0,
+        path: str | Path | None = None,
+        save: bool = True,
+        tag: str | None = None,
+    ) -> None:
         if step < 0:
             raise ValueError(f"rewind step must be >= 0, got {step}")
         self.step = step
         self.path = None if path is None else Path(path)
         self.save = save
+        self.tag = tag
         self.state: dict[str, torch.Tensor] | None = None
 
     def _take(self, state: dict[str, torch.Tensor]) -> None:
         self.state = state
         if self.path is not None and self.save:
-            save_tensors(self.path, state)
+            save_tensors(
+                self.path, {"format": REWIND_FORMAT, "config_hash": self.tag, "state": state}
+            )
 
     def on_train_start(self, state: TrainState) -> None:
         if self.step > state.total_steps:
@@ -121,18 +137,47 @@ class RewindPoint(Callback):
                 f"this rewind point keeps its state in {self.path}; pass "
                 "RewindPoint(path=<that file>), or start the run over"
             )
+        self.read_file()
+
+    def read_file(self) -> None:
+        """Restore the remembered state from ``path`` (written when it was taken); a file
+        of another run (``tag``) or not a state dict is a one-line error."""
+        if self.path is None:
+            raise ValueError("this rewind point keeps its state in no file (path=None)")
         fix = "the rewind state is taken once, at the rewind step: start the run over"
-        saved = load_tensors(self.path, what="rewind state", fix=fix)
-        if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in saved.items()):
+        obj = load_tensors(self.path, what="rewind state", fix=fix)
+        saved: object = obj  # files written before the format field: the bare state dict
+        if obj.get("format") == REWIND_FORMAT:
+            theirs, saved = obj.get("config_hash"), obj.get("state")
+            if None not in (theirs, self.tag) and theirs != self.tag:
+                raise CorruptFileError(
+                    self.path,
+                    f"was written by run {theirs}, not by this run ({self.tag}): it was "
+                    "copied or moved here from another run",
+                    fix,
+                )
+        if not isinstance(saved, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in saved.items()
+        ):
             raise PrunerStateError(f"rewind state {self.path} is not a model's state_dict; {fix}")
         self.state = saved
 
 
 @torch.no_grad()
 def rewind(model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
-    """Restore ``saved`` (weights or coefficients, filter bases, BN) but keep today's masks."""
+    """Restore ``saved`` (weights or coefficients, filter bases, BN) but keep today's masks.
+    A state of another model is a one-line ``ValueError`` and changes nothing."""
     entries = prunable(model)
     masks = [e.mask.clone() for e in entries]
+    mine = model.state_dict()
+    wrong = sorted(set(mine) ^ set(saved)) or [
+        k for k, v in saved.items() if v.shape != mine[k].shape
+    ]
+    if wrong:
+        raise ValueError(
+            f"the rewind state is not this model's ({len(wrong)} entries differ, e.g. "
+            f"{wrong[0][:80]!r}): it was taken from another model or run; start the run over"
+        )
     model.load_state_dict(saved)
     for e, m in zip(entries, masks, strict=True):
         e.set_mask(m)
