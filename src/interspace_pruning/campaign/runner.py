@@ -200,9 +200,10 @@ def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
     machine = here()
     groups = queue.groups()
     lines, reasons = [], []
-    left, untimed = 0.0, 0
+    left, untimed, done = 0.0, 0, 0
     for i, r in enumerate(queue.runs, 1):
-        state = state_of(r)
+        state = state_of(r)  # reads and checks the result: once a run
+        done += state == "done"
         note = ""
         reason = why_not(r, groups[r.group], machine)  # also counted in the last lines
         reasons.append(reason)
@@ -223,7 +224,6 @@ def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
         lines.append(
             f"{i:4d} {state:22} {r.describe()} -> {r.dir}" + (f" ({where})" if where else "") + note
         )
-    done = sum(state_of(r) == "done" for r in queue.runs)
     lines.append(f"{done}/{len(queue.runs)} runs done; this machine: {machine}")
     if elsewhere := _not_trained_line(reasons):
         lines.append(elsewhere)

@@ -11,7 +11,7 @@ from .. import data as data_mod
 from ..diagnostics import Diagnostics
 from ..foundations.checkpoint import save_tensors
 from ..foundations.hparams import config_hash
-from ..foundations.io import CorruptFileError, inside, write_jsonl
+from ..foundations.io import inside, write_jsonl
 from ..masks import prunable
 from ..pruning import prune
 from ..pruning.allocation import dense_layers, pattern_min_sparsity
@@ -22,7 +22,14 @@ from ..training.checkpointing import CHECKPOINT
 from ..training.device import Placement
 from .results import RunResult, finish, save_initial_bases, summarise
 from .run_setup import prepare_representation, pruner_options
-from .runfiles import MODEL, SUMMARY, read_metrics, read_model, read_summary
+from .runfiles import (
+    MODEL,
+    SUMMARY,
+    load_model_state,
+    read_metrics,
+    read_model,
+    read_summary,
+)
 
 #: The rewind state (weights at ``rewind_step`` of round 0) that every later round starts from.
 REWIND = "rewind.pt"
@@ -51,18 +58,6 @@ def resume_files(out: Path) -> list[Path]:
     if (out / REWIND).is_file():
         files.append(out / REWIND)
     return files
-
-
-def load_round_model(model: nn.Module, path: Path, tag: str) -> None:
-    """Load a finished round's ``model.pt`` (run ``tag``'s) into ``model``; a file that does
-    not fit the model is a one-line :class:`CorruptFileError`."""
-    try:
-        model.load_state_dict(read_model(path, tag))
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CorruptFileError(
-            path, f"does not fit the model of this run ({first[:200]})"
-        ) from None
 
 
 def run_imp(
@@ -105,7 +100,8 @@ def run_imp(
             rounds.append(read_summary(sub / "summary.json", cfg))
             continue
         if rounds and not restored and out is not None:  # resuming after finished rounds
-            load_round_model(model, out / f"round_{r - 1}" / MODEL, tag)
+            previous = out / f"round_{r - 1}" / MODEL
+            load_model_state(model, read_model(previous, tag), previous)
             rewind_point.read_file()
         restored = True
         if r > 0:
@@ -145,7 +141,7 @@ def run_imp(
         last_history = read_metrics(last / "metrics.jsonl")  # bounded in bytes and rows
         write_jsonl(out / "metrics.jsonl", last_history)
         if not restored:  # every round was already done: the model is the last round's
-            load_round_model(model, last / MODEL, tag)
+            load_model_state(model, read_model(last / MODEL, tag), last / MODEL)
             history = last_history
         finish(out, model, summary, tag)
     if session is not None:

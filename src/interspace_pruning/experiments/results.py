@@ -24,7 +24,14 @@ from ..training.device import hardware, numerics
 from ..training.loop import CHECKPOINT, PREVIOUS_CHECKPOINT
 from .config import RunConfig
 from .run_setup import load_data
-from .runfiles import MODEL, SPARSE_MODEL, model_file, read_model, write_model
+from .runfiles import (
+    MODEL,
+    SPARSE_MODEL,
+    load_model_state,
+    model_file,
+    read_model,
+    write_model,
+)
 from .stretches import end_stretch
 
 
@@ -68,13 +75,7 @@ def rebuild_model(
     rep = cfg.prune.representation
     # the basis init is irrelevant: the state dict overwrites it (pca needs no data here)
     prepare(model, replace(rep, basis="dct") if rep.basis == "pca" else rep)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CorruptFileError(
-            model_file, f"does not fit the model of this run's config.json ({first})"
-        ) from None
+    load_model_state(model, state, model_file)
     return model.eval()
 
 

@@ -284,6 +284,19 @@ def _bare_state_dict(obj: dict) -> bool:
     return "format" not in obj and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
+def load_model_state(model: nn.Module, state: dict, path: Path) -> None:
+    """``model.load_state_dict(state)``, ``state`` read from ``path``: a state that does not
+    fit the model (another architecture or size) is a one-line :class:`CorruptFileError`
+    naming the file, not torch's message of every mismatched key."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0][:200]
+        raise CorruptFileError(
+            path, f"does not fit the model of this run's config.json ({first})"
+        ) from None
+
+
 def read_model(path: str | Path, tag: str | None = None, fix: str = "") -> dict:
     """The state dict in a ``model.pt``; with ``tag``, refused unless that run wrote it.
 
