@@ -42,14 +42,22 @@ def _image_batches():
     return [(torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 10, (4,), generator=g))]
 
 
-@pytest.mark.parametrize("method", ["snip", "magnitude"])
-@pytest.mark.parametrize("representation", ["sp", "ip"])
-def test_methods_prune_and_train_the_imagenet_resnet18(method, representation):
+@pytest.mark.parametrize(
+    "name,method,representation",
+    [
+        ("resnet18", "snip", "sp"),
+        ("resnet18", "snip", "ip"),
+        ("resnet18", "magnitude", "sp"),
+        ("resnet18", "magnitude", "ip"),
+        ("resnet50", "snip", "ip"),  # bottleneck blocks: IP 3x3 convs beside SP-masked 1x1 ones
+    ],
+)
+def test_methods_prune_and_train_the_imagenet_resnets(name, method, representation):
     """Issue 33: the criteria run unchanged on ResNet-18, on weights and on coefficients
     (a gradient criterion and a weight one here: with every method of ``ip.method_names()``
     this test passed too, in 9 minutes on a loaded 2-core machine, too long for the suite)."""
     torch.manual_seed(0)
-    model = ip.models.get("resnet18", 10, 3)
+    model = ip.models.get(name, 10, 3)
     if representation == "ip":
         ip.to_interspace(model)
     report = ip.prune(model, method, 0.95, data=_image_batches(), input_shape=(3, 32, 32))

@@ -10,6 +10,7 @@ run on another kind of machine. A campaign keeps the tables moving anyway:
   here and corrected by how long this machine's finished runs really took;
 - :mod:`.gitsync` commits each finished run's small files, and an unfinished run's
   checkpoint at a stop (one file per unfinished run, removed when it finishes);
+- :mod:`.priority` makes the workers yield the cores to the machine's other sessions;
 - :mod:`.runner` is the loop: workers take the highest-priority run that fits before the
   deadline, whose precision is fast here and whose group has not trained elsewhere, and
   checkpoint it if the deadline comes first.

@@ -1,7 +1,8 @@
 """The campaign loop: workers on this machine take the queue's runs until the deadline.
 
 Each worker (a process with ``threads`` torch threads, at ``nice`` priority so that the
-machine's other work comes first) takes the highest-priority run that
+machine's other work comes first; :mod:`.priority` says why its session's scheduler group
+gets that priority too) takes the highest-priority run that
 
 - is not finished, diverged or being trained by another process (run-folder claims);
 - trains in a precision that is fast here (bf16 needs AVX512-BF16 or AMX on a CPU; on other
@@ -44,6 +45,7 @@ from ..training import device as dev
 from ..training.signals import TrainingStopped
 from .estimate import Estimator
 from .gitsync import checkpoint_goes_through_git, commit_run, resume_files
+from .priority import lower_session_priority
 from .queue import Queue, QueuedRun
 
 #: Where a machine keeps its campaign state (step timings, workers, pauses; never committed).
@@ -423,9 +425,12 @@ def run_campaign(queue: Queue, opts: CampaignOptions) -> int:
     opts.state_dir.mkdir(parents=True, exist_ok=True)
     for r in queue.runs:  # each worker's first scan must not be the one that makes folders
         r.out.mkdir(parents=True, exist_ok=True)
+    # Before the workers fork: they share the session, so its scheduler group is theirs too.
+    group = lower_session_priority(opts.nice)
     print(
         f"campaign {queue.name}: {len(queue.runs)} runs, {opts.workers} worker(s) x "
-        f"{opts.threads} thread(s) at nice +{opts.nice}, on {here()}; training stops at "
+        f"{opts.threads} thread(s) at nice +{opts.nice}{f' ({group})' if group else ''}, "
+        f"on {here()}; training stops at "
         f"{time.strftime('%H:%M:%S', time.localtime(opts.stop_at))}",
         flush=True,
     )

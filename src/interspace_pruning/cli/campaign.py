@@ -79,7 +79,11 @@ def add_parser(sub, formatter_class) -> None:
     c.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     c.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     c.add_argument(
-        "--nice", type=int, default=10, help="niceness added to the workers (default 10)"
+        "--nice",
+        type=int,
+        default=10,
+        help="niceness added to the workers, and with --background to the campaign's "
+        "scheduler group (Linux autogroup), so that other sessions come first (default 10)",
     )
     c.add_argument(
         "--margin",
