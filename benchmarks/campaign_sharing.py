@@ -31,15 +31,13 @@ import sys
 import time
 from pathlib import Path
 
-from interspace_pruning.campaign.priority import autogroup_nice
-from interspace_pruning.campaign.runner import STATE_DIR, WORKERS, here, signal_workers
-from interspace_pruning.foundations.io import read_json
+from interspace_pruning.campaign.priority import autogroup_nice, set_autogroup_nice
+from interspace_pruning.campaign.runner import STATE_DIR, here, running_workers, signal_workers
 
 
 def campaign_session() -> int:
     """The session id of this machine's running campaign workers."""
-    pids = read_json(STATE_DIR / WORKERS).get("pids") or []
-    for pid in pids:
+    for pid in running_workers(STATE_DIR):
         try:
             return os.getsid(pid)
         except ProcessLookupError:
@@ -61,10 +59,6 @@ def session_cpu_seconds(sid: int) -> float:
     return total / tick
 
 
-def set_group_nice(sid: int, nice: int) -> None:
-    Path(f"/proc/{sid}/autogroup").write_text(f"{nice}\n")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=2)
@@ -75,7 +69,8 @@ def main() -> None:
     if not command:
         p.error("give the command to time after --")
     sid = campaign_session()
-    before = autogroup_nice(Path(f"/proc/{sid}/autogroup"))
+    group = Path(f"/proc/{sid}/autogroup")
+    before = autogroup_nice(group)
     if before is None:
         sys.exit("no scheduler autogroups on this machine: the workers' nice value holds")
     print(f"CPU: {here()}; {os.cpu_count()} CPUs; campaign session {sid} at group nice {before}")
@@ -88,7 +83,7 @@ def main() -> None:
                 if nice is None:
                     signal_workers(STATE_DIR, pause=True)
                 else:
-                    set_group_nice(sid, nice)
+                    set_autogroup_nice(nice, group)
                 cpu0, t0 = session_cpu_seconds(sid), time.perf_counter()
                 subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
                 wall = time.perf_counter() - t0
@@ -100,7 +95,7 @@ def main() -> None:
                 print(f"round {r + 1}, {mode}: {wall:.1f} s, campaign {share:.2f} CPU-s/s")
     finally:
         signal_workers(STATE_DIR, pause=False)
-        set_group_nice(sid, before)
+        set_autogroup_nice(before, group)
     print("\n| campaign | command s (median) | campaign CPU-s per s |\n|---|---|---|")
     for mode in modes:
         print(

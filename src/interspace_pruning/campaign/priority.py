@@ -31,6 +31,12 @@ def autogroup_nice(path: Path = AUTOGROUP) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def set_autogroup_nice(nice: int, path: Path = AUTOGROUP) -> None:
+    """Set the nice value of the autogroup that ``path`` names (``/proc/PID/autogroup``:
+    PID's session); raising it needs no privilege, lowering it root or CAP_SYS_NICE."""
+    path.write_text(f"{nice}\n", encoding="ascii")
+
+
 def lower_session_priority(nice: int, path: Path = AUTOGROUP) -> str:
     """Raise the nice value of this session's autogroup to ``nice``; one line saying what
     was done (empty where there was nothing to do).
@@ -52,7 +58,7 @@ def lower_session_priority(nice: int, path: Path = AUTOGROUP) -> str:
             "of the cores beside it: start it with --background for the priority to hold"
         )
     try:
-        path.write_text(f"{nice}\n", encoding="ascii")
+        set_autogroup_nice(nice, path)
     except OSError as e:
         return f"could not lower its session's scheduler group ({e.strerror or e})"
     return f"its session's scheduler group at nice +{nice} too"

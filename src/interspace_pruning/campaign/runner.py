@@ -470,20 +470,25 @@ def write_workers(state_dir: Path, pids: list[int]) -> None:
     atomic_write_json(Path(state_dir) / WORKERS, {"pids": pids, "host": socket.gethostname()})
 
 
+def running_workers(state_dir: Path) -> list[int]:
+    """The PIDs of this machine's running campaign workers, as ``workers.json`` records them:
+    written on this host, and each still a campaign process (not a reused PID)."""
+    try:
+        recorded = read_json(Path(state_dir) / WORKERS)
+    except (OSError, CorruptFileError):
+        return []
+    if recorded.get("host") != socket.gethostname():
+        return []
+    pids = recorded.get("pids") or []
+    return [p for p in pids if isinstance(p, int) and p > 1 and _is_worker(p)]
+
+
 def signal_workers(state_dir: Path, pause: bool) -> list[int]:
     """SIGSTOP (``pause``) or SIGCONT this machine's campaign workers; the PIDs signalled.
     A paused worker holds its run and its place; its claim is not taken over by this
     machine's other workers (they are paused too)."""
-    try:
-        recorded = json.loads((Path(state_dir) / WORKERS).read_text())
-    except (OSError, ValueError, RecursionError):
-        return []
-    if not isinstance(recorded, dict) or recorded.get("host") != socket.gethostname():
-        return []
     done = []
-    for pid in recorded.get("pids") or []:
-        if not isinstance(pid, int) or pid <= 1 or not _is_worker(pid):
-            continue
+    for pid in running_workers(state_dir):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGSTOP if pause else signal.SIGCONT)
             done.append(pid)
