@@ -290,3 +290,22 @@ def test_a_zero_median_time_is_not_a_timing(timed_sweep, tmp_path):
     assert latency_results(path) == []
     text = write_report(timed_sweep).read_text()  # the rest is reported
     assert "IP at 98%" not in text and "IP at 90%" in text
+
+
+def test_without_a_timed_dense_run_the_pruned_runs_dense_times_are_the_reference(timed_sweep):
+    """Each pruned run timed its dense (folded) model beside the sparse engine: with no
+    dense run timed, the speed-ups over dense come from those times."""
+    import shutil
+
+    shutil.rmtree(timed_sweep / "dense")
+    for name in ("sp0", "sp1", "ip0"):  # the dense model beside each, as `bench` times it
+        path = timed_sweep / name / "latency.json"
+        data = json.loads(path.read_text())
+        data["results"][0]["engines"]["onnxruntime"] = {"median_ms": 5.0}
+        path.write_text(json.dumps(data))
+    text = write_report(timed_sweep).read_text()
+    # SP 90%: 10 ms against dense torch 20 and ONNX Runtime 5 (every run at the same scale)
+    assert "| SP snip | 90% | 80.00 ± 2.83 | 10.00 (sparse) | 2.00x | 0.50x |" in text
+    dense = "| dense (timed beside the pruned runs) | 0% | - |"
+    assert f"{dense} 20.00 (torch) | 1.00x | 0.25x |" in text
+    assert f"{dense} 5.00 (ONNX RT) | 4.00x | 1.00x |" in text

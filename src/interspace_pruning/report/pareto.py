@@ -235,6 +235,18 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def dense_reference(runs: Sequence[Timed]) -> dict[str, float]:
+    """``{engine: median ms}`` of the dense computation over ``runs``, for torch and ONNX
+    Runtime: every run of one model timed its dense (folded) form beside its own engine,
+    so these are the dense model's times on this machine whether or not a dense run was
+    timed. :func:`points` puts every run's times on this scale."""
+    return {
+        e: m
+        for e in ("torch", "onnxruntime")
+        if (m := _median([t.ms[e] for t in runs if t.ms.get(e)])) is not None
+    }
+
+
 def points(runs: Sequence[Timed]) -> list[Point]:
     """Runs grouped over seeds. SP and IP are timed on the sparse engine, dense on torch.
 
@@ -247,11 +259,7 @@ def points(runs: Sequence[Timed]) -> list[Point]:
     retiming, while ONNX Runtime and the sparse engine were not). Runs without a
     reference keep their own times.
     """
-    refs = {
-        e: m
-        for e in ("torch", "onnxruntime")
-        if (m := _median([t.ms[e] for t in runs if t.ms.get(e)])) is not None
-    }
+    refs = dense_reference(runs)
 
     def norm(t: Timed, engine: str) -> float | None:
         if engine not in t.ms:
@@ -299,8 +307,11 @@ def matched(pts: Sequence[Point], method: str, sp_sparsity: float) -> Match | No
     return Match(sp, min(ips, key=lambda p: (p.ms, -p.acc)) if ips else None)
 
 
-def plot_pareto(pts: Sequence[Point], title: str, path: Path) -> Path:
-    """Test accuracy vs latency: a line per (method, representation), dense as references."""
+def plot_pareto(
+    pts: Sequence[Point], title: str, path: Path, reference: dict[str, float] | None = None
+) -> Path:
+    """Test accuracy vs latency: a line per (method, representation), dense as references
+    (the dense run's, else ``reference``: the dense model as timed beside the pruned runs)."""
     from matplotlib.ticker import FuncFormatter
 
     from .plots import COLORS, LABELS, _save, plt
@@ -340,6 +351,13 @@ def plot_pareto(pts: Sequence[Point], title: str, path: Path) -> Path:
             ax.axvline(
                 p.ort_ms, color="tab:green", lw=1, ls="--", label=f"dense ONNX RT {p.ort_ms:.2f} ms"
             )
+    if reference and not any(p.rep.is_dense for p in pts):
+        for engine, color, label in (
+            ("torch", "black", "torch"),
+            ("onnxruntime", "tab:green", "ONNX RT"),
+        ):
+            if (ms := reference.get(engine)) is not None:
+                ax.axvline(ms, color=color, lw=1, ls="--", label=f"dense {label} {ms:.2f} ms")
     for method in methods:  # an arrow from each SP model to its fastest match
         for s in MATCH_AT:
             m = matched(pts, method, s)
@@ -367,9 +385,15 @@ def plot_pareto(pts: Sequence[Point], title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def table(pts: Sequence[Point]) -> str:
-    """Markdown: accuracy and latency per point, speed-ups over dense torch and ONNX RT."""
+def table(pts: Sequence[Point], reference: dict[str, float] | None = None) -> str:
+    """Markdown: accuracy and latency per point, speed-ups over dense torch and ONNX RT.
+
+    The dense times are the dense run's where one was timed, else ``reference``
+    (:func:`dense_reference`: the dense model as timed beside the pruned runs)."""
     dense = next((p for p in pts if p.rep.is_dense), None)
+    ref = reference or {}
+    ref_t = dense.ms if dense else ref.get("torch")
+    ref_o = dense.ort_ms if dense else ref.get("onnxruntime")
     lines = [
         "| run | sparsity | test acc (%) | ms (engine) | vs dense torch | vs dense ONNX RT "
         "| sparse engine plan |",
@@ -380,16 +404,22 @@ def table(pts: Sequence[Point]) -> str:
         name = "dense" if p.rep.is_dense else f"{p.rep.kind.upper()} {p.method}"
         engine = "torch" if p.rep.is_dense else "sparse"
         std = f" ± {p.acc_std * 100:.2f}" if p.seeds > 1 else ""
-        vs_t = f"{dense.ms / p.ms:.2f}x" if dense else "-"
-        vs_o = f"{dense.ort_ms / p.ms:.2f}x" if dense and dense.ort_ms else "-"
+        vs_t = f"{ref_t / p.ms:.2f}x" if ref_t else "-"
+        vs_o = f"{ref_o / p.ms:.2f}x" if ref_o else "-"
         lines.append(
             f"| {name} | {p.sparsity:.0%} | {p.acc * 100:.2f}{std} | {p.ms:.2f} ({engine}) | "
             f"{vs_t} | {vs_o} | {p.plan or '-'} |"
         )
-    if dense and dense.ort_ms is not None:
+    if dense is None and ref_t:  # no dense run timed: the dense model beside the pruned ones
         lines.append(
-            f"| dense | 0% | {dense.acc * 100:.2f} | {dense.ort_ms:.2f} (ONNX RT) | "
-            f"{dense.ms / dense.ort_ms:.2f}x | 1.00x | - |"
+            f"| dense (timed beside the pruned runs) | 0% | - | {ref_t:.2f} (torch) | 1.00x | "
+            f"{f'{ref_o / ref_t:.2f}x' if ref_o else '-'} | - |"
+        )
+    if ref_o is not None and ref_t:
+        acc = f"{dense.acc * 100:.2f}" if dense else "-"
+        name = "dense" if dense else "dense (timed beside the pruned runs)"
+        lines.append(
+            f"| {name} | 0% | {acc} | {ref_o:.2f} (ONNX RT) | {ref_t / ref_o:.2f}x | 1.00x | - |"
         )
     return "\n".join(lines)
 
@@ -480,18 +510,21 @@ def _timed_section(
     if not batches:
         return []
     batch = batch if batch in batches else max(batches)
-    pts = points(timed_runs(records, batch))
+    runs = timed_runs(records, batch)
+    pts = points(runs)
     if not pts:
         return []
     first = records[0].config
     title = f"{first.data.dataset} / {first.model.model}: accuracy vs latency, batch {batch}"
-    path = plot_pareto(pts, title, Path(out) / f"{slug}_accuracy_latency_b{batch}.png")
+    png = Path(out) / f"{slug}_accuracy_latency_b{batch}.png"
+    path = plot_pareto(pts, title, png, dense_reference(runs))
     heading = f"### accuracy vs CPU latency (batch {batch}){where}"
     lines = ["", heading, "", f"![{title}]({path.name})"]
     lines += ["", *(f"- {s}" for s in statements(pts) or ["no SP run at 90% or 95%."])]
     for b in sorted(batches, key=lambda b: b != batch):  # the plotted batch first
-        b_pts = pts if b == batch else points(timed_runs(records, b))
-        lines += ["", f"Batch {b}:", "", table(b_pts)]
+        b_runs = runs if b == batch else timed_runs(records, b)
+        b_pts = pts if b == batch else points(b_runs)
+        lines += ["", f"Batch {b}:", "", table(b_pts, dense_reference(b_runs))]
         if b != batch:
             lines += ["", *(f"- {s}" for s in statements(b_pts))]
     info = _bench_info(records, batch)
