@@ -20,7 +20,6 @@ lost when a machine is stopped without warning, and nothing when the deadline is
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing as mp
 import os
 import signal
@@ -500,15 +499,27 @@ def signal_workers(state_dir: Path, pause: bool) -> list[int]:
 PAUSES = "pauses.json"
 
 
+def _read_pauses(state_dir: Path) -> dict:
+    """This machine's pause record, bounded like every JSON file read here; ``{}`` when it
+    is missing or damaged (it only corrects the estimator's timings)."""
+    try:
+        return read_json(state_dir / PAUSES, dict)
+    except (OSError, ValueError):
+        return {}
+
+
+def _spans(data: dict) -> list[list]:
+    spans = data.get("spans", [])
+    return (
+        [s for s in spans if isinstance(s, list) and len(s) == 2] if isinstance(spans, list) else []
+    )
+
+
 def _record_pause(state_dir: Path, pause: bool) -> None:
     """Keep when the workers were paused, so that a paused run does not teach the estimator
     that this machine is slow (see :func:`paused_between`)."""
-    try:
-        data = json.loads((state_dir / PAUSES).read_text())
-    except (OSError, ValueError, RecursionError):
-        data = {}
-    data = data if isinstance(data, dict) else {}
-    spans = [s for s in data.get("spans", []) if isinstance(s, list) and len(s) == 2]
+    data = _read_pauses(state_dir)
+    spans = _spans(data)
     now = time.time()
     if pause:
         data["since"] = data.get("since") or now
@@ -520,13 +531,8 @@ def _record_pause(state_dir: Path, pause: bool) -> None:
 
 def paused_between(state_dir: Path, start: float, end: float) -> float:
     """Seconds of ``[start, end]`` during which this machine's workers were paused."""
-    try:
-        data = json.loads((Path(state_dir) / PAUSES).read_text())
-    except (OSError, ValueError, RecursionError):
-        return 0.0
-    if not isinstance(data, dict):
-        return 0.0
-    spans = [s for s in data.get("spans", []) if isinstance(s, list) and len(s) == 2]
+    data = _read_pauses(Path(state_dir))
+    spans = _spans(data)
     if isinstance(data.get("since"), (int, float)):
         spans.append([data["since"], end])
     total = 0.0
