@@ -517,14 +517,18 @@ def _timed_section(
     first = records[0].config
     title = f"{first.data.dataset} / {first.model.model}: accuracy vs latency, batch {batch}"
     png = Path(out) / f"{slug}_accuracy_latency_b{batch}.png"
-    path = plot_pareto(pts, title, png, dense_reference(runs))
+    ref = dense_reference(runs)
+    path = plot_pareto(pts, title, png, ref)
     heading = f"### accuracy vs CPU latency (batch {batch}){where}"
     lines = ["", heading, "", f"![{title}]({path.name})"]
     lines += ["", *(f"- {s}" for s in statements(pts) or ["no SP run at 90% or 95%."])]
     for b in sorted(batches, key=lambda b: b != batch):  # the plotted batch first
-        b_runs = runs if b == batch else timed_runs(records, b)
-        b_pts = pts if b == batch else points(b_runs)
-        lines += ["", f"Batch {b}:", "", table(b_pts, dense_reference(b_runs))]
+        if b == batch:
+            b_pts, b_ref = pts, ref
+        else:
+            b_runs = timed_runs(records, b)
+            b_pts, b_ref = points(b_runs), dense_reference(b_runs)
+        lines += ["", f"Batch {b}:", "", table(b_pts, b_ref)]
         if b != batch:
             lines += ["", *(f"- {s}" for s in statements(b_pts))]
     info = _bench_info(records, batch)
