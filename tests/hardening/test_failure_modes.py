@@ -13,9 +13,9 @@ from interspace_pruning import data
 from interspace_pruning.cli import main
 from interspace_pruning.experiments import PruneConfig, RunConfig, run
 from interspace_pruning.experiments.runfiles import read_model
-from interspace_pruning.foundations.checkpoint import load_tensors
 from interspace_pruning.foundations.io import read_jsonl
 from interspace_pruning.training import Callback, TrainConfig, TrainingError
+from interspace_pruning.training.checkpointing import read_checkpoint
 
 CODE = "import sys; from interspace_pruning.cli import main; sys.exit(main(sys.argv[1:]))"
 FAST = [
@@ -51,7 +51,7 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(digits, tmp_path):
     cfg.train = TrainConfig(epochs=3, batch_size=32)
     with pytest.raises(TrainingError, match="loss became nan at epoch 3.*last good checkpoint"):
         run(cfg, tmp_path, dataset=digits, progress=False, callbacks=[PoisonAt(18)])
-    ckpt = load_tensors(tmp_path / "checkpoint.pt")
+    ckpt = read_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["position"]["epoch"] == 2  # the end of epoch 2, before the poison
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 2
@@ -97,7 +97,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_bitwise(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "stopped by signal" in err and "resume from" in err
-    ckpt = load_tensors(tmp_path / "b" / "checkpoint.pt")
+    ckpt = read_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert ckpt["position"]["epoch"] == 1 and ckpt["position"]["batches_done"] > 0
     resumed = subprocess.run(
         [sys.executable, "-c", CODE, *args, "--out", str(tmp_path / "b"), "--resume"],

@@ -282,9 +282,9 @@ def test_cuda_training_keeps_zeros_and_resumes_on_cpu(precision, tmp_path):
     again = ip.to_interspace(ip.models.get("convnet", 10, 1, width=8))
     ip.prune(again, "random", 0.8)
     # the checkpoint written on the GPU loads onto the CPU
-    from interspace_pruning.foundations.checkpoint import load_tensors
+    from interspace_pruning.training.checkpointing import read_checkpoint
 
-    again.load_state_dict(load_tensors(tmp_path / "checkpoint.pt")["model"])
+    again.load_state_dict(read_checkpoint(tmp_path / "checkpoint.pt")["model"])
     assert next(again.parameters()).device.type == "cpu"
     del cpu_cfg
 

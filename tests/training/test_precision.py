@@ -131,7 +131,7 @@ def test_training_in_low_precision_learns_and_keeps_sparsity(digits, precision):
 
 
 def test_fp16_checkpoint_keeps_the_scaler_and_resumes(digits, tmp_path):
-    from interspace_pruning.foundations.checkpoint import load_tensors
+    from interspace_pruning.training.checkpointing import read_checkpoint
 
     def fresh():
         torch.manual_seed(0)
@@ -141,7 +141,7 @@ def test_fp16_checkpoint_keeps_the_scaler_and_resumes(digits, tmp_path):
 
     cfg = TrainConfig(epochs=2, batch_size=32, precision="fp16", device="cpu")
     hist = train(fresh(), digits, cfg, out_dir=tmp_path, progress=False, tag="t")
-    ckpt = load_tensors(tmp_path / "checkpoint.pt")
+    ckpt = read_checkpoint(tmp_path / "checkpoint.pt")
     assert "scaler" in ckpt and ckpt["scaler"]["scale"] > 0
     again = train(fresh(), digits, cfg, out_dir=tmp_path, progress=False, resume=True, tag="t")
     assert again == hist  # restored from the checkpoint, scaler included, nothing retrained

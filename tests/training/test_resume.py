@@ -16,6 +16,7 @@ from interspace_pruning.experiments.runfiles import read_model
 from interspace_pruning.foundations.checkpoint import load_tensors
 from interspace_pruning.foundations.io import read_jsonl
 from interspace_pruning.training import Callback, TrainConfig
+from interspace_pruning.training.checkpointing import read_checkpoint
 
 TIMING = {"epoch_time", "elapsed"}
 
@@ -109,7 +110,7 @@ def _copy_what_the_campaign_commits(crashed, clone):
 
 
 def _rewind_entry(checkpoint):
-    return next(s for name, s in load_tensors(checkpoint)["callbacks"] if name == "RewindPoint")
+    return next(s for name, s in read_checkpoint(checkpoint)["callbacks"] if name == "RewindPoint")
 
 
 @pytest.mark.parametrize("crash_round", [0, 1])
@@ -156,7 +157,7 @@ def test_an_imp_checkpoint_that_carries_its_rewind_state_still_resumes(tmp_path)
     out = tmp_path / "old"
     with pytest.raises(KeyboardInterrupt):
         run(cfg, out, dataset=ds, progress=False, callbacks=[CrashInRound(0)])
-    ckpt = load_tensors(out / "round_0" / "checkpoint.pt")
+    ckpt = read_checkpoint(out / "round_0" / "checkpoint.pt")
     inline = {"state": load_tensors(out / "rewind.pt")["state"]}
     ckpt["callbacks"] = [[n, inline if n == "RewindPoint" else s] for n, s in ckpt["callbacks"]]
     save_tensors(out / "round_0" / "checkpoint.pt", ckpt)
@@ -296,7 +297,7 @@ def test_a_signal_during_the_last_evaluation_is_passed_on_not_lost(tmp_path):
             )
     finally:
         signal.signal(signal.SIGTERM, old)
-    assert load_tensors(tmp_path / "b" / "checkpoint.pt")["position"]["epoch"] == 2
+    assert read_checkpoint(tmp_path / "b" / "checkpoint.pt")["position"]["epoch"] == 2
     assert not (tmp_path / "b" / "summary.json").exists()
     run(cfg, tmp_path / "b", dataset=ds, progress=False, resume=True)
     assert _metrics(tmp_path / "b" / "metrics.jsonl") == _metrics(

@@ -3,14 +3,14 @@ machine left off.
 
 A finished run's small files (``config.json``, ``summary.json``, ``metrics.jsonl``,
 ``stretches.json``, and ``model.isp`` where the queue keeps its trained sparse model; never
-``model.pt``) are committed as soon as it finishes. An unfinished
-run's ``checkpoint.pt`` (a few MB; ``*.pt`` is otherwise ignored by git) is committed when
-its machine stops, beside the small files it needs to resume, and removed in the commit that
-records the run finished: one file per unfinished run (an IMP run in a later round: also the
-rewind state and the last finished round's model, :func:`resume_files`). No file over
-:data:`MAX_GIT_FILE` is committed: a run whose checkpoint is larger stays uncommitted until it
-finishes. Only the run's own folder goes into each commit (``git commit -- <folder>``), so
-work staged by someone else is left alone.
+``model.pt``) are committed as soon as it finishes. An unfinished run's ``checkpoint.pt`` (a
+few MB, a pruned run's stored compactly; ``*.pt`` is otherwise ignored by git) is committed
+when its machine stops, beside the small files it needs to resume, and removed in the commit
+that records the run finished: one file per unfinished run (an IMP run in a later round:
+also the rewind state and the last finished round's model, :func:`resume_files`). No file
+over :data:`MAX_GIT_FILE` is committed: a run whose checkpoint is larger stays uncommitted
+until it finishes. Only the run's own folder goes into each commit (``git commit --
+<folder>``), so work staged by someone else is left alone.
 Failures are reported in one line and never stop the campaign: the files stay on disk.
 """
 
@@ -25,6 +25,8 @@ from ..experiments.config import RunConfig
 from ..experiments.imp import resume_files as imp_resume_files
 from ..experiments.sweep import model_size
 from ..foundations.io import lies_in
+from ..pruning.registry import method_names
+from ..schedules.registry import section_schedules
 from ..training.checkpointing import CHECKPOINT
 
 #: The files of a run that are committed: its small, text ones and its compact sparse model
@@ -34,14 +36,20 @@ SMALL = (".json", ".jsonl", ".isp")
 #: the campaign was built for, which keeps every clone small. A ResNet-20's checkpoint is
 #: about 3.3 MB (measured), an IMP run's rewind state and round model about 2 MB each, a
 #: sparse ResNet-18 at 95% (``model.isp``) about 4 MB. An ImageNet ResNet-18's checkpoint
-#: (weights, momentum and masks) is over 100 MB: such a run is not committed until it
+#: is 134 MB dense, 3.5 MB at 98% sparsity (stored compactly, ``docs/campaign.md``) but
+#: 27 MB or more while GMP prunes towards 95%: such a run is not committed until it
 #: finishes and its checkpoint stays on this machine (a fresh clone starts it over); a larger
 #: small file stays on disk, named in one line.
 MAX_GIT_FILE = 5 * 10**6
-#: Bytes of checkpoint per model parameter: weights, SGD momentum and mask in 4 bytes each
-#: (a ResNet-20's 0.27 M parameters give 3.3 MB, as measured). The checkpoint is the largest
-#: file a run resumes from: an IMP run's rewind state and round model hold no momentum.
+#: Bytes of checkpoint per model parameter of a run that is dense at some point: weights,
+#: SGD momentum and mask in 4 bytes each (a ResNet-20's 0.27 M parameters give 3.3 MB, as
+#: measured). The checkpoint is the largest file a run resumes from: an IMP run's rewind
+#: state and round model hold no momentum.
 CHECKPOINT_BYTES_PER_PARAMETER = 12
+#: A run sparse from its first step (a criterion, RigL, SET) stores per parameter one bit
+#: of bitmap and, per unpruned entry, 4 bytes of weight and 4 of momentum; this factor
+#: covers its unpruned layers (measured: ResNet-18 at 98%, 3.46-3.64 MB against 3.33 MB).
+SPARSE_CHECKPOINT_MARGIN = 1.25
 #: Attempts when git's own index.lock is held by another git command on this checkout.
 LOCK_RETRIES = 30
 
@@ -55,12 +63,35 @@ def _lock_path(cwd: Path) -> Path | None:
     return (cwd / done.stdout.strip()) if done.returncode == 0 else None
 
 
+def sparse_from_the_start(cfg: RunConfig) -> bool:
+    """Whether ``cfg``'s run holds its final sparsity from its first step (pruned at
+    initialisation, or a dynamic sparse schedule), so its checkpoints are compact."""
+    p = cfg.prune
+    return (
+        p.representation.kind != "dense"
+        and p.sparsity > 0
+        and (p.method in method_names() or p.method in section_schedules("dst"))
+    )
+
+
+def checkpoint_bytes(cfg: RunConfig) -> int | None:
+    """About how large ``cfg``'s run's checkpoint grows (its model counted on the meta
+    device); None if the model cannot be counted that way."""
+    params, _ = model_size(cfg)
+    if params is None:
+        return None
+    if sparse_from_the_start(cfg):
+        per = (1 / 8 + 8 * (1 - cfg.prune.sparsity)) * SPARSE_CHECKPOINT_MARGIN
+        return int(params * per)
+    return params * CHECKPOINT_BYTES_PER_PARAMETER
+
+
 def checkpoint_goes_through_git(cfg: RunConfig) -> bool:
     """Whether a checkpoint of ``cfg``'s run would be small enough to commit, so that the
-    next machine of its kind continues the run (its model counted on the meta device; a
-    model that cannot be counted that way counts as too large)."""
-    params, _ = model_size(cfg)
-    return params is not None and params * CHECKPOINT_BYTES_PER_PARAMETER <= MAX_GIT_FILE
+    next machine of its kind continues the run (a model that cannot be counted on the meta
+    device counts as too large)."""
+    size = checkpoint_bytes(cfg)
+    return size is not None and size <= MAX_GIT_FILE
 
 
 def resume_files(run_dir: Path) -> list[Path]:

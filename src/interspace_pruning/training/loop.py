@@ -34,6 +34,7 @@ from .checkpointing import (
     disk_full_is_an_error,
     last_good,
     load_checkpoint,
+    read_checkpoint,
     save_checkpoint,
 )
 from .config import TrainConfig
@@ -51,6 +52,7 @@ __all__ = [
     "CHECKPOINT",
     "CHECKPOINT_VERSION",
     "PREVIOUS_CHECKPOINT",
+    "read_checkpoint",
     "DivergedError",
     "Placement",
     "StopOnSignals",
