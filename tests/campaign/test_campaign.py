@@ -309,16 +309,23 @@ def test_pause_and_resume_this_machines_workers(tmp_path):
         def state(pid: int) -> str:
             return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
 
+        def soon(check) -> bool:  # signals and exec land asynchronously: poll, bounded
+            stop = time.time() + 10
+            while not check() and time.time() < stop:
+                time.sleep(0.05)
+            return check()
+
+        # Popen may return before the child's exec has set its command line (vfork): a
+        # loaded machine showed an empty one, and the fake was not taken for a worker
+        assert soon(lambda: b"campaign" in Path(f"/proc/{fake.pid}/cmdline").read_bytes())
         assert runner.signal_workers(tmp_path, pause=True) == [fake.pid]  # not a reused PID
-        time.sleep(0.2)
-        assert state(fake.pid) == "T" and state(stranger.pid) != "T"
+        assert soon(lambda: state(fake.pid) == "T") and state(stranger.pid) != "T"
         assert runner.signal_workers(tmp_path, pause=False) == [fake.pid]
-        time.sleep(0.2)
-        assert state(fake.pid) != "T"
+        assert soon(lambda: state(fake.pid) != "T")
         assert runner.signal_workers(tmp_path / "none", pause=True) == []
         # the pause is kept, so that the run it slowed does not teach the estimator
         paused = runner.paused_between(tmp_path, time.time() - 60, time.time())
-        assert 0.1 < paused < 5
+        assert 0 < paused < 30
     finally:
         fake.kill()
         stranger.kill()
