@@ -36,10 +36,10 @@ SMALL = (".json", ".jsonl", ".isp")
 #: the campaign was built for, which keeps every clone small. A ResNet-20's checkpoint is
 #: about 3.3 MB (measured), an IMP run's rewind state and round model about 2 MB each, a
 #: sparse ResNet-18 at 95% (``model.isp``) about 4 MB. An ImageNet ResNet-18's checkpoint
-#: is 134 MB dense, 3.5 MB at 98% sparsity (stored compactly, ``docs/campaign.md``) but
-#: 27 MB or more while GMP prunes towards 95%: such a run is not committed until it
-#: finishes and its checkpoint stays on this machine (a fresh clone starts it over); a larger
-#: small file stays on disk, named in one line.
+#: is 134 MB dense, 3.5 MB at 98% sparsity (stored compactly, ``docs/campaign.md``), but
+#: 15.5 MB with GMP at 95% (its pruned weights keep their values): such a run is not
+#: committed until it finishes and its checkpoint stays on this machine (a fresh clone
+#: starts it over); a larger small file stays on disk, named in one line.
 MAX_GIT_FILE = 5 * 10**6
 #: Bytes of checkpoint per model parameter of a run that is dense at some point: weights,
 #: SGD momentum and mask in 4 bytes each (a ResNet-20's 0.27 M parameters give 3.3 MB, as

@@ -2,9 +2,9 @@
 signal arrives), the one before kept as a fallback, read back on ``--resume``.
 
 Since version 3 the mostly-zero tensors of a pruned run (weights or coefficients, momentum,
-masks) are stored compactly and exactly (:mod:`..foundations.sparse_encoding`): a 98%-sparse
-ImageNet ResNet-18's checkpoint is a few MB instead of 134, so the campaign can commit it.
-Versions 2 and 3 both load."""
+masks) are stored compactly, every value exact, zeros without their sign
+(:mod:`..foundations.sparse_encoding`): a 98%-sparse ImageNet ResNet-18's checkpoint is a few
+MB instead of 134, so the campaign can commit it. Versions 2 and 3 both load."""
 
 from __future__ import annotations
 
