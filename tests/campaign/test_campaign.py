@@ -132,7 +132,12 @@ def test_what_may_train_here(tmp_path, monkeypatch):
     assert "Other CPU (avx2)" in runner.why_not(sp0, groups[sp0.group], machine)
     assert runner.why_not(sp1, groups[sp1.group], machine) is None
     monkeypatch.setattr(dev, "precision_is_native", lambda p, d="cpu": True)  # any CPU
+    (sp1.dir / "checkpoint.pt").parent.mkdir(parents=True)
+    (sp1.dir / "checkpoint.pt").write_bytes(b"y" * 2048)
+    monkeypatch.setattr(gitsync, "MAX_GIT_FILE", 1024)  # --status: where it can continue
     lines = runner.status_lines(q)
+    assert lines[2].endswith("[its 0 MB checkpoint continues on this checkout only]")
+    assert "continues on this checkout" not in lines[0]  # no checkpoint: nothing to say
     assert "Other CPU" in lines[0] and lines[-2].startswith("0/6 runs done")
     assert lines[-1] == (  # what this machine leaves to others, by reason
         "not trained here: 2 runs (2: its group trained on Other CPU (avx2); it continues there)"
@@ -239,6 +244,7 @@ def test_a_checkpoint_too_large_for_git_keeps_its_unfinished_run_uncommitted(
     (d / "config.json").write_text("{}")
     (d / "checkpoint.pt").write_bytes(b"y" * 2048)
     monkeypatch.setattr(gitsync, "MAX_GIT_FILE", 1024)
+    assert gitsync.too_large_to_commit(d) == 2048
     assert not commit_run(d, "partial", checkpoint=True)
     assert "a committed file may have" in capsys.readouterr().out
     assert git("ls-files", "out", cwd=tmp_path).split() == []  # nothing of it in git

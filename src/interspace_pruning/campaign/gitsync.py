@@ -102,6 +102,13 @@ def resume_files(run_dir: Path) -> list[Path]:
     return ([ckpt] if ckpt.is_file() else []) + imp_resume_files(run_dir)
 
 
+def too_large_to_commit(run_dir: Path) -> int | None:
+    """The size of the largest file ``run_dir``'s unfinished run resumes from when it is
+    over :data:`MAX_GIT_FILE` (the run then continues only on this checkout), else None."""
+    sizes = [p.stat().st_size for p in resume_files(run_dir)]
+    return max(sizes) if sizes and max(sizes) > MAX_GIT_FILE else None
+
+
 def _commit_args(message: str, folder: Path, cwd: Path, top: str, removes: bool) -> list[str]:
     """``git commit`` of ``folder`` alone. ``git commit -- <folder>`` takes the files on disk,
     so it cannot untrack a checkpoint that stays on disk (an IMP run's rewind state): when
@@ -130,7 +137,7 @@ def commit_run(run_dir: Path, message: str, checkpoint: bool = False) -> bool:
         print(f"git: {run_dir} leads outside the checkout; nothing of it is committed", flush=True)
         return False
     large = resume_files(folder) if checkpoint else []
-    if large and (size := max(p.stat().st_size for p in large)) > MAX_GIT_FILE:
+    if large and (size := too_large_to_commit(folder)):
         print(
             f"git: {run_dir}'s checkpoint is {size / 1e6:.1f} MB, over the "
             f"{MAX_GIT_FILE / 1e6:.0f} MB a committed file may have: the unfinished run is "

@@ -43,7 +43,12 @@ from ..foundations.io import CorruptFileError, atomic_write_json, read_json
 from ..training import device as dev
 from ..training.signals import TrainingStopped
 from .estimate import Estimator
-from .gitsync import checkpoint_goes_through_git, commit_run, resume_files
+from .gitsync import (
+    checkpoint_goes_through_git,
+    commit_run,
+    resume_files,
+    too_large_to_commit,
+)
 from .priority import lower_session_priority
 from .queue import Queue, QueuedRun
 
@@ -222,6 +227,8 @@ def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
             where = ", ".join(sorted(run_machines(r.dir)))
         except CorruptFileError:  # why_not says so in the note
             where = "machines unknown"
+        if state.startswith("partial") and (size := too_large_to_commit(r.dir)):
+            note += f" [its {size / 1e6:.0f} MB checkpoint continues on this checkout only]"
         lines.append(
             f"{i:4d} {state:22} {r.describe()} -> {r.dir}" + (f" ({where})" if where else "") + note
         )
