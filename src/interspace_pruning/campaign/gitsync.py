@@ -16,6 +16,7 @@ Failures are reported in one line and never stop the campaign: the files stay on
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import subprocess
 import time
@@ -105,7 +106,10 @@ def resume_files(run_dir: Path) -> list[Path]:
 def too_large_to_commit(run_dir: Path) -> int | None:
     """The size of the largest file ``run_dir``'s unfinished run resumes from when it is
     over :data:`MAX_GIT_FILE` (the run then continues only on this checkout), else None."""
-    sizes = [p.stat().st_size for p in resume_files(run_dir)]
+    sizes = []
+    for p in resume_files(run_dir):
+        with contextlib.suppress(OSError):  # removed meanwhile: its run just finished
+            sizes.append(p.stat().st_size)
     return max(sizes) if sizes and max(sizes) > MAX_GIT_FILE else None
 
 
