@@ -244,7 +244,7 @@ def test_a_checkpoint_too_large_for_git_keeps_its_unfinished_run_uncommitted(
     (d / "config.json").write_text("{}")
     (d / "checkpoint.pt").write_bytes(b"y" * 2048)
     monkeypatch.setattr(gitsync, "MAX_GIT_FILE", 1024)
-    assert gitsync.too_large_to_commit(d) == 2048
+    assert gitsync.too_large_to_commit(gitsync.resume_files(d)) == 2048
     assert not commit_run(d, "partial", checkpoint=True)
     assert "a committed file may have" in capsys.readouterr().out
     assert git("ls-files", "out", cwd=tmp_path).split() == []  # nothing of it in git

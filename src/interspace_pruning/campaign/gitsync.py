@@ -103,11 +103,11 @@ def resume_files(run_dir: Path) -> list[Path]:
     return ([ckpt] if ckpt.is_file() else []) + imp_resume_files(run_dir)
 
 
-def too_large_to_commit(run_dir: Path) -> int | None:
-    """The size of the largest file ``run_dir``'s unfinished run resumes from when it is
-    over :data:`MAX_GIT_FILE` (the run then continues only on this checkout), else None."""
+def too_large_to_commit(files: list[Path]) -> int | None:
+    """The size of the largest of an unfinished run's :func:`resume_files` when it is over
+    :data:`MAX_GIT_FILE` (the run then continues only on this checkout), else None."""
     sizes = []
-    for p in resume_files(run_dir):
+    for p in files:
         with contextlib.suppress(OSError):  # removed meanwhile: its run just finished
             sizes.append(p.stat().st_size)
     return max(sizes) if sizes and max(sizes) > MAX_GIT_FILE else None
@@ -141,7 +141,7 @@ def commit_run(run_dir: Path, message: str, checkpoint: bool = False) -> bool:
         print(f"git: {run_dir} leads outside the checkout; nothing of it is committed", flush=True)
         return False
     large = resume_files(folder) if checkpoint else []
-    if large and (size := too_large_to_commit(folder)):
+    if size := too_large_to_commit(large):
         print(
             f"git: {run_dir}'s checkpoint is {size / 1e6:.1f} MB, over the "
             f"{MAX_GIT_FILE / 1e6:.0f} MB a committed file may have: the unfinished run is "

@@ -227,7 +227,7 @@ def status_lines(queue: Queue, estimator: Estimator | None = None) -> list[str]:
             where = ", ".join(sorted(run_machines(r.dir)))
         except CorruptFileError:  # why_not says so in the note
             where = "machines unknown"
-        if state.startswith("partial") and (size := too_large_to_commit(r.dir)):
+        if state.startswith("partial") and (size := too_large_to_commit(resume_files(r.dir))):
             note += f" [its {size / 1e6:.0f} MB checkpoint continues on this checkout only]"
         lines.append(
             f"{i:4d} {state:22} {r.describe()} -> {r.dir}" + (f" ({where})" if where else "") + note
