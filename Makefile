@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# One pytest worker per core (at most 4: each worker holds torch and the test models);
+# tests/conftest.py gives each worker one torch thread. `pytest -q` alone runs them in order.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
 
 # The main job on the embedded digits data: SP vs IP, SNIP at 98% sparsity, 10 epochs, three
 # seeds (mean ± std, IP - SP paired by seed), under a minute on 2 cores (one torch thread:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
 
 import interspace_pruning as ip
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test``: one worker per core), each worker and the processes
+    it starts use one torch thread: two workers of two threads each on two cores make every
+    parallel region wait for a thread the scheduler gave to the other worker."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -274,7 +274,9 @@ def test_deadline_stops_a_run_that_a_fresh_clone_continues(tmp_path, monkeypatch
     done_run, stopped_run = q.runs
     assert stopped_run.cfg.train.epochs == 2000
     monkeypatch.setattr(runner.Estimator, "seconds", lambda self, r: 1.0)  # both "fit"
-    run_campaign(q, CampaignOptions(deadline=time.time() + 12, workers=1, margin=1.0))
+    # deadlines with room for a loaded machine (tests in parallel beside a campaign: the
+    # 2-epoch run once took 7 s and met a 12 s deadline in its final evaluation)
+    run_campaign(q, CampaignOptions(deadline=time.time() + 20, workers=1, margin=1.0))
     assert (done_run.dir / "summary.json").is_file()
     assert not (stopped_run.dir / "summary.json").is_file()
     stretch = read_stretches(stopped_run.dir)
@@ -292,7 +294,7 @@ def test_deadline_stops_a_run_that_a_fresh_clone_continues(tmp_path, monkeypatch
     git("config", "user.name", "t", cwd=second)
     monkeypatch.chdir(second)
     q2 = load_queue(second / "q.yaml")
-    run_campaign(q2, CampaignOptions(deadline=time.time() + 8, workers=1, margin=1.0))
+    run_campaign(q2, CampaignOptions(deadline=time.time() + 12, workers=1, margin=1.0))
     assert (done_run.dir / "summary.json").read_text() == finished_summary  # not retrained
     again = read_stretches(stopped_run.dir)
     assert [s["how"] for s in again] == ["stopped", "stopped"]

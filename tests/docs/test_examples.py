@@ -15,9 +15,13 @@ from pathlib import Path
 import pytest
 
 from .examples import ROOT, blocks, markers_without_python, pages, python_blocks
+from .test_python_api_page import PAGE as RUN_BLOCK_BY_BLOCK
 
 RUNNER = Path(__file__).with_name("examples.py")
 PAGES_WITH_EXAMPLES = [p for p in pages() if python_blocks(p)]
+# test_python_api_page runs that page's blocks in order in one folder, each alone, twice:
+# stricter than one script, so running it here too would only repeat 20 s of training.
+RUN_AS_ONE_SCRIPT = [p for p in PAGES_WITH_EXAMPLES if p != RUN_BLOCK_BY_BLOCK]
 MAX_NOT_RUN = 3  # blocks that cannot run in a test (CIFAR-10, a GPU): keep them few
 
 
@@ -34,7 +38,7 @@ def run_page(page: Path, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    "page", PAGES_WITH_EXAMPLES, ids=[str(p.relative_to(ROOT)) for p in PAGES_WITH_EXAMPLES]
+    "page", RUN_AS_ONE_SCRIPT, ids=[str(p.relative_to(ROOT)) for p in RUN_AS_ONE_SCRIPT]
 )
 def test_the_examples_of_a_page_run(page, tmp_path):
     proc = run_page(page, tmp_path)

@@ -12,7 +12,6 @@ from ..experiments.stretches import run_seconds
 from ..foundations.io import atomic_write_text, inside
 from ..foundations.names import safe_file_stem
 from ..models import Trust
-from . import plots
 from .collect import RunRecord, collect_runs
 from .machines import machine_label, run_precision
 from .markdown import md, md_code
@@ -165,6 +164,8 @@ def length_section(
                 f"| {method} | {sparsity:.0%} | {epochs} | {fmt_ci(test)} | {fmt_p(test.p)} "
                 f"| {test.n} |"
             )
+    from . import plots  # matplotlib (1 s to import): only when a report draws
+
     picture = plots.plot_length_curve(curve, out / f"{slug}_length.png")
     if picture is not None:
         lines += ["", f"![IP − SP against training length]({picture.name})"]
@@ -231,6 +232,8 @@ def _group_section(
         lines += ["", "### Diagnostics (mean ± std over seeds)", "", diag]
     if not recs:
         return lines
+    from . import plots  # matplotlib (1 s to import): only when a report draws
+
     figures = [
         (
             "accuracy vs sparsity",
