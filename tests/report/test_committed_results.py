@@ -18,11 +18,14 @@ PAGE = ROOT / "docs" / "results.md"
 TABLES = [
     ("## CIFAR-10, ResNet-20", "docs/results/cifar10_resnet20_cpu/runs", 20),
     ("## Fashion-MNIST, pruning at initialisation", "docs/results/fashion_mnist_pai/runs", 15),
+    ("## Imagewoof / ImageNet ResNet-18", "docs/results/imagewoof_resnet18_64px/runs", 3),
 ]
 
 
 def _first_table(lines: list[str]) -> list[str]:
-    """The rows of the first markdown table in ``lines``, without its header."""
+    """The rows of the first markdown table in ``lines``, without its header (a table
+    indented in a list item counts too)."""
+    lines = [line.strip() for line in lines]
     start = next(i for i, line in enumerate(lines) if line.startswith("| "))
     end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
     return [line for line in lines[start:end] if not line.startswith("| method |")]
@@ -35,7 +38,9 @@ def _page_rows(section: str) -> list[str]:
     return _first_table(text[text.index(section) :].splitlines())
 
 
-@pytest.mark.parametrize(("section", "runs", "fewest"), TABLES, ids=["cifar10", "fashion-mnist"])
+@pytest.mark.parametrize(
+    ("section", "runs", "fewest"), TABLES, ids=["cifar10", "fashion-mnist", "imagewoof-64px"]
+)
 def test_results_page_rows_are_what_the_report_makes_of_the_committed_runs(section, runs, fewest):
     records, _ = collect_runs(ROOT / runs)
     report = ip_vs_sp_table([(r.config, r.summary) for r in records], min_seeds=3)
