@@ -66,3 +66,14 @@ def test_a_misspelt_flag_gets_a_guess_and_the_subcommand_help(capsys):
     assert err.endswith("invalid float value: 'abc'; see `interspace train --help`")
     err = _error(["trian"], capsys)  # no subcommand yet: the top-level help
     assert err.endswith("; see `interspace --help`") and "invalid choice: 'trian'" in err
+
+
+def test_the_cli_starts_without_matplotlib():
+    """matplotlib is imported only when a report draws: it cost every ``interspace`` command
+    about 1 s of start-up (``interspace --help``: 4.4 s against 5.5 s on a loaded Zen 3)."""
+    import subprocess
+    import sys
+
+    code = "import sys, interspace_pruning.cli.main; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
