@@ -2,6 +2,8 @@
 
 import argparse
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -71,9 +73,6 @@ def test_a_misspelt_flag_gets_a_guess_and_the_subcommand_help(capsys):
 def test_the_cli_starts_without_matplotlib():
     """matplotlib is imported only when a report draws: it cost every ``interspace`` command
     about 1 s of start-up (``interspace --help``: 4.4 s against 5.5 s on a loaded Zen 3)."""
-    import subprocess
-    import sys
-
     code = "import sys, interspace_pruning.cli.main; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -110,7 +110,8 @@ def too_large_to_commit(files: list[Path]) -> int | None:
     for p in files:
         with contextlib.suppress(OSError):  # removed meanwhile: its run just finished
             sizes.append(p.stat().st_size)
-    return max(sizes) if sizes and max(sizes) > MAX_GIT_FILE else None
+    largest = max(sizes, default=0)
+    return largest if largest > MAX_GIT_FILE else None
 
 
 def _commit_args(message: str, folder: Path, cwd: Path, top: str, removes: bool) -> list[str]:
