@@ -275,14 +275,18 @@ def test_deadline_stops_a_run_that_a_fresh_clone_continues(tmp_path, monkeypatch
     assert stopped_run.cfg.train.epochs == 2000
     monkeypatch.setattr(runner.Estimator, "seconds", lambda self, r: 1.0)  # both "fit"
     # deadlines with room for a loaded machine (tests in parallel beside a campaign: the
-    # 2-epoch run once took 7 s and met a 12 s deadline in its final evaluation)
-    run_campaign(q, CampaignOptions(deadline=time.time() + 20, workers=1, margin=1.0))
+    # 2-epoch run once took 7 s and met a 12 s deadline in its final evaluation); the worker
+    # at normal priority, not at SCHED_IDLE and nice +10 as a real campaign's: beside one
+    # (whose workers are idle-class too) it got a third of a core and missed 20 s
+    fair = {"workers": 1, "margin": 1.0, "nice": 0, "idle": False}
+    run_campaign(q, CampaignOptions(deadline=time.time() + 20, **fair))
     assert (done_run.dir / "summary.json").is_file()
     assert not (stopped_run.dir / "summary.json").is_file()
     stretch = read_stretches(stopped_run.dir)
     assert stretch[0]["how"] == "stopped" and stretch[0]["machine"] == runner.here()
     assert stretch[0]["to_epoch"] > 0
     assert stretch[0]["code"] == code_version()  # the code that trained this stretch
+    assert stretch[0]["cpu_id"] == dev.cpu_id()  # the generation the model name can hide
     tracked = git("ls-files", cwd=first)
     assert f"{stopped_run.dir.as_posix()}/checkpoint.pt" in tracked
     assert f"{done_run.dir.as_posix()}/summary.json" in tracked
@@ -294,7 +298,7 @@ def test_deadline_stops_a_run_that_a_fresh_clone_continues(tmp_path, monkeypatch
     git("config", "user.name", "t", cwd=second)
     monkeypatch.chdir(second)
     q2 = load_queue(second / "q.yaml")
-    run_campaign(q2, CampaignOptions(deadline=time.time() + 12, workers=1, margin=1.0))
+    run_campaign(q2, CampaignOptions(deadline=time.time() + 12, **fair))
     assert (done_run.dir / "summary.json").read_text() == finished_summary  # not retrained
     again = read_stretches(stopped_run.dir)
     assert [s["how"] for s in again] == ["stopped", "stopped"]

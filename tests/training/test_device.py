@@ -330,3 +330,25 @@ def test_machine_kind_and_native_precisions(monkeypatch):
     xeon = frozenset({"avx512f", "avx512_bf16", "amx_bf16"})
     monkeypatch.setattr(dev, "_cpuinfo", lambda: ("Intel Xeon", xeon))
     assert dev.machine_kind("cpu") == "Intel Xeon (avx512f, amx)"
+
+
+ZEN5_CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model\t\t: 2
+model name\t: AMD EPYC
+stepping\t: 1
+flags\t\t: fpu avx2 avx512f avx512_bf16
+
+processor\t: 1
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 143
+"""
+
+
+def test_cpu_id_names_the_generation_that_the_model_name_hides():
+    assert dev.parse_cpu_id(ZEN5_CPUINFO) == "AuthenticAMD family 26 model 2 stepping 1"
+    aarch64 = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd\nCPU part\t: 0xd0c\n"
+    assert dev.parse_cpu_id(aarch64) == "" and dev.parse_cpu_id("") == ""
+    assert dev.hardware(torch.device("cpu"))["cpu_id"] == dev.cpu_id()

@@ -1,9 +1,8 @@
 """Where each stretch of a run trained: a run stopped on one machine and continued on
 another is several stretches, and a results table must know every machine and precision
 that went into each number. ``stretches.json`` in the run folder holds one entry per
-stretch (machine kind, CPU, device, precision, threads, torch, code commit, epochs, times,
-how it ended);
-the summary copies it when the run finishes."""
+stretch (machine kind, CPU and its generation, device, precision, threads, torch, code
+commit, epochs, times, how it ended); the summary copies it when the run finishes."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import torch
 
 from ..foundations.io import CorruptFileError, atomic_write_json, read_json, read_jsonl
 from ..foundations.provenance import code_version
-from ..training.device import Placement, cpu_model, machine_kind
+from ..training.device import Placement, cpu_id, cpu_model, machine_kind
 from .runfiles import MAX_METRICS_ROWS, METRICS
 
 STRETCHES = "stretches.json"
@@ -71,6 +70,9 @@ def begin_stretch(out: Path, where: Placement) -> None:
         {
             "machine": machine_kind(where.device),
             "cpu": cpu_model(),
+            # the generation, which the model name can hide (a Zen 4 and a Zen 5 are both
+            # "AMD EPYC"); not part of the machine kind: see machine_kind
+            "cpu_id": cpu_id(),
             "device": str(where.device),
             "precision": where.precision,
             "channels_last": where.channels_last,

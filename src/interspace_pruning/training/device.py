@@ -95,11 +95,48 @@ def cpu_model() -> str:
     return f"{name} ({isa})" if isa else name
 
 
+def parse_cpu_id(cpuinfo: str) -> str:
+    """The CPU generation in ``/proc/cpuinfo`` text: vendor, family, model and stepping of the
+    first CPU (x86), e.g. ``AuthenticAMD family 26 model 2 stepping 1``; ``""`` where the
+    text has none (ARM). A cloud machine's model name can hide the generation: Zen 4
+    (family 25) and Zen 5 (family 26) EPYCs both read "AMD EPYC"."""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if not sep:
+            if fields:  # a blank line ends the first CPU's block
+                break
+            continue
+        if key in ("vendor_id", "cpu family", "model", "stepping") and key not in fields:
+            fields[key] = value.strip()
+    if "cpu family" not in fields:
+        return ""
+    parts = [fields.get("vendor_id", "")] + [
+        f"{k.removeprefix('cpu ')} {fields[k]}"
+        for k in ("cpu family", "model", "stepping")
+        if k in fields
+    ]
+    return " ".join(p for p in parts if p)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_id() -> str:
+    """This machine's CPU generation (:func:`parse_cpu_id` of ``/proc/cpuinfo``; ``""`` where
+    that file does not exist or names none): recorded beside :func:`cpu_model`, which is
+    what a machine kind is made of."""
+    with contextlib.suppress(OSError):
+        return parse_cpu_id(Path("/proc/cpuinfo").read_text())
+    return ""
+
+
 def hardware(device: torch.device) -> dict:
-    """Where a run's timings were measured: device, CPU model, torch threads and version."""
+    """Where a run's timings were measured: device, CPU model and generation, torch threads
+    and version."""
     out = {
         "device": str(device),
         "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
