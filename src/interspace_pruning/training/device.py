@@ -149,7 +149,9 @@ def machine_kind(device: torch.device | str = "cpu") -> str:
     """The kind of machine a run trains on, for keeping a pair of runs on one kind: the GPU's
     name on CUDA; on a CPU its model and widest vector extension plus its bf16 support
     (``amx``, ``avx512-bf16``), e.g. ``AMD EPYC (avx512f, avx512-bf16)``. Two CPUs of one
-    kind compute bitwise alike for the same thread count; other kinds only up to rounding."""
+    kind compute bitwise alike for the same thread count (checked across a Zen 4 and a Zen 5
+    EPYC, one kind: docs/campaign.md); other kinds only up to rounding. Not the generation
+    (:func:`cpu_id`), which each stretch records beside it."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
