@@ -73,6 +73,11 @@ def _one_line(err: str) -> str:
         ("summary.json", json.dumps({"test_acc": "0.99"}), "'test_acc'"),
         ("summary.json", "{}", "'test_acc'"),
         ("summary.json", json.dumps({"test_acc": 0.5, "stretches": ["a"]}), "'stretches'[0]"),
+        (
+            "summary.json",
+            json.dumps({"test_acc": 0.5, "stretches": [{"cpu_id": "x" * 10**6}]}),
+            "'cpu_id'",
+        ),
         ("metrics.jsonl", json.dumps({"epoch": "one", "test_acc": 0.5}) + "\n", "'epoch'"),
         ("metrics.jsonl", json.dumps({"epoch": 1, "test_acc": [0.5]}) + "\n", "'test_acc'"),
         # JSON integers are unbounded: 10**400 must not reach float() (OverflowError)

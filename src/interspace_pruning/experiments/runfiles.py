@@ -100,7 +100,7 @@ SUMMARY_SCHEMA: dict[str, Field] = {
 #: The machine a run trained on (``summary["hardware"]``, each of ``stretches``).
 HARDWARE_SCHEMA: dict[str, Field] = {
     **dict.fromkeys(
-        ("cpu", "gpu", "device", "torch", "machine", "precision"),
+        ("cpu", "cpu_id", "gpu", "device", "torch", "machine", "precision"),
         Field(("str", "null"), longest=200),
     ),
     "threads": Field(("int", "null"), low=0),
