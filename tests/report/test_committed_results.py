@@ -53,3 +53,55 @@ def test_results_page_rows_are_what_the_report_makes_of_the_committed_runs(secti
     )
     assert [row for row in rows if row not in made] == [], regenerate
     assert [row for row in made if row not in rows] == [], regenerate
+
+
+# The converged section's length table: IP − SP per cell and length, as the report's
+# length curve gives it from the committed runs ("queued" or a note where a length has
+# fewer than 3 pairs yet; a number there is stale).
+LENGTH_SECTION = "## CIFAR-10 at convergence and the training-length curve"
+LENGTH_RUNS = "docs/results/cifar10_resnet20_converged/runs"
+
+
+def _page_length_cells() -> dict[tuple[str, str, int], str]:
+    """``(method, sparsity, epochs) -> cell`` of the section's first table: its header names
+    the lengths (``| method | sparsity | 4 epochs | ...``); the dense row is left out."""
+    text = PAGE.read_text()
+    lines = [line.strip() for line in text[text.index(LENGTH_SECTION) :].splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("| method |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    lengths = [int(c.split()[0]) for c in header[2:]]
+    cells = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        row = [c.strip() for c in line.strip("|").split("|")]
+        if row[0].lower() == "dense":
+            continue
+        for epochs, cell in zip(lengths, row[2:], strict=True):
+            cells[(row[0].lower(), row[1], epochs)] = cell
+    return cells
+
+
+def test_results_page_length_curve_is_what_the_committed_runs_give():
+    from interspace_pruning.experiments.stats import fmt_ci, fmt_p
+    from interspace_pruning.report.tables import length_curve
+
+    records, _ = collect_runs(ROOT / LENGTH_RUNS)
+    curve = length_curve([(r.config, r.summary) for r in records], min_seeds=3)
+    made = {}
+    for (method, sparsity), points in curve.items():
+        for epochs, test in points:
+            p = fmt_p(test.p)
+            made[(method, f"{sparsity:.0%}", epochs)] = (
+                f"{fmt_ci(test)}, p {p if p.startswith('<') else '= ' + p}"
+            )
+    page = {k: v.replace("−", "-") for k, v in _page_length_cells().items()}
+    regenerate = (
+        f"{LENGTH_SECTION!r}: its length table is not what "
+        f"`interspace report {LENGTH_RUNS} --min-seeds 3` gives now; update it"
+    )
+    assert made, "no length curve in the committed runs"
+    for key, cell in made.items():
+        assert page.get(key) == cell, f"{regenerate}: {key} should read {cell!r}"
+    stale = [k for k, v in page.items() if k not in made and v[:1] in "+-"]
+    assert stale == [], f"{regenerate}: {stale} give a number the runs do not"
