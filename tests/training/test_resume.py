@@ -1,5 +1,6 @@
 """A run interrupted mid-training and resumed ends exactly like an uninterrupted one."""
 
+import json
 import os
 import shutil
 import signal
@@ -85,6 +86,33 @@ def test_crash_and_resume_is_bitwise_identical(name, tmp_path):
     )
     _same_models(tmp_path / "crashed", tmp_path / "straight")
     assert not (tmp_path / "crashed" / "checkpoint.pt").exists()  # cleaned up when finished
+
+
+def test_a_run_whose_checkpoint_is_gone_starts_over_and_records_only_the_new_attempt(tmp_path):
+    """Its checkpoint stayed on a machine that is gone: the metrics of the epochs it had
+    trained remain, but training starts over from the first epoch, so the stretches record
+    only the new attempt, from epoch 0 (not from the discarded attempt's last epoch)."""
+    from interspace_pruning import data
+    from interspace_pruning.experiments.stretches import read_stretches
+
+    ds = data.get("digits", train_subset=256, test_subset=64)
+    cfg = CASES["ip-snip"]
+    cfg.train = TrainConfig(epochs=3, batch_size=32, seed=1)
+    out = tmp_path / "run"
+    run(cfg, tmp_path / "straight", dataset=ds, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out, dataset=ds, progress=False, callbacks=[Crash(20)])  # in epoch 3
+    assert len(read_jsonl(out / "metrics.jsonl")) == 2
+    for f in ("checkpoint.pt", "checkpoint.prev.pt"):
+        (out / f).unlink(missing_ok=True)
+    stale = read_stretches(out)
+    stale[0]["machine"] = "Another CPU (avx2)"  # the discarded attempt's, on another kind
+    (out / "stretches.json").write_text(json.dumps(stale))
+    run(cfg, out, dataset=ds, progress=False, resume=True)
+    assert _metrics(out / "metrics.jsonl") == _metrics(tmp_path / "straight" / "metrics.jsonl")
+    stretches = read_stretches(out)
+    assert [(s["from_epoch"], s["to_epoch"], s["how"]) for s in stretches] == [(0, 3, "finished")]
+    assert "Another CPU (avx2)" not in {s["machine"] for s in stretches}
 
 
 class CrashInRound(Callback):

@@ -16,6 +16,7 @@ import torch
 
 from ..foundations.io import CorruptFileError, atomic_write_json, read_json, read_jsonl
 from ..foundations.provenance import code_version
+from ..training.checkpointing import CHECKPOINT, checkpoints
 from ..training.device import Placement, cpu_id, cpu_model, machine_kind
 from .runfiles import MAX_METRICS_ROWS, METRICS
 
@@ -63,9 +64,20 @@ def _now() -> str:
     return time.strftime(_STAMP, time.gmtime())
 
 
+def _starts_over(out: Path) -> bool:
+    """Whether training in ``out`` starts over although epochs are recorded: no checkpoint
+    to continue from (it stayed on a machine that is gone, say), so the epochs recorded
+    are discarded and retrained from the first."""
+    return epochs_done(out) > 0 and not any(p.is_file() for p in checkpoints(out / CHECKPOINT))
+
+
 def begin_stretch(out: Path, where: Placement) -> None:
-    """Record that training (re)starts in ``out`` on this machine, as ``where`` says."""
-    stretches = read_stretches(out)
+    """Record that training (re)starts in ``out`` on this machine, as ``where`` says. A run
+    that starts over (:func:`_starts_over`) drops the record of its discarded attempt: the
+    stretches describe the epochs behind the result, and a discarded stretch on another
+    kind of machine would mark the run as mixed."""
+    over = _starts_over(out)
+    stretches = [] if over else read_stretches(out)
     stretches.append(
         {
             "machine": machine_kind(where.device),
@@ -79,7 +91,7 @@ def begin_stretch(out: Path, where: Placement) -> None:
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "started": _now(),
-            "from_epoch": epochs_done(out),
+            "from_epoch": 0 if over else epochs_done(out),
             # the code this process imported: asked at the stretch's start, not at the end
             # of a run that other commits landed beside (commit and dirty flag, cached)
             "code": code_version(),
