@@ -234,3 +234,20 @@ def test_run_seconds_falls_back_to_wall_time_when_a_stretch_lacks_a_time():
     assert run_seconds({"wall_time": 7.0, "stretches": [one]}) == 7.0  # one process: its own
     assert run_seconds({"wall_time": 7.0, "stretches": [one, one]}) == 7200.0
     assert run_seconds({}) == 0.0
+
+
+def test_a_figure_from_the_models_is_kept_where_the_models_are_not(fake_sweep):
+    """model.pt stays on the machine that trained a run: a report made elsewhere keeps the
+    figure an earlier report drew from the models, says so, and never invents one."""
+    from interspace_pruning.report.build import KEPT_FIGURE
+
+    text = write_report(fake_sweep).read_text()
+    assert "### filter basis" not in text and KEPT_FIGURE not in text  # none drawn, none kept
+    out = next(fake_sweep.rglob("*_accuracy.png")).parent
+    slug = next(out.glob("*_accuracy.png")).name.removesuffix("_accuracy.png")
+    (out / f"{slug}_bases.png").write_bytes(b"\x89PNG drawn earlier")
+    text = write_report(fake_sweep).read_text()
+    assert f"![filter basis: initial vs learned]({slug}_bases.png)\n\n{KEPT_FIGURE}" in text
+    assert "### sparse filters" not in text  # no earlier file: no section
+    (fake_sweep / "ip0" / "model.pt").write_bytes(b"")  # a model here: it would be drawn
+    assert KEPT_FIGURE not in write_report(fake_sweep).read_text()

@@ -262,19 +262,40 @@ def _group_section(
             "spatial filter density",
             plots.plot_filter_density(recs, out / f"{slug}_filter_density.png"),
         ),
-        (
-            "filter basis: initial vs learned",
-            plots.plot_bases(recs, out / f"{slug}_bases.png", unusable),
-        ),
-        (
-            "sparse filters, SP vs IP",
-            plots.plot_sparse_filters(recs, out / f"{slug}_filters.png", problems=unusable),
-        ),
+    ]
+    # drawn from the runs' models: kept from an earlier report where none is on this machine
+    bases, filters = out / f"{slug}_bases.png", out / f"{slug}_filters.png"
+    drawn = {
+        bases: plots.plot_bases(recs, bases, unusable),
+        filters: plots.plot_sparse_filters(recs, filters, problems=unusable),
+    }
+    kept = {png for png, path in drawn.items() if path is None and _drawn_earlier(png, recs)}
+    figures += [
+        ("filter basis: initial vs learned", drawn[bases] or (bases if bases in kept else None)),
+        ("sparse filters, SP vs IP", drawn[filters] or (filters if filters in kept else None)),
     ]
     for name, path in figures:
         if path is not None:
             lines += ["", f"### {name}", "", f"![{name}]({path.name})"]
+            if path in kept:
+                lines += ["", KEPT_FIGURE]
     return lines + pareto_section(recs, out, slug)  # when runs hold a latency.json
+
+
+#: Under a figure that needs the runs' models, kept from an earlier report (see
+#: :func:`_drawn_earlier`).
+KEPT_FIGURE = (
+    "(Drawn by an earlier report from the runs' models, which are not on this machine: "
+    "`model.pt` stays where a run trained.)"
+)
+
+
+def _drawn_earlier(png: Path, recs: list[RunRecord]) -> bool:
+    """Whether to keep ``png``, a figure drawn from the runs' models, although it cannot be
+    drawn now: an earlier report drew it, and none of ``recs`` has its ``model.pt`` on this
+    machine (it stays on the machine that trained the run, so a report made elsewhere,
+    after more runs finished, would otherwise drop the figure)."""
+    return png.is_file() and not any((r.path / "model.pt").is_file() for r in recs)
 
 
 def write_report(
