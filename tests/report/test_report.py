@@ -127,6 +127,19 @@ def test_report_of_a_real_tiny_sweep_has_basis_and_filter_pictures(tmp_path):
     for png in ("bases", "filters"):
         assert (report.parent / f"digits_convnet_{png}.png").is_file(), png
     assert "grad" in text and "dense 3x3 filters" in text
+    # a clone has the model.isp a campaign kept, not model.pt: the pictures come from it
+    from interspace_pruning.experiments.results import keep_sparse_model
+    from interspace_pruning.report.build import KEPT_FIGURE
+
+    for rec in collect_runs(tmp_path)[0]:
+        keep_sparse_model(rec.config, rec.path, rec.summary)
+        (rec.path / "model.pt").unlink()
+    for png in ("bases", "filters"):
+        (report.parent / f"digits_convnet_{png}.png").unlink()
+    text = write_report(tmp_path).read_text()
+    for png in ("bases", "filters"):
+        assert (report.parent / f"digits_convnet_{png}.png").is_file(), png
+    assert KEPT_FIGURE not in text
 
 
 def test_pairs_fine_tuned_from_different_weights_are_named():
@@ -249,5 +262,6 @@ def test_a_figure_from_the_models_is_kept_where_the_models_are_not(fake_sweep):
     text = write_report(fake_sweep).read_text()
     assert f"![filter basis: initial vs learned]({slug}_bases.png)\n\n{KEPT_FIGURE}" in text
     assert "### sparse filters" not in text  # no earlier file: no section
-    (fake_sweep / "ip0" / "model.pt").write_bytes(b"")  # a model here: it would be drawn
+    for name in ("model.pt", "bases_init.pt"):  # the files here: it would be drawn
+        (fake_sweep / "ip0" / name).write_bytes(b"")
     assert KEPT_FIGURE not in write_report(fake_sweep).read_text()

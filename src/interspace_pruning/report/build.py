@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from ..experiments.stats import fmt_ci, fmt_p
@@ -269,7 +270,12 @@ def _group_section(
         bases: plots.plot_bases(recs, bases, unusable),
         filters: plots.plot_sparse_filters(recs, filters, problems=unusable),
     }
-    kept = {png for png, path in drawn.items() if path is None and _drawn_earlier(png, recs)}
+    drawable = {bases: plots.has_bases, filters: plots.has_sparse_filters}
+    kept = {
+        png
+        for png, path in drawn.items()
+        if path is None and _drawn_earlier(png, recs, drawable[png])
+    }
     figures += [
         ("filter basis: initial vs learned", drawn[bases] or (bases if bases in kept else None)),
         ("sparse filters, SP vs IP", drawn[filters] or (filters if filters in kept else None)),
@@ -285,17 +291,18 @@ def _group_section(
 #: Under a figure that needs the runs' models, kept from an earlier report (see
 #: :func:`_drawn_earlier`).
 KEPT_FIGURE = (
-    "(Drawn by an earlier report from the runs' models, which are not on this machine: "
-    "`model.pt` stays where a run trained.)"
+    "(Drawn by an earlier report from the runs' model files, which are not on this machine: "
+    "`model.pt` and `bases_init.pt` stay where a run trained.)"
 )
 
 
-def _drawn_earlier(png: Path, recs: list[RunRecord]) -> bool:
-    """Whether to keep ``png``, a figure drawn from the runs' models, although it cannot be
-    drawn now: an earlier report drew it, and none of ``recs`` has its ``model.pt`` on this
-    machine (it stays on the machine that trained the run, so a report made elsewhere,
-    after more runs finished, would otherwise drop the figure)."""
-    return png.is_file() and not any((r.path / "model.pt").is_file() for r in recs)
+def _drawn_earlier(png: Path, recs: list[RunRecord], drawable: Callable[[RunRecord], bool]) -> bool:
+    """Whether to keep ``png``, a figure drawn from the runs' model files, although it
+    cannot be drawn now: an earlier report drew it, and none of ``recs`` has the files here
+    (``drawable``; ``model.pt`` and ``bases_init.pt`` stay on the machine that trained the
+    run, and only a campaign entry with ``keep_models`` commits a ``model.isp``), so a
+    report made elsewhere, after more runs finished, would otherwise drop the figure."""
+    return png.is_file() and not any(drawable(r) for r in recs)
 
 
 def write_report(
