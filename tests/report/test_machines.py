@@ -69,3 +69,25 @@ def test_a_pair_is_mixed_when_its_runs_trained_on_more_than_one_kind():
     assert mixed_kinds(moved, xeon) == (XEON, EPYC)
     # unrecorded: nothing to compare, counted apart
     assert mixed_kinds({}, epyc) is None and unrecorded({}, epyc) and not unrecorded(xeon, epyc)
+
+
+def test_the_report_names_the_cpu_generations_a_kind_spans():
+    from pathlib import Path
+
+    from interspace_pruning.report.build import where_trained
+    from interspace_pruning.report.collect import RunRecord
+
+    kind = "AMD EPYC (avx512f, avx512-bf16)"
+    zen4, zen5 = "AuthenticAMD family 25 model 17", "AuthenticAMD family 26 model 2"
+
+    def record(*gens):
+        stretches = [_stretch(kind, start=10 * i, end=10 * i + 10) for i in range(len(gens))]
+        for s, gen in zip(stretches, gens, strict=True):
+            if gen:
+                s["cpu_id"] = gen
+        return RunRecord(Path("x"), RunConfig(), {"test_acc": 0.5, "stretches": stretches})
+
+    text = where_trained([record(None, zen5), record(zen4, zen5), record(zen4)])
+    assert text.startswith(f"Trained: 3 on {kind} (")
+    assert text.endswith(f"older stretches record none): {zen4}: 2; {zen5}: 2.")
+    assert "generations" not in where_trained([record(None)])  # older runs: nothing claimed

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..experiments.stats import fmt_ci, fmt_p
-from ..experiments.stretches import run_seconds
+from ..experiments.stretches import run_seconds, summary_stretches
 from ..foundations.io import atomic_write_text, inside
 from ..foundations.names import safe_file_stem
 from ..models import Trust
@@ -115,7 +115,26 @@ def where_trained(records: list[RunRecord]) -> str:
         f"{len(times)} on {md(name, 120)} (mean wall time per run {statistics.fmean(times):.0f} s)"
         for name, times in sorted(groups.items(), key=lambda kv: -len(kv[1]))
     ]
-    return "Trained: " + "; ".join(parts) + "."
+    return "Trained: " + "; ".join(parts) + "." + cpu_generations(records)
+
+
+def cpu_generations(records: list[RunRecord]) -> str:
+    """The CPU generations the runs' stretches record (``cpu_id``: one machine kind can span
+    several, e.g. a Zen 4 and a Zen 5 EPYC), with how many runs trained some epochs on
+    each; ``""`` where none records one (stretches before 2026-12-07 do not)."""
+    runs: dict[str, int] = {}
+    for r in records:
+        for gen in {str(s["cpu_id"]) for s in summary_stretches(r.summary) if s.get("cpu_id")}:
+            runs[gen] = runs.get(gen, 0) + 1
+    if not runs:
+        return ""
+    listed = "; ".join(
+        f"{md(g, 80)}: {n}" for g, n in sorted(runs.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+    return (
+        " CPU generations recorded (runs with epochs on each; older stretches record none): "
+        f"{listed}."
+    )
 
 
 def complete_runs(records: list[RunRecord], min_seeds: int) -> list[RunRecord]:
