@@ -479,3 +479,18 @@ def test_a_summary_copied_from_another_run_does_not_count_as_done(tmp_path, monk
     # an older summary (no config_hash) must at least be of this run's representation
     (ip0.dir / "summary.json").write_text(json.dumps({"test_acc": 0.5, "representation": "sp"}))
     assert "records a 'sp' run" in runner.why_not(ip0, groups[ip0.group], machine)
+
+
+def test_a_run_whose_checkpoint_is_gone_ties_no_group_and_counts_no_epochs(tmp_path):
+    """Its recorded stretches and epochs belong to an attempt it discards: another kind of
+    machine may train it, from the first epoch, and the estimate counts the whole run."""
+    from interspace_pruning.experiments.stretches import epochs_kept
+
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    stale = [{"machine": "AMD EPYC (avx2)", "from_epoch": 0, "to_epoch": 2, "how": "stopped"}]
+    (d / STRETCHES).write_text(json.dumps(stale))
+    assert runner.run_machines(d) == set() and epochs_kept(d) == 0
+    (d / "checkpoint.pt").write_bytes(b"x")  # with its checkpoint it continues where it was
+    assert runner.run_machines(d) == {"AMD EPYC (avx2)"} and epochs_kept(d) == 2

@@ -89,5 +89,8 @@ def test_the_report_names_the_cpu_generations_a_kind_spans():
 
     text = where_trained([record(None, zen5), record(zen4, zen5), record(zen4)])
     assert text.startswith(f"Trained: 3 on {kind} (")
-    assert text.endswith(f"older stretches record none): {zen4}: 2; {zen5}: 2.")
+    assert text.endswith(f"(runs on each): {zen4}: 2; {zen5}: 2.")
     assert "generations" not in where_trained([record(None)])  # older runs: nothing claimed
+    idle = record(zen4)
+    idle.summary["stretches"][0]["to_epoch"] = 0  # stopped before its first epoch
+    assert "generations" not in where_trained([idle])

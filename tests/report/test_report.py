@@ -250,8 +250,9 @@ def test_run_seconds_falls_back_to_wall_time_when_a_stretch_lacks_a_time():
 
 
 def test_a_figure_from_the_models_is_kept_where_the_models_are_not(fake_sweep):
-    """model.pt stays on the machine that trained a run: a report made elsewhere keeps the
-    figure an earlier report drew from the models, says so, and never invents one."""
+    """model.pt stays on the machine that trained a run: a report that cannot draw a figure
+    from the run files here keeps the one an earlier report drew, says so, and never
+    invents one."""
     from interspace_pruning.report.build import KEPT_FIGURE
 
     text = write_report(fake_sweep).read_text()
@@ -262,6 +263,7 @@ def test_a_figure_from_the_models_is_kept_where_the_models_are_not(fake_sweep):
     text = write_report(fake_sweep).read_text()
     assert f"![filter basis: initial vs learned]({slug}_bases.png)\n\n{KEPT_FIGURE}" in text
     assert "### sparse filters" not in text  # no earlier file: no section
-    for name in ("model.pt", "bases_init.pt"):  # the files here: it would be drawn
+    for name in ("model.pt", "bases_init.pt"):  # damaged files here: still not drawable
         (fake_sweep / "ip0" / name).write_bytes(b"")
-    assert KEPT_FIGURE not in write_report(fake_sweep).read_text()
+    text = write_report(fake_sweep).read_text()
+    assert KEPT_FIGURE in text and "ip0" in text  # kept, and the unusable model is named

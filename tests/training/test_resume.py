@@ -108,11 +108,30 @@ def test_a_run_whose_checkpoint_is_gone_starts_over_and_records_only_the_new_att
     stale = read_stretches(out)
     stale[0]["machine"] = "Another CPU (avx2)"  # the discarded attempt's, on another kind
     (out / "stretches.json").write_text(json.dumps(stale))
+    # the new attempt is stopped in its first epoch: the stale metrics must not count
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out, dataset=ds, progress=False, resume=True, callbacks=[Crash(4)])
+    assert [(s["from_epoch"], s["to_epoch"]) for s in read_stretches(out)] == [(0, 0)]
     run(cfg, out, dataset=ds, progress=False, resume=True)
     assert _metrics(out / "metrics.jsonl") == _metrics(tmp_path / "straight" / "metrics.jsonl")
     stretches = read_stretches(out)
-    assert [(s["from_epoch"], s["to_epoch"], s["how"]) for s in stretches] == [(0, 3, "finished")]
+    assert [(s["from_epoch"], s["to_epoch"], s["how"]) for s in stretches] == [
+        (0, 0, "stopped"),
+        (0, 3, "finished"),
+    ]
     assert "Another CPU (avx2)" not in {s["machine"] for s in stretches}
+
+
+def test_an_imp_run_never_counts_as_starting_over(tmp_path):
+    """IMP keeps its checkpoints in round_N/ and writes its top-level metrics at its end: a
+    stop between those and its summary must not drop the stretches of its rounds."""
+    from interspace_pruning.experiments.stretches import starts_over
+
+    (tmp_path / "round_0").mkdir()
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    assert not starts_over(tmp_path)
+    (tmp_path / "round_0").rmdir()
+    assert starts_over(tmp_path)  # the same files without rounds: no checkpoint, start over
 
 
 class CrashInRound(Callback):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ..experiments.config import RunConfig
 from ..experiments.run import prepare_run
 from ..experiments.run_setup import load_data
-from ..experiments.stretches import epochs_done
+from ..experiments.stretches import epochs_kept
 from ..foundations.io import CorruptFileError, atomic_write_json, open_for_append, read_json
 from ..training import device as dev
 from .queue import QueuedRun
@@ -163,7 +163,7 @@ class Estimator:
 
     def seconds(self, run: QueuedRun) -> float:
         """Estimated seconds to finish ``run`` here (what is left of it, if resumed)."""
-        left = 1.0 - epochs_done(run.dir) / max(1, run.cfg.train.epochs)
+        left = 1.0 - epochs_kept(run.dir) / max(1, run.cfg.train.epochs)
         return SAFETY * self.correction() * self.raw_seconds(run) * max(left, 0.05)
 
     def learn(self, run: QueuedRun, estimated_raw: float, took: float) -> None:

@@ -37,7 +37,14 @@ from ..experiments.grid import check_recorded, not_a_run_folder
 from ..experiments.results import keep_sparse_model
 from ..experiments.run import run
 from ..experiments.runfiles import DIVERGED, SUMMARY, read_diverged, read_summary
-from ..experiments.stretches import STRETCHES, epochs_done, machine_kinds, read_stretches
+from ..experiments.stretches import (
+    STRETCHES,
+    epochs_done,
+    epochs_kept,
+    machine_kinds,
+    read_stretches,
+    starts_over,
+)
 from ..foundations.claims import Claim, RunClaimedError, claim_owner, try_claim
 from ..foundations.io import CorruptFileError, atomic_write_json, read_json
 from ..training import device as dev
@@ -101,6 +108,8 @@ def run_machines(run_dir: Path) -> set[str]:
         summary = None
     if isinstance(summary, dict):
         return set(machine_kinds(summary))
+    if starts_over(run_dir):  # its checkpoint is gone: the recorded stretches are discarded
+        return set()
     return {str(s["machine"]) for s in read_stretches(run_dir) if s.get("machine")}
 
 
@@ -173,7 +182,7 @@ def state_of(run: QueuedRun) -> str:
         return "unusable result"
     if result is not None:
         return result
-    done = epochs_done(run.dir)
+    done = epochs_kept(run.dir)  # a run whose checkpoint is gone starts over
     if done or resume_files(run.dir):
         return f"partial ({done}/{run.cfg.train.epochs} epochs)"
     return "todo"
@@ -342,7 +351,7 @@ class _Worker:
             self.train(*picked)
 
     def train(self, r: QueuedRun, held: Claim, est: float) -> None:
-        left_fraction = 1.0 - epochs_done(r.dir) / max(1, r.cfg.train.epochs)
+        left_fraction = 1.0 - epochs_kept(r.dir) / max(1, r.cfg.train.epochs)
         resumed = left_fraction < 1.0 or bool(resume_files(r.dir))
         raw = self.estimator.raw_seconds(r) * left_fraction
         self.say(

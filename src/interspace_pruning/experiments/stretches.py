@@ -64,19 +64,34 @@ def _now() -> str:
     return time.strftime(_STAMP, time.gmtime())
 
 
-def _starts_over(out: Path) -> bool:
-    """Whether training in ``out`` starts over although epochs are recorded: no checkpoint
-    to continue from (it stayed on a machine that is gone, say), so the epochs recorded
-    are discarded and retrained from the first."""
-    return epochs_done(out) > 0 and not any(p.is_file() for p in checkpoints(out / CHECKPOINT))
+def starts_over(out: Path) -> bool:
+    """Whether training in ``out`` (an unfinished run) starts over although epochs are
+    recorded: no checkpoint to continue from (it stayed on a machine that is gone, say),
+    so the recorded epochs are discarded and retrained from the first. Never for an IMP
+    run (its checkpoints are in ``round_N/``, its top-level metrics written at its end)."""
+    out = Path(out)
+    return (
+        epochs_done(out) > 0
+        and not any(p.is_file() for p in checkpoints(out / CHECKPOINT))
+        and not (out / "round_0").exists()
+    )
+
+
+def epochs_kept(out: Path) -> int:
+    """The epochs a resume of ``out`` continues from: :func:`epochs_done`, or 0 where the
+    run starts over (:func:`starts_over`)."""
+    return 0 if starts_over(out) else epochs_done(out)
 
 
 def begin_stretch(out: Path, where: Placement) -> None:
     """Record that training (re)starts in ``out`` on this machine, as ``where`` says. A run
-    that starts over (:func:`_starts_over`) drops the record of its discarded attempt: the
-    stretches describe the epochs behind the result, and a discarded stretch on another
-    kind of machine would mark the run as mixed."""
-    over = _starts_over(out)
+    that starts over (:func:`starts_over`) drops its discarded attempt's record, metrics
+    and stretches: the stretches describe the epochs behind the result (a discarded stretch
+    on another kind of machine would mark the run as mixed), and stale metrics would be
+    read as epochs done by a stop before the first new epoch ends."""
+    over = starts_over(out)
+    if over:
+        (Path(out) / METRICS).unlink(missing_ok=True)
     stretches = [] if over else read_stretches(out)
     stretches.append(
         {

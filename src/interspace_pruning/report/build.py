@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 import sys
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 from ..experiments.stats import fmt_ci, fmt_p
@@ -106,7 +105,7 @@ def where_trained(records: list[RunRecord]) -> str:
     """Which kinds of machine trained the runs, with the mean wall time per run on each
     (summed over a run's stretches, :func:`..experiments.stretches.run_seconds`; see
     :func:`.machines.machine_label`: each summary's stretches, else its ``hardware``, the
-    GPU's name, else the CPU's)."""
+    GPU's name, else the CPU's), then the CPU generations recorded (:func:`cpu_generations`)."""
     groups: dict[str, list[float]] = {}
     for r in records:
         name = machine_label(r.summary)
@@ -124,17 +123,21 @@ def cpu_generations(records: list[RunRecord]) -> str:
     each; ``""`` where none records one (stretches before 2026-12-07 do not)."""
     runs: dict[str, int] = {}
     for r in records:
-        for gen in {str(s["cpu_id"]) for s in summary_stretches(r.summary) if s.get("cpu_id")}:
+        trained = [s for s in summary_stretches(r.summary) if _trained_epochs(s)]
+        for gen in {str(s["cpu_id"]) for s in trained if s.get("cpu_id")}:
             runs[gen] = runs.get(gen, 0) + 1
     if not runs:
         return ""
     listed = "; ".join(
         f"{md(g, 80)}: {n}" for g, n in sorted(runs.items(), key=lambda kv: (-kv[1], kv[0]))
     )
-    return (
-        " CPU generations recorded (runs with epochs on each; older stretches record none): "
-        f"{listed}."
-    )
+    return f" CPU generations that trained epochs of them (runs on each): {listed}."
+
+
+def _trained_epochs(stretch) -> bool:
+    """Whether a stretch trained an epoch (an open one, still training or killed, counts)."""
+    start, end = stretch.get("from_epoch"), stretch.get("to_epoch")
+    return not (isinstance(start, int) and isinstance(end, int) and end <= start)
 
 
 def complete_runs(records: list[RunRecord], min_seeds: int) -> list[RunRecord]:
@@ -289,12 +292,8 @@ def _group_section(
         bases: plots.plot_bases(recs, bases, unusable),
         filters: plots.plot_sparse_filters(recs, filters, problems=unusable),
     }
-    drawable = {bases: plots.has_bases, filters: plots.has_sparse_filters}
-    kept = {
-        png
-        for png, path in drawn.items()
-        if path is None and _drawn_earlier(png, recs, drawable[png])
-    }
+    # a report made on another machine than the models' would otherwise drop the figure
+    kept = {png for png, path in drawn.items() if path is None and png.is_file()}
     figures += [
         ("filter basis: initial vs learned", drawn[bases] or (bases if bases in kept else None)),
         ("sparse filters, SP vs IP", drawn[filters] or (filters if filters in kept else None)),
@@ -307,21 +306,12 @@ def _group_section(
     return lines + pareto_section(recs, out, slug)  # when runs hold a latency.json
 
 
-#: Under a figure that needs the runs' models, kept from an earlier report (see
-#: :func:`_drawn_earlier`).
+#: Under a figure drawn from the runs' model files that this report could not draw and kept
+#: from an earlier report into the same folder.
 KEPT_FIGURE = (
-    "(Drawn by an earlier report from the runs' model files, which are not on this machine: "
-    "`model.pt` and `bases_init.pt` stay where a run trained.)"
+    "(Drawn by an earlier report: this one could not draw it from the run files here. "
+    "`model.pt` and `bases_init.pt` stay on the machine that trained a run.)"
 )
-
-
-def _drawn_earlier(png: Path, recs: list[RunRecord], drawable: Callable[[RunRecord], bool]) -> bool:
-    """Whether to keep ``png``, a figure drawn from the runs' model files, although it
-    cannot be drawn now: an earlier report drew it, and none of ``recs`` has the files here
-    (``drawable``; ``model.pt`` and ``bases_init.pt`` stay on the machine that trained the
-    run, and only a campaign entry with ``keep_models`` commits a ``model.isp``), so a
-    report made elsewhere, after more runs finished, would otherwise drop the figure."""
-    return png.is_file() and not any(drawable(r) for r in recs)
 
 
 def write_report(

@@ -24,23 +24,6 @@ from .collect import RunRecord, try_load_model  # noqa: E402
 from .tables import paired_differences, row_key, seed_cells, side  # noqa: E402
 
 COLORS = {"sp": "tab:blue", "ip": "tab:red", "dense": "black"}
-
-
-def has_bases(r: RunRecord) -> bool:
-    """Whether :func:`plot_bases` can draw ``r`` here: an IP run with its initial bases and
-    its model (``model.pt``, or the ``model.isp`` a campaign kept)."""
-    return (
-        r.config.prune.representation.is_interspace
-        and (r.path / "bases_init.pt").is_file()
-        and model_file(r.path) is not None
-    )
-
-
-def has_sparse_filters(r: RunRecord) -> bool:
-    """Whether :func:`plot_sparse_filters` can draw ``r`` here: a pruned run with its model."""
-    return not r.config.prune.representation.is_dense and model_file(r.path) is not None
-
-
 LABELS = {"sp": "SP (spatial)", "ip": "IP (interspace)", "dense": "dense"}
 
 
@@ -273,7 +256,13 @@ def plot_bases(
     """A learned filter basis next to its initialisation (one IP run, a middle layer).
 
     Runs whose files cannot be used are named in ``problems`` and the next run is tried."""
-    cands = [r for r in records if has_bases(r)]
+    cands = [
+        r
+        for r in records
+        if r.config.prune.representation.is_interspace
+        and (r.path / "bases_init.pt").is_file()
+        and model_file(r.path) is not None
+    ]
     for rec in sorted(cands, key=lambda r: (-r.config.prune.sparsity, r.config.train.seed)):
         model = try_load_model(rec, problems)
         if model is None:
@@ -311,7 +300,7 @@ def plot_sparse_filters(
     for r in records:
         p = r.config.prune
         rep = p.representation
-        if has_sparse_filters(r):
+        if not rep.is_dense and model_file(r.path) is not None:  # model.pt, or model.isp
             pairs.setdefault((p.method, p.sparsity, r.config.train.seed), {})[rep.kind] = r
     full = [(k, v) for k, v in pairs.items() if len(v) == 2]
     for key, pair in sorted(full, key=lambda kv: (-kv[0][1], kv[0][2])):  # noqa: B007 (used below)

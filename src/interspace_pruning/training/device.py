@@ -126,7 +126,7 @@ def cpu_id() -> str:
     that file does not exist or names none): recorded beside :func:`cpu_model`, which is
     what a machine kind is made of."""
     with contextlib.suppress(OSError):
-        return parse_cpu_id(Path("/proc/cpuinfo").read_text())
+        return parse_cpu_id(Path("/proc/cpuinfo").read_text(errors="replace"))
     return ""
 
 
