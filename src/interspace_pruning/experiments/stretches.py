@@ -106,7 +106,7 @@ def begin_stretch(out: Path, where: Placement) -> None:
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "started": _now(),
-            "from_epoch": 0 if over else epochs_done(out),
+            "from_epoch": epochs_done(out),  # 0 for a run starting over: metrics deleted
             # the code this process imported: asked at the stretch's start, not at the end
             # of a run that other commits landed beside (commit and dirty flag, cached)
             "code": code_version(),

@@ -286,18 +286,19 @@ def _group_section(
             plots.plot_filter_density(recs, out / f"{slug}_filter_density.png"),
         ),
     ]
-    # drawn from the runs' models: kept from an earlier report where none is on this machine
-    bases, filters = out / f"{slug}_bases.png", out / f"{slug}_filters.png"
-    drawn = {
-        bases: plots.plot_bases(recs, bases, unusable),
-        filters: plots.plot_sparse_filters(recs, filters, problems=unusable),
-    }
-    # a report made on another machine than the models' would otherwise drop the figure
-    kept = {png for png, path in drawn.items() if path is None and png.is_file()}
-    figures += [
-        ("filter basis: initial vs learned", drawn[bases] or (bases if bases in kept else None)),
-        ("sparse filters, SP vs IP", drawn[filters] or (filters if filters in kept else None)),
-    ]
+    # drawn from the runs' model files; where this report cannot draw one, the figure an
+    # earlier report drew into this folder is kept (a report made on another machine than
+    # the models' would drop it otherwise)
+    kept: set[Path] = set()
+    for name, png, draw in (
+        ("filter basis: initial vs learned", f"{slug}_bases.png", plots.plot_bases),
+        ("sparse filters, SP vs IP", f"{slug}_filters.png", plots.plot_sparse_filters),
+    ):
+        path = draw(recs, out / png, problems=unusable)
+        if path is None and (out / png).is_file():
+            path = out / png
+            kept.add(path)
+        figures.append((name, path))
     for name, path in figures:
         if path is not None:
             lines += ["", f"### {name}", "", f"![{name}]({path.name})"]
