@@ -24,11 +24,13 @@ from .results import RunResult, finish, save_initial_bases, summarise
 from .run_setup import prepare_representation, pruner_options
 from .runfiles import (
     MODEL,
+    ROUND_PREFIX,
     SUMMARY,
     load_model_state,
     read_metrics,
     read_model,
     read_summary,
+    round_dir,
 )
 
 #: The rewind state (weights at ``rewind_step`` of round 0) that every later round starts from.
@@ -42,8 +44,8 @@ def resume_files(out: Path) -> list[Path]:
     model (the next round prunes it)."""
     out = Path(out)
     numbered = []
-    for sub in out.glob("round_*"):
-        index = sub.name.removeprefix("round_")
+    for sub in out.glob(f"{ROUND_PREFIX}*"):
+        index = sub.name.removeprefix(ROUND_PREFIX)
         if sub.is_dir() and not sub.is_symlink() and index.isdigit():
             numbered.append((int(index), sub))
     files = []
@@ -95,12 +97,12 @@ def run_imp(
     history: list[dict] = []
     restored = False
     for r, level in enumerate([0.0, *levels]):
-        sub = inside(out / f"round_{r}", out) if out is not None else None
+        sub = inside(round_dir(out, r), out) if out is not None else None
         if resume and sub is not None and (sub / "summary.json").is_file():
             rounds.append(read_summary(sub / "summary.json", cfg))
             continue
         if rounds and not restored and out is not None:  # resuming after finished rounds
-            previous = out / f"round_{r - 1}" / MODEL
+            previous = round_dir(out, r - 1) / MODEL
             load_model_state(model, read_model(previous, tag), previous)
             rewind_point.read_file()
         restored = True
@@ -137,7 +139,7 @@ def run_imp(
             finish(sub, model, summary, tag)
     summary = dict(rounds[-1], rounds=rounds)
     if writes:
-        last = out / f"round_{len(levels)}"
+        last = round_dir(out, len(levels))
         last_history = read_metrics(last / "metrics.jsonl")  # bounded in bytes and rows
         write_jsonl(out / "metrics.jsonl", last_history)
         if not restored:  # every round was already done: the model is the last round's

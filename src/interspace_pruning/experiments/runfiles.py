@@ -43,6 +43,15 @@ MODEL_FORMAT, MODEL_VERSION = "interspace-model", 2
 DIVERGED = "diverged.json"
 
 
+#: The folders of an IMP run's rounds: ``round_0/``, ``round_1/``, ...
+ROUND_PREFIX = "round_"
+
+
+def round_dir(out: Path, r: int) -> Path:
+    """Where round ``r`` of an IMP run in ``out`` keeps its files."""
+    return Path(out) / f"{ROUND_PREFIX}{r}"
+
+
 #: What a summary's fields may hold (see :mod:`..foundations.schema`): what the report, the
 #: bench and ``--resume`` read from it, bounded so a received folder cannot make them
 #: allocate a model of 10^12 classes or print a list where a name belongs.

@@ -18,7 +18,7 @@ from ..foundations.io import CorruptFileError, atomic_write_json, read_json, rea
 from ..foundations.provenance import code_version
 from ..training.checkpointing import CHECKPOINT, checkpoints
 from ..training.device import Placement, cpu_id, cpu_model, machine_kind
-from .runfiles import MAX_METRICS_ROWS, METRICS
+from .runfiles import MAX_METRICS_ROWS, METRICS, round_dir
 
 STRETCHES = "stretches.json"
 #: How a stretch ended. A stretch without ``ended`` was killed (or is still training).
@@ -73,7 +73,7 @@ def starts_over(out: Path) -> bool:
     return (
         epochs_done(out) > 0
         and not any(p.is_file() for p in checkpoints(out / CHECKPOINT))
-        and not (out / "round_0").exists()
+        and not round_dir(out, 0).exists()
     )
 
 

@@ -66,19 +66,26 @@ def resolve_device(spec: str) -> torch.device:
 
 
 @functools.lru_cache(maxsize=1)
+def _cpuinfo_text() -> str:
+    """``/proc/cpuinfo``, read once per process (``""`` where it does not exist)."""
+    with contextlib.suppress(OSError):
+        return Path("/proc/cpuinfo").read_text(errors="replace")
+    return ""
+
+
+@functools.lru_cache(maxsize=1)
 def _cpuinfo() -> tuple[str, frozenset[str]]:
     """The first CPU's model name and feature flags from ``/proc/cpuinfo`` (x86 ``flags``,
     ARM ``Features``); ``("", {})`` where that file does not exist."""
     name, flags = "", frozenset()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not name:
-                name = value.strip()
-            elif key.strip() in ("flags", "Features") and not flags:
-                flags = frozenset(value.split())
-            if name and flags:
-                break
+    for line in _cpuinfo_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not name:
+            name = value.strip()
+        elif key.strip() in ("flags", "Features") and not flags:
+            flags = frozenset(value.split())
+        if name and flags:
+            break
     return name, flags
 
 
@@ -120,14 +127,11 @@ def parse_cpu_id(cpuinfo: str) -> str:
     return " ".join(p for p in parts if p)
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_id() -> str:
     """This machine's CPU generation (:func:`parse_cpu_id` of ``/proc/cpuinfo``; ``""`` where
     that file does not exist or names none): recorded beside :func:`cpu_model`, which is
     what a machine kind is made of."""
-    with contextlib.suppress(OSError):
-        return parse_cpu_id(Path("/proc/cpuinfo").read_text(errors="replace"))
-    return ""
+    return parse_cpu_id(_cpuinfo_text())
 
 
 def hardware(device: torch.device) -> dict:
