@@ -74,7 +74,8 @@ class Point:
 
 @dataclass(frozen=True)
 class Match:
-    """The fastest IP model at least as accurate as SP at ``sp.sparsity``."""
+    """The fastest IP model of SP's method at least as accurate as SP at ``sp.sparsity``
+    (another method's IP models may be faster still: each method is its own line)."""
 
     sp: Point
     ip: Point | None
@@ -90,7 +91,8 @@ class Match:
             return f"{head}; no IP model reaches that accuracy."
         ip = self.ip
         return (
-            f"{head}; the fastest IP model at least as accurate is IP at {ip.sparsity:.0%}: "
+            f"{head}; the fastest IP {sp.method} model at least as accurate is IP at "
+            f"{ip.sparsity:.0%}: "
             f"{ip.acc:.2%}, {ip.ms:.2f} ms; speed-up over that SP model: {self.speedup:.2f}x"
             + (" (IP is slower)." if self.speedup < 1 else ".")
         )
