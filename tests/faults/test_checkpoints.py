@@ -64,6 +64,22 @@ def test_checkpoint_files_carry_a_checksum_and_plain_torch_load_still_works(tmp_
         load_tensors(truncated)
 
 
+def test_an_unreadable_file_is_explained_without_torchs_advice_to_unpickle_it(tmp_path):
+    """torch's own message for a file it refuses can say "re-running torch.load with
+    weights_only set to False will likely succeed": advice that would run the file's code."""
+    text = tmp_path / "mist.py"
+    text.write_text("print('hi')\n")
+    cut = tmp_path / "cut.pt"
+    save_tensors(tmp_path / "whole.pt", {"w": torch.arange(1000.0)})
+    cut.write_bytes((tmp_path / "whole.pt").read_bytes()[:500])  # no checksum trailer left
+    for path, reason in ((text, "not a torch archive"), (cut, "damaged or cut short")):
+        with pytest.raises(ValueError, match=reason) as e:
+            load_tensors(path, fix="export it again")
+        message = one_line(str(e.value))
+        assert str(path) in message and message.endswith("export it again")
+        assert "weights_only" not in message
+
+
 def test_bit_flip_in_a_checkpoint_is_named_and_the_previous_one_resumes(digits, tmp_path):
     out, ref = tmp_path / "run", tmp_path / "ref"
     steps = digits.steps_per_epoch(32)

@@ -69,6 +69,19 @@ def save_tensors(path: str | Path, obj: dict, keep_previous: str | Path | None =
     return len(data)
 
 
+def _unreadable(data: bytes, error: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused ``data``, in our words: torch's own
+    message can advise loading with ``weights_only=False``, which would run the file's code."""
+    if not data.startswith(b"PK"):
+        return "it is not a torch archive (a file of another kind, or one cut at its start)"
+    if "weights_only" in str(error) or "pickl" in type(error).__name__.lower():
+        return (
+            "it holds objects other than tensors, numbers and strings (not a file this "
+            "program wrote; such files are never unpickled)"
+        )
+    return "its archive is damaged or cut short"
+
+
 def load_tensors(
     path: str | Path,
     what: str = "checkpoint",
@@ -99,8 +112,7 @@ def load_tensors(
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors of all kinds: corrupt or not a checkpoint
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        msg = f"cannot read {what} {path}: {first}" + (f"; {fix}" if fix else "")
+        msg = f"cannot read {what} {path}: {_unreadable(data, e)}" + (f"; {fix}" if fix else "")
         raise CorruptFileError(path, "cannot be read", fix, message=msg) from None
     if not isinstance(obj, dict):
         msg = f"{what} {path} holds a {type(obj).__name__}, not a state dict"
