@@ -277,8 +277,8 @@ def test_a_missing_tracker_package_is_one_line_naming_the_extra(tmp_path, monkey
     assert main(["train", "--epochs", "1", "--log", "wandb", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
-    assert "pip install 'interspace-pruning[wandb]'" in err
-    assert 'pip install -e ".[wandb]"' in err  # the form for a clone
+    assert 'pip install -e ".[wandb]"' in err  # the extra, from the repository
+    assert "interspace-pruning[" not in err  # the package is not on PyPI: a name anyone may take
     assert not out.exists()  # refused before the run folder is made
     assert not (out / "config.json").exists()
 

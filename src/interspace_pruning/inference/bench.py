@@ -55,7 +55,7 @@ from .timing import interleaved_times
 
 ENGINES = ("torch", "sparse", "onnxruntime")
 ORT_MISSING = (
-    "ONNX Runtime is not installed: pip install 'interspace-pruning[onnx]' (or pip install "
+    'ONNX Runtime is not installed: pip install -e ".[onnx]" in the repository (or pip install '
     "onnxruntime onnx onnxscript)"
 )
 

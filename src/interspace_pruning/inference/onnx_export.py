@@ -15,7 +15,7 @@ from ..interspace import fold
 def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]) -> Path:
     """Fold ``model`` (dense spatial weights, plain torch modules) and export it to ONNX.
 
-    Needs the ``onnx`` and ``onnxscript`` packages (``pip install interspace-pruning[onnx]``).
+    Needs the ``onnx`` and ``onnxscript`` packages (``pip install -e ".[onnx]"`` in the repository).
     """
     try:
         import onnx  # noqa: F401

@@ -1,7 +1,7 @@
 """Experiment trackers: TensorBoard, Weights & Biases, MLflow (``--log``).
 
-Each is an optional extra (``pip install 'interspace-pruning[tensorboard]'``, ``[wandb]``,
-``[mlflow]``; in a clone ``pip install -e ".[tensorboard]"``) imported only when used, and
+Each is an optional extra (``pip install -e ".[tensorboard]"`` in the repository, or
+``[wandb]``, ``[mlflow]``) imported only when used, and
 local by default: TensorBoard event files in the run folder, W&B offline, MLflow on a
 SQLite file. :class:`TrackingSession` feeds them from the training loop;
 :func:`log_sparsity` logs a model's pruning state from any loop. :func:`check_trackers`

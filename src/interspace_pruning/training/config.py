@@ -63,7 +63,7 @@ class TrainConfig:
     log: tuple[str, ...] = hp(
         (),
         "also log to an experiment tracker: tensorboard, wandb or mlflow (offline/local "
-        "by default; each an extra: pip install 'interspace-pruning[NAME]')",
+        "by default; each an extra: pip install -e '.[NAME]' in the repository)",
         identity=False,
     )
     log_every: int = hp(
