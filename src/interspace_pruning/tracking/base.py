@@ -207,7 +207,7 @@ def require(cls: type[Tracker]) -> None:
     if missing:
         raise MissingTrackerError(
             f"--log {cls.name} needs the {' and '.join(missing)} package"
-            f"{'s' if len(missing) > 1 else ''}: pip install -e \".[{cls.name}]\" in the "
+            f'{"s" if len(missing) > 1 else ""}: pip install -e ".[{cls.name}]" in the '
             "repository (its extra)"
         )
 
