@@ -369,3 +369,38 @@ def test_a_received_imp_folder_cannot_exhaust_memory(tmp_path):
     with pytest.raises(ValueError, match="metrics.jsonl is not a regular file") as e:
         run(cfg, out, dataset=ds, progress=False, resume=True)
     assert "\n" not in str(e.value)
+
+
+def test_a_run_is_never_continued_or_read_back_on_other_data(tmp_path):
+    """A folder is named by its configuration, and a dataset passed to run(dataset=...) is
+    not part of it: a run begun on 256 images must not be continued, nor its result returned
+    as already finished, for other data (the config's own, or another subset)."""
+    from interspace_pruning import data
+    from interspace_pruning.experiments.stretches import read_stretches
+
+    small = data.get("digits", train_subset=256, test_subset=64)
+    other = data.get("digits", train_subset=128, test_subset=64)
+    cfg = CASES["ip-snip"]
+    cfg.train = TrainConfig(epochs=2, batch_size=32, seed=1)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out, dataset=small, progress=False, callbacks=[Crash(10)])
+    before = (out / "stretches.json").read_text()
+    with pytest.raises(ValueError, match="trained on other data") as e:
+        run(cfg, out, dataset=other, progress=False, resume=True)
+    assert "\n" not in str(e.value) and "overwrite" in str(e.value)
+    assert (out / "stretches.json").read_text() == before  # refused before anything is written
+    with pytest.raises(ValueError, match="a dataset passed to run"):
+        run(cfg, out, progress=False, resume=True)  # the configuration's data: all of digits
+    run(cfg, out, dataset=small, progress=False, resume=True)  # the same data: it continues
+    stretches = read_stretches(out)
+    assert [s["data_sha256"] for s in stretches] == [small.fingerprint()] * 2
+    assert all(s["data_given"] for s in stretches)
+
+    for again in (None, other):  # a finished run's result is not handed out for other data
+        with pytest.raises(ValueError, match="trained on other data"):
+            run(cfg, out, dataset=again, progress=False, resume=True)
+    result = run(cfg, out, dataset=small, progress=False, resume=True)
+    assert result.already_finished
+    fresh = run(cfg, out, dataset=other, progress=False, overwrite=True)  # the way out it names
+    assert not fresh.already_finished and fresh.summary["data_sha256"] == other.fingerprint()

@@ -46,7 +46,14 @@ from .run_setup import (
     pruner_options,
 )
 from .runfiles import DIVERGED, METRICS, SUMMARY, read_config, read_metrics, read_summary
-from .stretches import STRETCHES, recording_stretch
+from .stretches import (
+    STRETCHES,
+    check_same_data,
+    data_was_given,
+    read_stretches,
+    recording_stretch,
+    summary_stretches,
+)
 
 __all__ = [
     "claim_run_dir",
@@ -164,11 +171,15 @@ def _run(
     ``overwrite`` (start over). Under ``torchrun`` only rank 0 writes.
     """
     out = Path(out_dir) if out_dir is not None else None
+    given = dataset is not None
     if out is not None:
         claim_run_dir(out, cfg, resume, overwrite)
         if resume and not overwrite and (out / SUMMARY).is_file():
-            return finished_run(cfg, out)
+            return finished_run(cfg, out, dataset)
     dataset = load_data(cfg.data) if dataset is None else dataset
+    fingerprint = _fingerprint(dataset) if out is not None else None
+    if out is not None and resume and not overwrite and fingerprint is not None:
+        check_same_data(out, read_stretches(out), fingerprint)  # before anything is written
     where = Placement.of(cfg.train)  # resolved once for the run: pruning and training
     dataset = dataset.to(where.device)
     writes = out is not None and distributed.info().is_main
@@ -181,7 +192,7 @@ def _run(
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", to_dict(cfg))
     # stretches.json: where this stretch of the run trains, closed by finish() or a stop
-    with recording_stretch(out if writes else None, where):
+    with recording_stretch(out if writes else None, where, fingerprint, given):
         if session is None:
             return _train_run(
                 cfg, out, dataset, model, where, callbacks, progress, resume, None, fresh
@@ -264,9 +275,26 @@ def tracking_session(
     return TrackingSession(cfg.train.log, run, cfg.train.log_every)
 
 
-def finished_run(cfg: RunConfig, out: Path) -> RunResult:
-    """A run that had finished, read back from its folder (nothing is trained or written)."""
+def _fingerprint(dataset: data_mod.ImageDataset) -> str | None:
+    """The data's fingerprint (``None`` for a dataset object without one)."""
+    fingerprint = getattr(dataset, "fingerprint", None)
+    return fingerprint() if callable(fingerprint) else None
+
+
+def finished_run(
+    cfg: RunConfig, out: Path, dataset: data_mod.ImageDataset | None = None
+) -> RunResult:
+    """A run that had finished, read back from its folder (nothing is trained or written).
+    Refused if it trained on other data than ``dataset`` (default: the configuration's,
+    loaded only when the run had been given a dataset: otherwise its configuration names
+    its data, as it names the folder)."""
     summary = read_summary(out / SUMMARY, cfg)
+    stretches = summary_stretches(summary)
+    if dataset is None and data_was_given(stretches):
+        dataset = load_data(cfg.data)
+    fingerprint = _fingerprint(dataset) if dataset is not None else None
+    if fingerprint is not None:
+        check_same_data(out, stretches, fingerprint)
     history = read_metrics(out / METRICS, cfg) if (out / METRICS).is_file() else []
     model = finished_model(cfg, out, summary)
     return RunResult(cfg, history, summary, model, already_finished=True)

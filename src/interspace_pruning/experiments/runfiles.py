@@ -117,6 +117,10 @@ HARDWARE_SCHEMA: dict[str, Field] = {
     "to_epoch": Field(("int",), low=0),
     "channels_last": Field(("bool", "null")),
     **dict.fromkeys(("started", "ended", "how"), Field(("str", "null"), longest=200)),
+    # the data this stretch trained on (its fingerprint), and whether the caller passed it
+    # (``run(dataset=...)``) instead of the configuration naming it
+    "data_sha256": Field(("str", "null"), longest=128),
+    "data_given": Field(("bool", "null")),
 }
 #: A row of ``metrics.jsonl``: numbers (null or NaN where a run diverged), the epoch first.
 METRICS_ROW_SCHEMA: dict[str, Field] = {

@@ -83,12 +83,16 @@ def epochs_kept(out: Path) -> int:
     return 0 if starts_over(out) else epochs_done(out)
 
 
-def begin_stretch(out: Path, where: Placement) -> None:
-    """Record that training (re)starts in ``out`` on this machine, as ``where`` says. A run
-    that starts over (:func:`starts_over`) drops its discarded attempt's record, metrics
-    and stretches: the stretches describe the epochs behind the result (a discarded stretch
-    on another kind of machine would mark the run as mixed), and stale metrics would be
-    read as epochs done by a stop before the first new epoch ends."""
+def begin_stretch(
+    out: Path, where: Placement, data_sha256: str | None = None, data_given: bool = False
+) -> None:
+    """Record that training (re)starts in ``out`` on this machine, as ``where`` says, on the
+    data of fingerprint ``data_sha256`` (``data_given``: passed by the caller rather than
+    named by the configuration). A run that starts over (:func:`starts_over`) drops its
+    discarded attempt's record, metrics and stretches: the stretches describe the epochs
+    behind the result (a discarded stretch on another kind of machine would mark the run as
+    mixed), and stale metrics would be read as epochs done by a stop before the first new
+    epoch ends."""
     over = starts_over(out)
     if over:
         (Path(out) / METRICS).unlink(missing_ok=True)
@@ -110,9 +114,36 @@ def begin_stretch(out: Path, where: Placement) -> None:
             # the code this process imported: asked at the stretch's start, not at the end
             # of a run that other commits landed beside (commit and dirty flag, cached)
             "code": code_version(),
+            "data_sha256": data_sha256,
+            "data_given": data_given,
         }
     )
     atomic_write_json(Path(out) / STRETCHES, stretches)
+
+
+def check_same_data(out: Path, stretches: list[Mapping], fingerprint: str) -> None:
+    """Refuse to continue or read back the run in ``out`` on data other than the data its
+    ``stretches`` trained on (``fingerprint``: :meth:`..data.ImageDataset.fingerprint`). A
+    run's folder is named by its configuration, and a dataset passed to ``run(dataset=...)``
+    is not part of it: without this, a run begun on 500 images would be continued, or its
+    result returned, for the full dataset. Stretches recorded before fingerprints were are
+    not checked."""
+    recorded = [s.get("data_sha256") for s in stretches if isinstance(s.get("data_sha256"), str)]
+    if recorded and recorded[-1] != fingerprint:
+        given = any(s.get("data_given") for s in stretches)
+        raise ValueError(
+            f"{out} holds a run trained on other data (data fingerprint {recorded[-1][:12]}, "
+            f"the data now {fingerprint[:12]}"
+            + (", a dataset passed to run(dataset=...)" if given else "")
+            + "): pass the dataset it "
+            + ("was given" if given else "trained on")
+            + " (run(dataset=...)), or overwrite=True (--overwrite) to train it again"
+        )
+
+
+def data_was_given(stretches: list[Mapping]) -> bool:
+    """Whether a stretch of the run trained on a dataset its caller passed."""
+    return any(s.get("data_given") is True for s in stretches)
 
 
 def end_stretch(out: Path, how: str) -> list[dict]:
@@ -125,14 +156,16 @@ def end_stretch(out: Path, how: str) -> list[dict]:
 
 
 @contextlib.contextmanager
-def recording_stretch(out: Path | None, where: Placement) -> Iterator[None]:
+def recording_stretch(
+    out: Path | None, where: Placement, data_sha256: str | None = None, data_given: bool = False
+) -> Iterator[None]:
     """Record a stretch of training in ``out`` (nothing without a folder): begun now, closed
     as ``stopped`` (a stop signal: to be resumed) or ``failed`` if the body raises; a
     finished run's stretch is closed by :func:`..results.finish`."""
     if out is None:
         yield
         return
-    begin_stretch(out, where)
+    begin_stretch(out, where, data_sha256, data_given)
     try:
         yield
     except BaseException as e:
