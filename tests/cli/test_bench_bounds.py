@@ -93,3 +93,22 @@ def test_bench_help_states_each_default_once():
             continue
         said = len(re.findall(r"\bdefault\b", action.help or "", re.IGNORECASE))
         assert said == 1, f"{action.option_strings}: {action.help!r}"
+
+
+def test_a_sparse_file_says_which_input_size_it_is_timed_at(sparse_file, capsys):
+    """A sparse file does not record its input size: the size timed is said, with the flag."""
+    args = ["bench", str(sparse_file), "--quiet", "--engines", "torch", "--repeats", "1"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "does not record its input size: timing 1x28x28" in err and "--input-size" in err
+    assert main([*args, "--input-size", "8"]) == 0
+    assert "does not record" not in capsys.readouterr().err
+
+
+def test_a_file_without_a_spec_says_how_to_export_one(tmp_path, capsys):
+    model = ip.models.get("convnet", 10, 1)
+    ip.prune(model, "random", 0.8)
+    ip.export_sparse(model.eval(), tmp_path / "bare.isp")  # no spec: only load_sparse(model=)
+    err = _bench([str(tmp_path / "bare.isp")], capsys)
+    assert "does not name its model" in err and "export_sparse(model, path, {'name'" in err
+    assert "pass model=" not in err  # a Python argument: no flag of this command

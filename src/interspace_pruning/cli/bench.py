@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -81,7 +82,8 @@ def add_parser(sub, formatter_class) -> None:
         type=_count(1, MAX_INPUT_SIZE, "an image size"),
         default=None,
         help=f"image height = width, from what the model's pooling needs to {MAX_INPUT_SIZE} "
-        "and what memory allows (default: the dataset's)",
+        "and what memory allows (default: the dataset's for a run folder; for a sparse file, "
+        "which does not record it, 28 with one input channel, else 32)",
     )
     b.add_argument(
         "--memory", action="store_true", help="peak RSS per engine (a fresh process each)"
@@ -159,7 +161,7 @@ def check_inputs(
 def run(ns: argparse.Namespace) -> dict:
     """Bench ``ns.source`` at each batch size; print the tables, write ``--json``."""
     from ..inference.bench import bench
-    from .sources import add_memory, load_source, run_identity
+    from .sources import add_memory, load_source, run_folder, run_identity
 
     trust = trust_from(ns)
     model, shape = load_source(ns.source, None, trust)
@@ -167,6 +169,12 @@ def run(ns: argparse.Namespace) -> dict:
     if ns.input_size is not None:
         shape = (shape[0], ns.input_size, ns.input_size)
     check_inputs(model, shape, own_size, ns.input_size, ns.batch)
+    if ns.input_size is None and run_folder(Path(ns.source)) is None:
+        print(
+            f"note: {ns.source} does not record its input size: timing "
+            f"{'x'.join(map(str, shape))}; pass --input-size to time the size it takes",
+            file=sys.stderr,
+        )
     threads = ns.threads or torch.get_num_threads()
     results = []
     for batch in ns.batch:

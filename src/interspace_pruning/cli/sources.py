@@ -20,7 +20,7 @@ from ..data import image_shape
 from ..experiments.runfiles import MODEL, SPARSE_MODEL, model_file, read_config
 from ..foundations.hparams import config_hash
 from ..inference.bench import BenchResult, measure_peak
-from ..inference.sparse_format import load_sparse
+from ..inference.sparse_format import UnnamedModelError, load_sparse
 from ..models import Trust
 from ..report.collect import collect_runs, load_model
 
@@ -77,6 +77,13 @@ def load_source(
     else:
         try:
             model = load_sparse(path, trust_model_imports=trust_model_imports)
+        except UnnamedModelError:
+            raise ValueError(
+                f"{path} does not name its model, so this command cannot rebuild it: export it "
+                "again with a spec, ip.export_sparse(model, path, {'name': 'package.module:"
+                "callable' or a registered name, 'num_classes': N, 'in_channels': C}), or "
+                "bench its run folder"
+            ) from None
         except ValueError:
             raise
         except Exception as e:  # not a torch file at all, or not ours

@@ -38,6 +38,11 @@ from ..interspace.convert import SHARE_MODES
 from ..interspace.parametrization import InterspaceWeight
 from ..masks import PrunableTensor, attach_masks, prunable
 
+
+class UnnamedModelError(ValueError):
+    """A sparse file written without a model spec, loaded without a model to fill."""
+
+
 FORMAT = "interspace-sparse"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -227,7 +232,11 @@ def model_from_sparse(
     if model is None:
         spec = meta.get("model")
         if not spec:
-            raise ValueError(f"{path} does not name its model; pass model= (same architecture)")
+            raise UnnamedModelError(
+                f"{path} does not name its model; pass model= (same architecture), or export "
+                "it with a spec: export_sparse(model, path, {'name': ..., 'num_classes': ..., "
+                "'in_channels': ...})"
+            )
         name = models.check_trusted(
             spec["name"], f"{path}: header field model.name", trust_model_imports
         )
