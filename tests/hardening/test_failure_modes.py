@@ -69,8 +69,47 @@ def test_run_directories_are_never_overwritten(tmp_path, capsys):
     assert main([*args, "--resume"]) == 0  # finished: resuming changes nothing
     assert main([*args, "--sparsity", "0.5", "--resume"]) == 2
     assert "another configuration" in capsys.readouterr().err
+    # without --resume, another configuration is told so, not sent to --resume first
+    assert main([*args, "--sparsity", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "finished run of another configuration" in err and "pass --resume" not in err
     assert main([*args, "--sparsity", "0.5", "--overwrite"]) == 0
     assert '"sparsity": 0.5' in (tmp_path / "run" / "config.json").read_text()
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_nothing_that_blocks_the_fix(
+    tmp_path, capsys
+):
+    """A mistake found only once the run has started (an IMP rewind step beyond training)
+    must not leave a config.json that makes the mended command "resume an unfinished run";
+    a folder this command made and left empty (missing data) is removed too."""
+    out = tmp_path / "runs" / "imp"
+    args = ["train", *FAST, "--method", "imp", "--imp-rate", "0.5", "--epochs", "1"]
+    assert main([*args, "--rewind-step", "500", "--out", str(out)]) == 2
+    assert "beyond" in capsys.readouterr().err
+    assert not out.exists()
+    out.mkdir(parents=True)  # a folder the user made: kept, but emptied of the failed run
+    assert main([*args, "--rewind-step", "500", "--out", str(out)]) == 2
+    assert out.is_dir() and not any(p.name != ".claim" for p in out.iterdir())
+    assert main([*args, "--rewind-step", "2", "--out", str(out)]) == 0  # no --resume needed
+    missing = tmp_path / "runs" / "cifar"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "cifar10",
+                "--root",
+                str(tmp_path / "none"),
+                "--epochs",
+                "1",
+                "--out",
+                str(missing),
+            ]
+        )
+        == 2
+    )
+    assert "cifar" in capsys.readouterr().err.lower() and not missing.exists()
 
 
 def test_sigterm_checkpoints_mid_epoch_and_resumes_bitwise(tmp_path):

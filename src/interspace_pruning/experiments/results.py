@@ -188,11 +188,15 @@ def summarise(
     }
 
 
+#: The filter bases as initialised, kept for the report's basis pictures.
+BASES_INIT = "bases_init.pt"
+
+
 def save_initial_bases(out: Path, model: nn.Module, tag: str | None = None) -> None:
     """Keep the filter bases as initialised (for the report's basis pictures), named as run
     ``tag``'s (``config_hash``: the report leaves out another run's file)."""
     bases = filter_bases(model)
-    path = out / "bases_init.pt"
+    path = out / BASES_INIT
     if bases and not path.is_file():
         saved: dict = {f"basis{i}": fb.weight.detach() for i, fb in enumerate(bases)}
         save_tensors(path, saved if tag is None else {**saved, "config_hash": tag})

@@ -32,11 +32,19 @@ from ..tracking import (
     flat_params,
 )
 from ..training import Callback, distributed, train
+from ..training.checkpointing import CHECKPOINT, checkpoints
 from ..training.device import Placement, configure_backends
 from ..training.loop import DivergedError
 from .config import RunConfig
 from .imp import run_imp
-from .results import RunResult, finish, finished_model, save_initial_bases, summarise
+from .results import (
+    BASES_INIT,
+    RunResult,
+    finish,
+    finished_model,
+    save_initial_bases,
+    summarise,
+)
 from .run_setup import (
     initial_model,
     load_data,
@@ -45,11 +53,20 @@ from .run_setup import (
     pretrained_file,
     pruner_options,
 )
-from .runfiles import DIVERGED, METRICS, SUMMARY, read_config, read_metrics, read_summary
+from .runfiles import (
+    DIVERGED,
+    METRICS,
+    SUMMARY,
+    read_config,
+    read_metrics,
+    read_summary,
+    round_dir,
+)
 from .stretches import (
     STRETCHES,
     check_same_data,
     data_was_given,
+    epochs_done,
     read_stretches,
     recording_stretch,
     summary_stretches,
@@ -119,19 +136,42 @@ def run(
         # the trackers' settings and stores first: a refusal leaves no run folder behind
         root = tracking.root if tracking is not None else out_dir
         check_trackers(cfg.train.log, root, out_dir)
+    main = out_dir is not None and distributed.info().is_main
+    existed = out_dir is not None and Path(out_dir).exists()
+    fresh = out_dir is not None and not (Path(out_dir) / "config.json").is_file()
     claim = _claim(Path(out_dir)) if out_dir is not None else None
     try:
         return _run(cfg, out_dir, dataset, model, callbacks, progress, resume, overwrite, tracking)
     except DivergedError as e:
-        if out_dir is not None and distributed.info().is_main:  # while still claimed
+        if main:  # while still claimed
             atomic_write_json(
                 Path(out_dir) / DIVERGED,
                 {"status": "diverged", "error": str(e), "config_hash": config_hash(cfg)},
             )
         raise
+    except Exception:
+        if main and fresh:  # an error, not a stop (KeyboardInterrupt): nothing to resume
+            discard_unstarted(Path(out_dir))
+        raise
     finally:
         if claim is not None:
             claim.release()
+        if main and not existed:
+            with contextlib.suppress(OSError):  # only if empty: a run that failed to start
+                Path(out_dir).rmdir()
+
+
+def discard_unstarted(out: Path) -> None:
+    """Remove what a new run wrote into ``out`` before failing in its first epoch (a rewind
+    step beyond training, say): its configuration, stretch record and initial bases would
+    otherwise make the same command, once mended, read as the resume of an unfinished run.
+    A run with a recorded epoch, a checkpoint or an IMP round keeps everything."""
+    started = epochs_done(out) > 0 or round_dir(out, 0).exists()
+    if started or any(p.is_file() for p in checkpoints(out / CHECKPOINT)):
+        return
+    for name in ("config.json", STRETCHES, BASES_INIT, METRICS):
+        with contextlib.suppress(OSError):
+            (out / name).unlink(missing_ok=True)
 
 
 def _claim(out: Path) -> Claim | None:
@@ -332,6 +372,12 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
     state = "a finished" if (out / "summary.json").is_file() else "an unfinished"
     names = _option_names.get()
     if not resume:
+        if _same_config(config_file, cfg) is False:  # --resume would be refused: say so now
+            raise ValueError(
+                f"{out} already holds {state} run of another configuration (see "
+                f"{config_file}); choose another {names['out']}, or pass "
+                f"{names['overwrite']} to replace it"
+            )
         raise ValueError(
             f"{out} already holds {state} run; pass {names['resume']} to continue it, "
             f"{names['overwrite']} to start over, or choose another {names['out']}"
@@ -352,6 +398,17 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
             f"{out} holds a run of another configuration; resume it with its own settings "
             f"(see {config_file}), or pass {names['overwrite']}"
         )
+
+
+def _same_config(config_file: Path, cfg: RunConfig) -> bool | None:
+    """Whether ``config_file`` records ``cfg`` (``None`` where it cannot tell: a damaged file,
+    or one naming a model import path other than ``cfg``'s, which is not imported)."""
+    try:
+        recorded = read_config(config_file)
+        check_trusted(recorded.model.model, f"{config_file}: field model.model", {cfg.model.model})
+        return config_hash(recorded) == config_hash(cfg)
+    except ValueError:  # CorruptFileError, an untrusted import path
+        return None
 
 
 def with_representation(cfg: RunConfig, rep: str | Representation) -> RunConfig:
