@@ -109,6 +109,15 @@ def test_report_errors(tmp_path):
         write_report(tmp_path / "empty")
 
 
+def test_a_single_damaged_run_is_named_with_its_file(fake_sweep):
+    """`interspace report RUN` on one run whose config.json is damaged names the file and
+    the problem, as a report of its parent folder does, not only a count."""
+    run = next(p for p in fake_sweep.iterdir() if (p / "config.json").is_file())
+    (run / "config.json").write_text("{bad")
+    with pytest.raises(ValueError, match="1 with damaged files.*config.json is not valid JSON"):
+        write_report(run)
+
+
 def test_report_of_a_real_tiny_sweep_has_basis_and_filter_pictures(tmp_path):
     from interspace_pruning import data
     from interspace_pruning.experiments.grid import expand, run_grid

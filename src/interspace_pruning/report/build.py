@@ -340,6 +340,7 @@ def write_report(
             f"{root} has no finished runs yet ({len(unfinished)} unfinished"
             + (f", {len(damaged)} with damaged files" if damaged else "")
             + ")"
+            + (f"; {damaged[0]}" if damaged else "")  # what is damaged, and how to mend it
         )
     # the default lies in the (perhaps received) folder: a `report` symlink planted there
     # must not carry the report elsewhere; a folder the user names is theirs to choose
