@@ -33,6 +33,7 @@ def test_load_sweep_expands_and_validates(tmp_path):
     assert sweep.configs[0].train.lr == 0.05
     bad = {
         "base: {train: {lr: 5e-4}}": "base.train.lr must be float, got '5e-4'",
+        "base: {prune: {pattern: 2:4}}": "pattern must be str, got 124 (quote it",
         "base: {train: {lrr: 0.1}}": "unknown hyperparameter 'base.train.lrr'",
         "base: {optim: {lr: 0.1}}": "unknown section base.optim",
         "grid: {prune.sparsity: 0.9}": "maps 'section.field' to a list",

@@ -143,7 +143,12 @@ def _unknown_arguments(extras: list[str], parser: argparse.ArgumentParser) -> st
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     add_run_arguments(p)  # RunConfig's flags; schedule options from the schedule registry
     g = p.add_argument_group("output")
-    g.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<hash>)")
+    g.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run directory (default: runs/<command>-<configuration hash>, e.g. runs/train-…)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.add_argument("--threads", type=_threads, default="auto", help=THREADS_HELP)
     g.add_argument(
@@ -163,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     t = sub.add_parser(
         "train",
-        help="prune at initialisation and train one model",
+        help="prune (at initialisation, during training or iteratively) and train one model",
         description="Prune a freshly initialised model (IP, SP or dense) and train it. "
         "Writes config.json, metrics.jsonl (one line per epoch) and summary.json.",
         epilog=TRAIN_EXAMPLES,

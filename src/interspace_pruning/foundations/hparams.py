@@ -334,5 +334,8 @@ def coerce(cls: type, name: str, value: Any, where: str = "") -> Any:
     if tp is int and isinstance(value, bool):
         raise ValueError(f"{where or name} must be an integer, got {reprlib.repr(value)}")
     if not isinstance(value, tp):
-        raise ValueError(f"{where or name} must be {tp.__name__}, got {reprlib.repr(value)}")
+        hint = ""
+        if tp is str and isinstance(value, int | float):  # YAML 1.1 reads 2:4 as 124
+            hint = " (quote it: YAML reads some unquoted text, such as 2:4, as a number)"
+        raise ValueError(f"{where or name} must be {tp.__name__}, got {reprlib.repr(value)}{hint}")
     return value
