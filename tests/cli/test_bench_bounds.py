@@ -112,3 +112,12 @@ def test_a_file_without_a_spec_says_how_to_export_one(tmp_path, capsys):
     err = _bench([str(tmp_path / "bare.isp")], capsys)
     assert "does not name its model" in err and "export_sparse(model, path, {'name'" in err
     assert "pass model=" not in err  # a Python argument: no flag of this command
+
+
+def test_a_folder_of_runs_points_to_one_of_them(tmp_path, capsys):
+    """`interspace compare` writes a folder of runs (sp/, ip/): bench names one to time."""
+    for rep in ("ip", "sp"):
+        (tmp_path / "cmp" / rep).mkdir(parents=True)
+        (tmp_path / "cmp" / rep / "config.json").write_text("{}")
+    err = _bench([str(tmp_path / "cmp")], capsys)
+    assert "is not a run directory" in err and f"e.g. {tmp_path / 'cmp' / 'ip'}" in err

@@ -61,7 +61,7 @@ def test_timm_style_factory():
         ("nonexistent_pkg_xyz.nets:build", {}, "cannot import 'nonexistent_pkg_xyz.nets'"),
         (f"{BUILDER}:missing", {}, "has no attribute 'missing'"),
         (f"{BUILDER}:NOT_CALLABLE", {}, "is a int, not a function or class"),
-        (f"{BUILDER}:not_a_model", {}, "returned a int, not a torch.nn.Module"),
+        (f"{BUILDER}:not_a_model", {}, "returned an object of type int, not a torch.nn.Module"),
         (f"{BUILDER}:build", {"depth": 3}, "unexpected keyword argument 'depth'"),
         ("torch.nn:", {}, "bad model import path"),
         ("resnet19", {}, "unknown model 'resnet19'"),

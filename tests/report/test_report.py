@@ -109,6 +109,11 @@ def test_report_errors(tmp_path):
         write_report(tmp_path / "empty")
 
 
+def test_a_run_file_names_its_run(fake_sweep):
+    run = next(p for p in fake_sweep.iterdir() if (p / "summary.json").is_file())
+    assert write_report(run / "summary.json") == write_report(run)
+
+
 def test_a_single_damaged_run_is_named_with_its_file(fake_sweep):
     """`interspace report RUN` on one run whose config.json is damaged names the file and
     the problem, as a report of its parent folder does, not only a count."""

@@ -58,7 +58,9 @@ def load_source(
     path = run_folder(path) or path
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ValueError(f"{path} is not a run directory (no config.json)")
+            runs = sorted(p for p in path.iterdir() if (p / "config.json").is_file())
+            hint = f"; it holds runs, e.g. {runs[0]}: bench one of them" if runs else ""
+            raise ValueError(f"{path} is not a run directory (no config.json){hint}")
         if model_file(path) is None:
             raise ValueError(
                 f"{path} has no {MODEL} (nor {SPARSE_MODEL}): the run has not finished, or "

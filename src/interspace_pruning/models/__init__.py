@@ -253,10 +253,14 @@ def _resolve(path: str) -> Callable[..., Any]:
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(
-            f"model {path}: cannot import {module_name!r} ({e}); install it, run from the "
-            "folder that holds it, or add that folder to PYTHONPATH"
-        ) from None
+        top = module_name.partition(".")[0]
+        how = (  # PyPI's torchvision/timm pull a torch that is not this CPU build
+            "install it beside this torch as docs/getting-started.md#torchvision-and-timm-"
+            "beside-the-cpu-torch says"
+            if top in ("torchvision", "timm")
+            else "install it, run from the folder that holds it, or add that folder to PYTHONPATH"
+        )
+        raise ValueError(f"model {path}: cannot import {module_name!r} ({e}); {how}") from None
     except Exception as e:  # the module itself failed while importing
         raise ValueError(
             f"model {path}: importing {module_name!r} failed: {type(e).__name__}: {e}"
@@ -325,7 +329,9 @@ def build_from_path(
             ) from None
     model = fn(*args, **kwargs)
     if not isinstance(model, nn.Module):
-        raise ValueError(f"model {path} returned a {type(model).__name__}, not a torch.nn.Module")
+        raise ValueError(
+            f"model {path} returned an object of type {type(model).__name__}, not a torch.nn.Module"
+        )
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)), None)
     if first is None:
         raise ValueError(f"model {path} built a model with no nn.Conv2d or nn.Linear layer")

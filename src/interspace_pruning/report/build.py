@@ -331,6 +331,8 @@ def write_report(
     if min_seeds < 1:
         raise ValueError(f"--min-seeds must be at least 1, got {min_seeds}")
     root = Path(root)
+    if root.is_file() and root.name in ("config.json", "summary.json", "metrics.jsonl"):
+        root = root.parent  # a file of a run names its run, as for `interspace bench`
     damaged: list[str] = []
     records, unfinished = collect_runs(root, damaged, trust_model_imports)
     records, repeated = drop_duplicates(records)  # before any table or group sees them
