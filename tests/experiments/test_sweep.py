@@ -34,7 +34,7 @@ def test_load_sweep_expands_and_validates(tmp_path):
     bad = {
         "base: {train: {lr: 5e-4}}": "base.train.lr must be float, got '5e-4'",
         "base: {prune: {pattern: 2:4}}": "pattern must be str, got 124 (quote it",
-        "base: {train: {lrr: 0.1}}": "unknown hyperparameter 'base.train.lrr'",
+        "base: {train: {lrr: 0.1}}": "'base.train.lrr' (did you mean 'base.train.lr'",
         "base: {optim: {lr: 0.1}}": "unknown section base.optim",
         "grid: {prune.sparsity: 0.9}": "maps 'section.field' to a list",
         "grid: {prune.sparsity: [1.5]}": "sparsity must be in",

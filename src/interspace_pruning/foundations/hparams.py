@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import difflib
 import functools
 import hashlib
 import json
@@ -147,7 +148,11 @@ def find_leaf(cls: type, name: str, where: str = "") -> Leaf:
     for leaf in found:
         if leaf.name == name:
             return leaf
-    raise ValueError(f"unknown hyperparameter {where or name!r}")
+    close = difflib.get_close_matches(name, sorted({leaf.key for leaf in found}), n=1)
+    shown = where or name  # the key as the user wrote it, with its section
+    prefix = shown[: -len(name)] if shown.endswith(name) else ""
+    hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+    raise ValueError(f"unknown hyperparameter {shown!r}{hint}")
 
 
 def _field_default(f: dataclasses.Field) -> Any:
