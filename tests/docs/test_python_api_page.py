@@ -129,5 +129,6 @@ def test_a_second_python_compare_names_the_python_arguments(tmp_path):
     cfg = RunConfig(data=DataConfig(train_subset=50, test_subset=20))
     with pytest.raises(ValueError) as e:
         compare(cfg, tmp_path, dense=False, progress=False, threads=None)
-    text = str(e.value)
-    assert "resume=True" in text and "overwrite=True" in text and "\n" not in text
+    text = str(e.value)  # another configuration's run: resuming it is no way out
+    assert "another configuration" in text and "\n" not in text and "--" not in text
+    assert "overwrite=True" in text and "out_dir" in text
