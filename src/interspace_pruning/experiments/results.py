@@ -174,7 +174,7 @@ def summarise(
         "hardware": hardware(next(model.parameters()).device),
         "numerics": numerics(next(model.parameters()).device, precision),
         # which copy of the data, as read (None for a dataset object that cannot say)
-        "data_sha256": dataset.fingerprint() if hasattr(dataset, "fingerprint") else None,
+        "data_sha256": data_fingerprint(dataset),
         "code": code_version(),  # commit and dirty flag: what a rerun checks out
         "epochs": len(history),
         "dense_flops": cost.dense_flops,
@@ -186,6 +186,13 @@ def summarise(
         **{k: history[0][k] for k in DIAGNOSTICS_INIT if k in history[0]},
         **{k: last[k] for k in DIAGNOSTICS_FINAL if k in last},
     }
+
+
+def data_fingerprint(dataset: data_mod.ImageDataset) -> str | None:
+    """The data's fingerprint (:meth:`..data.ImageDataset.fingerprint`; ``None`` for a
+    dataset object of the caller's without one)."""
+    fingerprint = getattr(dataset, "fingerprint", None)
+    return fingerprint() if callable(fingerprint) else None
 
 
 #: The filter bases as initialised, kept for the report's basis pictures.

@@ -32,7 +32,6 @@ from ..tracking import (
     flat_params,
 )
 from ..training import Callback, distributed, train
-from ..training.checkpointing import CHECKPOINT, checkpoints
 from ..training.device import Placement, configure_backends
 from ..training.loop import DivergedError
 from .config import RunConfig
@@ -40,6 +39,7 @@ from .imp import run_imp
 from .results import (
     BASES_INIT,
     RunResult,
+    data_fingerprint,
     finish,
     finished_model,
     save_initial_bases,
@@ -60,13 +60,13 @@ from .runfiles import (
     read_config,
     read_metrics,
     read_summary,
-    round_dir,
 )
 from .stretches import (
     STRETCHES,
     check_same_data,
     data_was_given,
     epochs_done,
+    has_resume_state,
     read_stretches,
     recording_stretch,
     summary_stretches,
@@ -166,8 +166,7 @@ def discard_unstarted(out: Path) -> None:
     step beyond training, say): its configuration, stretch record and initial bases would
     otherwise make the same command, once mended, read as the resume of an unfinished run.
     A run with a recorded epoch, a checkpoint or an IMP round keeps everything."""
-    started = epochs_done(out) > 0 or round_dir(out, 0).exists()
-    if started or any(p.is_file() for p in checkpoints(out / CHECKPOINT)):
+    if epochs_done(out) > 0 or has_resume_state(out):
         return
     for name in ("config.json", STRETCHES, BASES_INIT, METRICS):
         with contextlib.suppress(OSError):
@@ -217,7 +216,7 @@ def _run(
         if resume and not overwrite and (out / SUMMARY).is_file():
             return finished_run(cfg, out, dataset)
     dataset = load_data(cfg.data) if dataset is None else dataset
-    fingerprint = _fingerprint(dataset) if out is not None else None
+    fingerprint = data_fingerprint(dataset) if out is not None else None
     if out is not None and resume and not overwrite and fingerprint is not None:
         check_same_data(out, read_stretches(out), fingerprint)  # before anything is written
     where = Placement.of(cfg.train)  # resolved once for the run: pruning and training
@@ -315,12 +314,6 @@ def tracking_session(
     return TrackingSession(cfg.train.log, run, cfg.train.log_every)
 
 
-def _fingerprint(dataset: data_mod.ImageDataset) -> str | None:
-    """The data's fingerprint (``None`` for a dataset object without one)."""
-    fingerprint = getattr(dataset, "fingerprint", None)
-    return fingerprint() if callable(fingerprint) else None
-
-
 def finished_run(
     cfg: RunConfig, out: Path, dataset: data_mod.ImageDataset | None = None
 ) -> RunResult:
@@ -332,7 +325,7 @@ def finished_run(
     stretches = summary_stretches(summary)
     if dataset is None and data_was_given(stretches):
         dataset = load_data(cfg.data)
-    fingerprint = _fingerprint(dataset) if dataset is not None else None
+    fingerprint = data_fingerprint(dataset) if dataset is not None else None
     if fingerprint is not None:
         check_same_data(out, stretches, fingerprint)
     history = read_metrics(out / METRICS, cfg) if (out / METRICS).is_file() else []
@@ -372,7 +365,11 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
     state = "a finished" if (out / "summary.json").is_file() else "an unfinished"
     names = _option_names.get()
     if not resume:
-        if _same_config(config_file, cfg) is False:  # --resume would be refused: say so now
+        try:  # --resume would be refused for another configuration: say so now
+            other = _recorded_hash(config_file, cfg) != config_hash(cfg)
+        except ValueError:  # damaged, or an import path not this run's: the general advice
+            other = False
+        if other:
             raise ValueError(
                 f"{out} already holds {state} run of another configuration (see "
                 f"{config_file}); choose another {names['out']}, or pass "
@@ -383,10 +380,7 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
             f"{names['overwrite']} to start over, or choose another {names['out']}"
         )
     try:
-        recorded = read_config(config_file)
-        # a name in the file is imported only if it is the one this run is given
-        check_trusted(recorded.model.model, f"{config_file}: field model.model", {cfg.model.model})
-        theirs = config_hash(recorded)
+        theirs = _recorded_hash(config_file, cfg)
     except CorruptFileError as e:
         raise CorruptFileError(
             config_file,
@@ -400,15 +394,13 @@ def claim_run_dir(out: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> N
         )
 
 
-def _same_config(config_file: Path, cfg: RunConfig) -> bool | None:
-    """Whether ``config_file`` records ``cfg`` (``None`` where it cannot tell: a damaged file,
-    or one naming a model import path other than ``cfg``'s, which is not imported)."""
-    try:
-        recorded = read_config(config_file)
-        check_trusted(recorded.model.model, f"{config_file}: field model.model", {cfg.model.model})
-        return config_hash(recorded) == config_hash(cfg)
-    except ValueError:  # CorruptFileError, an untrusted import path
-        return None
+def _recorded_hash(config_file: Path, cfg: RunConfig) -> str:
+    """The configuration hash ``config_file`` records; a model import path in it is let
+    through only if it is the one ``cfg`` is given (``CorruptFileError``,
+    ``UntrustedModelError``: both ``ValueError``)."""
+    recorded = read_config(config_file)
+    check_trusted(recorded.model.model, f"{config_file}: field model.model", {cfg.model.model})
+    return config_hash(recorded)
 
 
 def with_representation(cfg: RunConfig, rep: str | Representation) -> RunConfig:

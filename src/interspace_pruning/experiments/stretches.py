@@ -69,12 +69,14 @@ def starts_over(out: Path) -> bool:
     recorded: no checkpoint to continue from (it stayed on a machine that is gone, say),
     so the recorded epochs are discarded and retrained from the first. Never for an IMP
     run (its checkpoints are in ``round_N/``, its top-level metrics written at its end)."""
+    return epochs_done(out) > 0 and not has_resume_state(out)
+
+
+def has_resume_state(out: Path) -> bool:
+    """Whether ``out`` holds what a run continues from: a checkpoint, or an IMP run's rounds
+    (whose checkpoints are in ``round_N/``)."""
     out = Path(out)
-    return (
-        epochs_done(out) > 0
-        and not any(p.is_file() for p in checkpoints(out / CHECKPOINT))
-        and not round_dir(out, 0).exists()
-    )
+    return any(p.is_file() for p in checkpoints(out / CHECKPOINT)) or round_dir(out, 0).exists()
 
 
 def epochs_kept(out: Path) -> int:
